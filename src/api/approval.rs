@@ -1,0 +1,71 @@
+//! `Approval`: one person's decision on one release for one environment.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::common::Conditions;
+
+/// A person's decision, bound to one release and one environment. Immutable.
+///
+/// The chart's admission policy checks `approver` and `groups` against the identity the
+/// API server authenticated, so they cannot be forged by the client.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "greenlight.dev",
+    version = "v1alpha1",
+    kind = "Approval",
+    namespaced,
+    doc = "An Approval records one person's decision to approve or reject one Release for one environment.",
+    status = "ApprovalStatus",
+    shortname = "appr",
+    category = "greenlight",
+    printcolumn = r#"{"name":"Release","type":"string","jsonPath":".spec.release"}"#,
+    printcolumn = r#"{"name":"Environment","type":"string","jsonPath":".spec.environment"}"#,
+    printcolumn = r#"{"name":"Decision","type":"string","jsonPath":".spec.decision"}"#,
+    printcolumn = r#"{"name":"Approver","type":"string","jsonPath":".spec.approver"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(validation = Rule::new("self == oldSelf").message("an Approval cannot be changed; delete it and create a new one").reason(Reason::FieldValueForbidden))]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalSpec {
+    /// Name of the Release, in the same namespace.
+    #[schemars(length(min = 1, max = 253), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    pub release: String,
+    /// The environment of the release's pipeline this decision is for.
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub environment: String,
+    /// `Approve`, or `Reject` to block the release for that environment.
+    pub decision: Decision,
+    /// The user name of the person deciding; must be the user who creates the Approval.
+    #[schemars(length(min = 1, max = 256))]
+    pub approver: String,
+    /// Groups the approver acts for; each must be one of the creating user's groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub groups: Vec<String>,
+    /// Why, for the audit trail (a change ticket, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub comment: Option<String>,
+}
+
+/// An approver's decision.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum Decision {
+    /// Counts towards the environment's approval rules.
+    Approve,
+    /// Blocks the release for the environment.
+    Reject,
+}
+
+/// Whether and how the approval counted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalStatus {
+    /// `Counted`: whether this approval counts towards a rule, and if not, why (for
+    /// example the approver is the release's author).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Conditions,
+}

@@ -1,0 +1,81 @@
+//! Types and schema helpers shared by the three kinds.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::KubeSchema;
+use schemars::{Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Status conditions, following the Kubernetes API conventions.
+pub type Conditions = Vec<Condition>;
+
+/// Upper bounds that keep every CEL rule inside the API server's cost budget.
+pub mod limits {
+    /// Environments per Pipeline.
+    pub const ENVIRONMENTS: usize = 16;
+    /// Upstream environments per environment.
+    pub const UPSTREAMS: usize = 8;
+    /// Entries in small named lists (deployments, checks, tests, rules, windows).
+    pub const ITEMS: usize = 16;
+    /// `accepts` globs per environment.
+    pub const ACCEPTS: usize = 16;
+    /// Required checks per gate.
+    pub const CHECKS: usize = 32;
+    /// Artifacts per Release.
+    pub const ARTIFACTS: usize = 32;
+    /// Groups named by one approval rule or Approval.
+    pub const GROUPS: usize = 32;
+    /// A DNS-1123 label: environment, namespace, artifact, container and step names.
+    pub const NAME: usize = 63;
+    /// A DNS-1123 subdomain: Kubernetes object names.
+    pub const OBJECT_NAME: usize = 253;
+    /// Short free-form strings: refs, versions, durations, cron expressions, user names.
+    pub const SHORT: usize = 256;
+    /// URLs and image references.
+    pub const LONG: usize = 2048;
+    /// PromQL queries and comments.
+    pub const TEXT: usize = 4096;
+}
+
+/// A DNS-1123 label, as Kubernetes requires for namespaces, containers and our names.
+pub const DNS_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// A DNS-1123 subdomain, as Kubernetes requires for most object names.
+pub const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// A Job run by Greenlight: a pre-deploy migration, a verification test or a gate test.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStep {
+    /// Name of the step, unique within its list. Used in the Job's name and in status.
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// A `batch/v1` JobSpec. Greenlight adds its labels and owner reference, and runs it in
+    /// the environment's target namespace. Checked by `greenlight check`, stored as given.
+    #[schemars(schema_with = "preserve_unknown_object")]
+    pub template: Map<String, Value>,
+    /// How long the Job may run before the step counts as failed, as a duration such as
+    /// `10m` or `1h30m`. Default: `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub timeout: Option<String>,
+}
+
+/// Schema for an object whose fields the API server keeps as they are.
+pub fn preserve_unknown_object(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+/// Something a gate or a verification needs, addressed by name.
+pub trait Named {
+    /// The name that keys this entry in its list.
+    fn name(&self) -> &str;
+}
+
+impl Named for JobStep {
+    fn name(&self) -> &str {
+        &self.name
+    }
+}

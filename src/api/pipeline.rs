@@ -1,0 +1,481 @@
+//! `Pipeline`: the environments a release moves through, and the rules for each move.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::common::{Conditions, JobStep};
+
+/// The environments of one application and the gates between them.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "greenlight.dev",
+    version = "v1alpha1",
+    kind = "Pipeline",
+    namespaced,
+    doc = "A Pipeline declares the environments of one application (dev, staging, prod) and the gates a release must pass to enter each of them.",
+    status = "PipelineStatus",
+    shortname = "pl",
+    category = "greenlight",
+    printcolumn = r#"{"name":"Environments","type":"string","jsonPath":".status.summary","description":"Each environment and the version it runs"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Suspended","type":"boolean","jsonPath":".spec.suspend"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(validation = Rule::new("self.environments.all(e, !has(e.upstream) || e.upstream.all(u, self.environments.exists(x, x.name == u)))").message("every spec.environments[].upstream entry must name an environment of this pipeline").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("self.environments.all(e, !has(e.upstream) || !(e.name in e.upstream))").message("an environment cannot be its own upstream").reason(Reason::FieldValueInvalid))]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineSpec {
+    /// When true, no new promotion starts. Rollbacks and drift repair still run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+    /// How many promotion records each environment keeps in status. Default: 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub history_limit: Option<u32>,
+    /// The environments, in order. Each one is promoted from its `upstream` environments,
+    /// which default to the environment listed just before it.
+    #[schemars(length(min = 1, max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub environments: Vec<Environment>,
+}
+
+/// The default for `spec.historyLimit`.
+pub const DEFAULT_HISTORY_LIMIT: u32 = 20;
+
+/// One environment: where it deploys, how it verifies, and what a release must pass to enter.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Environment {
+    /// Name of the environment, unique in the pipeline (a DNS label such as `staging`).
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// Environments a release must be Healthy in before it can be promoted here. Omitted:
+    /// the previous environment in the list. `[]`: none, releases enter only through `accepts`.
+    /// The environments must form a directed acyclic graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 8), inner(length(min = 1, max = 63)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub upstream: Option<Vec<String>>,
+    /// Globs on a Release's `spec.source.ref`. A matching Release enters this environment
+    /// directly, without an upstream. `*` matches within one path segment, `**` across them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 256)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub accepts: Vec<String>,
+    /// The workloads this environment runs.
+    pub target: Target,
+    /// Jobs run in the target namespace, in order, before any image changes (for example
+    /// database migrations). A failed Job stops the deploy before it changes anything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub pre_deploy: Vec<JobStep>,
+    /// How a release deployed into this environment proves it is healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Verify>,
+    /// What happens when verification fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Rollback>,
+    /// Everything a release must pass before it is deployed into this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates: Option<Gates>,
+}
+
+/// Where an environment deploys.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    /// Namespace of the target Deployments; Jobs run here too.
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub namespace: String,
+    /// The Deployments whose container images Greenlight sets.
+    #[schemars(length(min = 1, max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub deployments: Vec<TargetDeployment>,
+}
+
+/// One container of one Deployment, and the Release artifact whose image it runs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetDeployment {
+    /// Name of the Deployment in the target namespace.
+    #[schemars(length(min = 1, max = 253), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    pub name: String,
+    /// Name of the container whose image is set. Default: the Deployment's only container,
+    /// or else the container named like the Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub container: Option<String>,
+    /// Key in the Release's `spec.artifacts` that holds the image. Default: `container`
+    /// if set, else the Deployment's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub artifact: Option<String>,
+}
+
+impl TargetDeployment {
+    /// The artifact this deployment runs, with the documented defaults applied.
+    pub fn artifact_name(&self) -> &str {
+        self.artifact
+            .as_deref()
+            .or(self.container.as_deref())
+            .unwrap_or(&self.name)
+    }
+}
+
+/// Checks run after deploying into an environment. Failure triggers a rollback.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Verify {
+    /// Every target Deployment must be rolled out and available within this duration.
+    /// Default: `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub progress_deadline: Option<String>,
+    /// After the rollout, the checks below must keep passing for this long. Default: `0s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub window: Option<String>,
+    /// HTTP endpoints polled during the window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub http: Vec<HttpCheck>,
+    /// Prometheus queries evaluated on this environment during the window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub metrics: Vec<MetricCheck>,
+    /// Jobs run against the environment once the rollout completes (for example e2e tests).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub tests: Vec<JobStep>,
+}
+
+/// The default for `verify.progressDeadline`.
+pub const DEFAULT_PROGRESS_DEADLINE: &str = "10m";
+/// The default for a Job step's `timeout`.
+pub const DEFAULT_JOB_TIMEOUT: &str = "10m";
+
+/// An HTTP health check.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpCheck {
+    /// The `http://` or `https://` URL to GET.
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// The status code that counts as healthy. Default: 200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 599))]
+    pub expect_status: Option<u16>,
+    /// Time between two probes. Default: `15s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub interval: Option<String>,
+    /// How long one probe may take. Default: `5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub timeout: Option<String>,
+    /// Consecutive failed probes that fail the check. Default: 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub failure_threshold: Option<u32>,
+}
+
+/// A Prometheus instant query compared with a threshold.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.below) || has(self.above)").message("a metric needs a threshold: set below, above or both").reason(Reason::FieldValueRequired))]
+pub struct MetricCheck {
+    /// Name of the check, unique within its list.
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// The Prometheus server to query.
+    pub prometheus: PrometheusSource,
+    /// A PromQL expression that returns one scalar or a one-element vector.
+    #[schemars(length(min = 1, max = 4096))]
+    pub query: String,
+    /// The check passes only while the value is strictly below this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub below: Option<f64>,
+    /// The check passes only while the value is strictly above this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub above: Option<f64>,
+}
+
+/// Where to send PromQL queries.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSource {
+    /// Base URL of the Prometheus HTTP API, such as `http://prometheus.monitoring:9090`.
+    #[schemars(length(min = 1, max = 2048))]
+    pub address: String,
+}
+
+/// What to do when a deployed release fails verification.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollback {
+    /// Roll back to the last good release by itself. When false, the release is marked
+    /// Failed and the environment holds until a person acts. Default: true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automatic: Option<bool>,
+    /// Also roll back when a release that already passed verification turns unhealthy.
+    /// Default: false (it only stops being a candidate for downstream environments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_verification: Option<bool>,
+}
+
+/// The gates a release must pass, all of them, before it is deployed into an environment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Gates {
+    /// Names of `spec.checks` entries on the Release that must be `Passed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub checks: Vec<String>,
+    /// How long the release must have been Healthy in every upstream environment,
+    /// such as `15m` or `24h`. Does not apply to releases that enter directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub soak: Option<String>,
+    /// Approval rules. Each needs `count` distinct approvers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub approvals: Vec<ApprovalRule>,
+    /// Whether the Release's author or requester may approve it. Default: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_self_approval: bool,
+    /// Windows in which a promotion may start. Empty: any time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub schedule: Vec<ScheduleWindow>,
+    /// Periods in which no promotion starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub freeze: Vec<Freeze>,
+    /// Jobs run against the upstream environment before promotion (smoke, load, soak tests).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub tests: Vec<JobStep>,
+    /// Prometheus queries that must be within their thresholds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub metrics: Vec<MetricCheck>,
+    /// HTTP endpoints asked for a decision; a 2xx answer passes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub webhooks: Vec<Webhook>,
+}
+
+/// A rule that needs `count` distinct people to approve.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRule {
+    /// Name of the rule, shown when it blocks a release.
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// How many distinct approvers the rule needs.
+    #[schemars(range(min = 1, max = 10))]
+    pub count: u32,
+    /// An approver counts if they are in one of these groups (as the API server saw them
+    /// when the Approval was created). Empty together with `users`: anyone may approve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub groups: Vec<String>,
+    /// An approver counts if their user name is listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub users: Vec<String>,
+}
+
+/// A recurring window, in a time zone, in which promotions may start.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleWindow {
+    /// When the window opens: a five-field cron expression (minute hour day-of-month
+    /// month day-of-week), such as `0 2 * * *`.
+    #[schemars(length(min = 1, max = 256))]
+    pub cron: String,
+    /// The IANA time zone the cron expression is read in, such as `Europe/Berlin`.
+    /// Default: `UTC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub time_zone: Option<String>,
+    /// How long the window stays open, such as `1h`.
+    #[schemars(length(min = 1, max = 256))]
+    pub duration: String,
+}
+
+/// A period in which no promotion starts: either recurring (`cron`, `duration`) or
+/// fixed (`start`, `end`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.cron) != has(self.start)").message("a freeze is either recurring (cron and duration) or fixed (start and end)").reason(Reason::FieldValueInvalid))]
+#[x_kube(validation = Rule::new("has(self.cron) == has(self.duration)").message("a recurring freeze needs both cron and duration").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("has(self.start) == has(self.end)").message("a fixed freeze needs both start and end").reason(Reason::FieldValueRequired))]
+pub struct Freeze {
+    /// Why promotions are frozen, shown to whoever waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub reason: Option<String>,
+    /// When a recurring freeze begins: a five-field cron expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub cron: Option<String>,
+    /// The IANA time zone of `cron`. Default: `UTC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub time_zone: Option<String>,
+    /// How long a recurring freeze lasts, such as `63h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub duration: Option<String>,
+    /// Start of a fixed freeze, in RFC 3339 (`2026-12-20T00:00:00Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub start: Option<String>,
+    /// End of a fixed freeze, in RFC 3339; must be after `start`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub end: Option<String>,
+}
+
+/// An external system asked for a go/no-go, such as a change-advisory board.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    /// Name of the webhook, unique within its list.
+    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// The `http://` or `https://` URL that receives a POST describing the release.
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// How long the call may take; a timeout counts as a failure. Default: `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub timeout: Option<String>,
+}
+
+/// What Greenlight observes and decides for a pipeline.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing` and `Degraded`, per the Kubernetes API conventions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Conditions,
+    /// One line for `kubectl get`: each environment and the version it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The state of each environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub environments: Vec<EnvironmentStatus>,
+}
+
+/// The state of one environment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentStatus {
+    /// Name of the environment.
+    pub name: String,
+    /// What the environment is doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<EnvironmentPhase>,
+    /// The release it runs, or is moving to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<ReleaseRef>,
+    /// The last release verified here: the rollback target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good: Option<ReleaseRef>,
+    /// The images found before Greenlight first deployed here: the rollback target until a
+    /// release has been verified.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub baseline: BTreeMap<String, String>,
+    /// A sentence on what happens now or what blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Recent promotions, newest first, at most `spec.historyLimit`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<PromotionRecord>,
+}
+
+/// What an environment is doing.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum EnvironmentPhase {
+    /// Runs its current release and nothing is in flight.
+    Idle,
+    /// Running pre-deploy Jobs or rolling out a new release.
+    Deploying,
+    /// The rollout is done; verification checks are running.
+    Verifying,
+    /// Setting the images back to the last good release.
+    RollingBack,
+    /// A rollback itself failed: no promotion enters until a person acts.
+    Degraded,
+}
+
+/// A release as recorded in status.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseRef {
+    /// Name of the Release object.
+    pub release: String,
+    /// Its `spec.version`.
+    pub version: String,
+    /// When it took this role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+}
+
+/// One promotion into an environment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionRecord {
+    /// Name of the Release object.
+    pub release: String,
+    /// Its `spec.version`.
+    pub version: String,
+    /// How it ended.
+    pub result: PromotionResult,
+    /// When the deploy started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// Why it ended that way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Who asked, for promotions started by a person's override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+/// How a promotion ended; these are the `result` label values of
+/// `greenlight_promotions_total`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum PromotionResult {
+    /// Deployed and verified.
+    Succeeded,
+    /// Failed verification and was held (automatic rollback off).
+    Failed,
+    /// Failed verification and was rolled back.
+    RolledBack,
+    /// A newer release went first.
+    Superseded,
+}

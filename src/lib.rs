@@ -1,0 +1,6 @@
+//! Greenlight: promotes releases through environments only when their gates pass.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod suggest;
+pub mod validation;

@@ -1,0 +1,6 @@
+//! The `greenlight` command line.
+#![forbid(unsafe_code)]
+
+fn main() {
+    print!("{}", greenlight::api::crds_yaml());
+}

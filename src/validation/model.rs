@@ -1,0 +1,181 @@
+//! The checked form of a Pipeline: parsed durations, schedules and globs, resolved
+//! upstreams. Only [`super::validate_pipeline`] builds it, so holding one proves the spec
+//! passed every check. The engine works on this, never on raw strings.
+
+use std::time::Duration;
+
+use globset::GlobMatcher;
+use serde_json::{Map, Value};
+
+use super::schedule::{Freeze, Window};
+use crate::api::ApprovalRule;
+
+/// A Pipeline whose spec passed validation.
+#[derive(Clone, Debug)]
+pub struct ValidPipeline {
+    /// No new promotions start while true.
+    pub suspend: bool,
+    /// Promotion records kept per environment.
+    pub history_limit: u32,
+    /// The environments, in spec order.
+    pub environments: Vec<ValidEnvironment>,
+    /// Indices into `environments`, every environment after all of its upstreams.
+    pub topological_order: Vec<usize>,
+}
+
+impl ValidPipeline {
+    /// The environment with this name.
+    pub fn environment(&self, name: &str) -> Option<&ValidEnvironment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+}
+
+/// One environment, checked.
+#[derive(Clone, Debug)]
+pub struct ValidEnvironment {
+    /// Its name.
+    pub name: String,
+    /// Indices of its upstream environments, with the "previous environment" default applied.
+    pub upstream: Vec<usize>,
+    /// The `accepts` globs, compiled.
+    pub accepts: Vec<RefGlob>,
+    /// Namespace of the targets.
+    pub namespace: String,
+    /// The containers this environment sets images on.
+    pub targets: Vec<ValidTarget>,
+    /// Jobs run before the images change.
+    pub pre_deploy: Vec<ValidJob>,
+    /// How a deploy proves itself.
+    pub verify: ValidVerify,
+    /// What happens on failure.
+    pub rollback: ValidRollback,
+    /// What a release must pass to be deployed here.
+    pub gates: ValidGates,
+}
+
+impl ValidEnvironment {
+    /// Whether a Release from `git_ref` enters this environment directly.
+    pub fn accepts_ref(&self, git_ref: &str) -> bool {
+        self.accepts.iter().any(|glob| glob.matcher.is_match(git_ref))
+    }
+}
+
+/// An `accepts` glob and its compiled matcher.
+#[derive(Clone, Debug)]
+pub struct RefGlob {
+    /// As written.
+    pub pattern: String,
+    /// Compiled, with `*` stopping at `/`.
+    pub matcher: GlobMatcher,
+}
+
+/// One container of one Deployment, and the artifact it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidTarget {
+    /// Deployment name.
+    pub deployment: String,
+    /// Container name; `None` means "the only container, or the one named like the
+    /// Deployment", resolved against the live object.
+    pub container: Option<String>,
+    /// The key in `Release.spec.artifacts`.
+    pub artifact: String,
+}
+
+/// A Job step, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidJob {
+    /// Step name.
+    pub name: String,
+    /// The JobSpec, as written.
+    pub template: Map<String, Value>,
+    /// How long it may run.
+    pub timeout: Duration,
+}
+
+/// Verification settings with defaults applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidVerify {
+    /// Rollout deadline.
+    pub progress_deadline: Duration,
+    /// Observation window after the rollout.
+    pub window: Duration,
+    /// HTTP health checks.
+    pub http: Vec<ValidHttpCheck>,
+    /// Metric checks.
+    pub metrics: Vec<ValidMetric>,
+    /// Test Jobs.
+    pub tests: Vec<ValidJob>,
+}
+
+/// An HTTP check with defaults applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidHttpCheck {
+    /// The URL to GET.
+    pub url: url::Url,
+    /// The healthy status code.
+    pub expect_status: u16,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Time one probe may take.
+    pub timeout: Duration,
+    /// Consecutive failures that fail the check.
+    pub failure_threshold: u32,
+}
+
+/// A metric check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidMetric {
+    /// Check name.
+    pub name: String,
+    /// Prometheus base URL.
+    pub address: url::Url,
+    /// PromQL.
+    pub query: String,
+    /// Passes only while the value is below this.
+    pub below: Option<f64>,
+    /// Passes only while the value is above this.
+    pub above: Option<f64>,
+}
+
+/// Rollback settings with defaults applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValidRollback {
+    /// Roll back by itself on a failed verification.
+    pub automatic: bool,
+    /// Also roll back when a verified release turns unhealthy.
+    pub after_verification: bool,
+}
+
+/// Gates, checked.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ValidGates {
+    /// Required Release checks.
+    pub checks: Vec<String>,
+    /// Minimum time Healthy in every upstream.
+    pub soak: Option<Duration>,
+    /// Approval rules.
+    pub approvals: Vec<ApprovalRule>,
+    /// Whether the author or requester may approve.
+    pub allow_self_approval: bool,
+    /// Windows in which promotions may start; empty means any time.
+    pub schedule: Vec<Window>,
+    /// Periods in which promotions never start.
+    pub freeze: Vec<Freeze>,
+    /// Test Jobs against the upstream environment.
+    pub tests: Vec<ValidJob>,
+    /// Metric thresholds.
+    pub metrics: Vec<ValidMetric>,
+    /// Go/no-go webhooks.
+    pub webhooks: Vec<ValidWebhook>,
+}
+
+/// A webhook gate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidWebhook {
+    /// Webhook name.
+    pub name: String,
+    /// Where to POST.
+    pub url: url::Url,
+    /// How long the call may take.
+    pub timeout: Duration,
+}

@@ -1,0 +1,446 @@
+//! Semantic checks of a Pipeline spec, producing the checked [`ValidPipeline`].
+
+use std::{collections::HashMap, time::Duration};
+
+use globset::GlobBuilder;
+
+use super::{
+    duration::parse_duration,
+    job::validate_job_template,
+    model::*,
+    names::{dns_label, dns_subdomain, http_url},
+    problems::{FieldPath, Problems},
+    schedule::{CronSchedule, Freeze, Window, parse_cron, parse_time_zone},
+};
+use crate::api::{
+    self, DEFAULT_HISTORY_LIMIT, DEFAULT_JOB_TIMEOUT, DEFAULT_PROGRESS_DEADLINE, Environment, Gates, JobStep,
+    MetricCheck, PipelineSpec,
+};
+
+/// Checks a Pipeline spec. Returns the checked model when there is no error, and every
+/// problem found either way.
+pub fn validate_pipeline(spec: &PipelineSpec) -> (Option<ValidPipeline>, Problems) {
+    let mut problems = Problems::new();
+    let root = FieldPath::new("spec");
+    let envs_path = root.field("environments");
+    if spec.environments.is_empty() {
+        problems.error(&envs_path, "a pipeline needs at least one environment");
+    }
+    if spec.environments.len() > api::limits::ENVIRONMENTS {
+        problems.error(&envs_path, format!("{} environments, at most {} allowed", spec.environments.len(), api::limits::ENVIRONMENTS));
+    }
+    let history_limit = spec.history_limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+    if !(1..=100).contains(&history_limit) {
+        problems.error(&root.field("historyLimit"), format!("{history_limit} is out of range: expected 1 to 100"));
+    }
+
+    let index_of = unique_names(spec.environments.iter().map(|e| e.name.as_str()), &envs_path, "name", "environment", &mut problems);
+    let upstreams = resolve_upstreams(spec, &index_of, &envs_path, &mut problems);
+    let topological_order = topological_order(spec, &upstreams, &envs_path, &mut problems);
+
+    let environments: Vec<Option<ValidEnvironment>> = spec
+        .environments
+        .iter()
+        .enumerate()
+        .map(|(i, env)| validate_environment(env, upstreams[i].clone(), &envs_path.index(i), &mut problems))
+        .collect();
+
+    if problems.has_errors() {
+        return (None, problems);
+    }
+    let pipeline = ValidPipeline {
+        suspend: spec.suspend,
+        history_limit,
+        environments: environments.into_iter().flatten().collect(),
+        topological_order: topological_order.unwrap_or_default(),
+    };
+    (Some(pipeline), problems)
+}
+
+/// Reports duplicate and malformed names; returns the index of each first occurrence.
+fn unique_names<'a>(
+    names: impl Iterator<Item = &'a str>,
+    list: &FieldPath,
+    field: &str,
+    what: &str,
+    problems: &mut Problems,
+) -> HashMap<&'a str, usize> {
+    let mut seen = HashMap::new();
+    for (i, name) in names.enumerate() {
+        let path = list.index(i).field(field);
+        problems.check(&path, dns_label(name));
+        if let Some(first) = seen.insert(name, i) {
+            seen.insert(name, first);
+            problems.error(&path, format!("duplicate {what} name {name:?}: already used by {}", list.index(first)));
+        }
+    }
+    seen
+}
+
+fn resolve_upstreams(spec: &PipelineSpec, index_of: &HashMap<&str, usize>, envs_path: &FieldPath, problems: &mut Problems) -> Vec<Vec<usize>> {
+    spec.environments
+        .iter()
+        .enumerate()
+        .map(|(i, env)| match &env.upstream {
+            None if i == 0 => vec![],
+            None => vec![i - 1],
+            Some(names) => {
+                let path = envs_path.index(i).field("upstream");
+                if names.len() > api::limits::UPSTREAMS {
+                    problems.error(&path, format!("{} upstream environments, at most {} allowed", names.len(), api::limits::UPSTREAMS));
+                }
+                let mut resolved = Vec::new();
+                for (j, name) in names.iter().enumerate() {
+                    let entry = path.index(j);
+                    match index_of.get(name.as_str()) {
+                        Some(&k) if k == i => problems.error(&entry, format!("environment {name:?} cannot be its own upstream")),
+                        Some(&k) if resolved.contains(&k) => problems.error(&entry, format!("upstream {name:?} is listed twice")),
+                        Some(&k) => resolved.push(k),
+                        None => {
+                            let known = spec.environments.iter().map(|e| e.name.as_str());
+                            let hint = crate::suggest::closest(name, known.clone())
+                                .map(|best| format!("did you mean {best:?}?"))
+                                .unwrap_or_else(|| format!("expected one of {}", known.collect::<Vec<_>>().join(", ")));
+                            problems.error(&entry, format!("unknown environment {name:?}: {hint}"));
+                        }
+                    }
+                }
+                resolved
+            }
+        })
+        .collect()
+}
+
+/// Orders environments so each comes after its upstreams; reports a cycle if there is one.
+fn topological_order(spec: &PipelineSpec, upstreams: &[Vec<usize>], envs_path: &FieldPath, problems: &mut Problems) -> Option<Vec<usize>> {
+    let n = upstreams.len();
+    let mut remaining: Vec<usize> = upstreams.iter().map(Vec::len).collect();
+    let mut order: Vec<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
+    let mut next = 0;
+    while next < order.len() {
+        let done = order[next];
+        next += 1;
+        for (i, ups) in upstreams.iter().enumerate() {
+            if ups.contains(&done) {
+                remaining[i] -= 1;
+                if remaining[i] == 0 {
+                    order.push(i);
+                }
+            }
+        }
+    }
+    if order.len() == n {
+        return Some(order);
+    }
+    // Walk upstream links from any environment left over until one repeats: that is a cycle.
+    let start = (0..n).find(|i| !order.contains(i))?;
+    let mut walk = vec![start];
+    let mut current = start;
+    loop {
+        current = *upstreams[current].iter().find(|u| !order.contains(u))?;
+        if let Some(pos) = walk.iter().position(|&w| w == current) {
+            let mut cycle: Vec<&str> = walk[pos..].iter().rev().map(|&i| spec.environments[i].name.as_str()).collect();
+            cycle.push(cycle[0]);
+            let first = walk[pos];
+            problems.error(
+                &envs_path.index(first).field("upstream"),
+                format!("upstream environments form a cycle: {}; promotions must flow one way", cycle.join(" → ")),
+            );
+            return None;
+        }
+        walk.push(current);
+    }
+}
+
+fn validate_environment(env: &Environment, upstream: Vec<usize>, path: &FieldPath, problems: &mut Problems) -> Option<ValidEnvironment> {
+    let accepts = validate_accepts(&env.accepts, &path.field("accepts"), problems);
+    if upstream.is_empty() && env.accepts.is_empty() {
+        problems.error(
+            path,
+            format!("no release can ever enter environment {:?}: it has no upstream and accepts no ref; set upstream or accepts", env.name),
+        );
+    }
+    let target_path = path.field("target");
+    problems.check(&target_path.field("namespace"), dns_label(&env.target.namespace));
+    let deployments_path = target_path.field("deployments");
+    if env.target.deployments.is_empty() {
+        problems.error(&deployments_path, "an environment needs at least one target Deployment");
+    }
+    let mut targets = Vec::new();
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, deployment) in env.target.deployments.iter().enumerate() {
+        let entry = deployments_path.index(i);
+        problems.check(&entry.field("name"), dns_subdomain(&deployment.name));
+        if let Some(first) = seen.insert(&deployment.name, i) {
+            problems.error(&entry.field("name"), format!("duplicate Deployment {:?}: already listed at {}", deployment.name, deployments_path.index(first)));
+        }
+        if let Some(container) = &deployment.container {
+            problems.check(&entry.field("container"), dns_label(container));
+        }
+        let artifact = deployment.artifact_name();
+        let artifact_path = if deployment.artifact.is_some() { entry.field("artifact") } else { entry.clone() };
+        problems.check(&artifact_path, dns_label(artifact).map_err(|e| format!("artifact name: {e}")));
+        targets.push(ValidTarget { deployment: deployment.name.clone(), container: deployment.container.clone(), artifact: artifact.to_owned() });
+    }
+
+    let pre_deploy = validate_jobs(&env.pre_deploy, &path.field("preDeploy"), problems);
+    let verify = validate_verify(env.verify.as_ref(), &path.field("verify"), problems);
+    let gates = validate_gates(env.gates.as_ref(), upstream.is_empty(), &path.field("gates"), problems);
+    let rollback = ValidRollback {
+        automatic: env.rollback.as_ref().and_then(|r| r.automatic).unwrap_or(true),
+        after_verification: env.rollback.as_ref().and_then(|r| r.after_verification).unwrap_or(false),
+    };
+    Some(ValidEnvironment {
+        name: env.name.clone(),
+        upstream,
+        accepts,
+        namespace: env.target.namespace.clone(),
+        targets,
+        pre_deploy,
+        verify: verify?,
+        rollback,
+        gates: gates?,
+    })
+}
+
+fn validate_accepts(patterns: &[String], path: &FieldPath, problems: &mut Problems) -> Vec<RefGlob> {
+    patterns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, pattern)| {
+            let glob = GlobBuilder::new(pattern).literal_separator(true).build();
+            let glob = glob.map_err(|err| format!("{pattern:?} is not a valid glob: {}", err.kind()));
+            problems.check(&path.index(i), glob).map(|g| RefGlob { pattern: pattern.clone(), matcher: g.compile_matcher() })
+        })
+        .collect()
+}
+
+/// Parses an optional duration field, applying `default` when it is absent.
+fn duration_or(value: Option<&str>, default: &str, path: &FieldPath, problems: &mut Problems) -> Option<Duration> {
+    problems.check(path, parse_duration(value.unwrap_or(default)))
+}
+
+/// Like [`duration_or`], but zero is an error: the field must last some time.
+fn positive_duration(value: Option<&str>, default: &str, path: &FieldPath, problems: &mut Problems) -> Option<Duration> {
+    let duration = duration_or(value, default, path, problems)?;
+    if duration.is_zero() {
+        problems.error(path, format!("{:?} is zero: expected a positive duration", value.unwrap_or(default)));
+        return None;
+    }
+    Some(duration)
+}
+
+fn validate_jobs(steps: &[JobStep], path: &FieldPath, problems: &mut Problems) -> Vec<ValidJob> {
+    unique_names(steps.iter().map(|s| s.name.as_str()), path, "name", "step", problems);
+    steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, step)| {
+            let entry = path.index(i);
+            problems.extend(validate_job_template(&step.template, &entry.field("template")));
+            let timeout = positive_duration(step.timeout.as_deref(), DEFAULT_JOB_TIMEOUT, &entry.field("timeout"), problems)?;
+            Some(ValidJob { name: step.name.clone(), template: step.template.clone(), timeout })
+        })
+        .collect()
+}
+
+fn validate_verify(verify: Option<&api::Verify>, path: &FieldPath, problems: &mut Problems) -> Option<ValidVerify> {
+    let empty = api::Verify { progress_deadline: None, window: None, http: vec![], metrics: vec![], tests: vec![] };
+    let verify = verify.unwrap_or(&empty);
+    let progress_deadline = positive_duration(verify.progress_deadline.as_deref(), DEFAULT_PROGRESS_DEADLINE, &path.field("progressDeadline"), problems);
+    let window = duration_or(verify.window.as_deref(), "0s", &path.field("window"), problems);
+    let http_path = path.field("http");
+    let http: Vec<Option<ValidHttpCheck>> = verify
+        .http
+        .iter()
+        .enumerate()
+        .map(|(i, check)| {
+            let entry = http_path.index(i);
+            let url = problems.check(&entry.field("url"), http_url(&check.url));
+            let expect_status = check.expect_status.unwrap_or(200);
+            if !(100..=599).contains(&expect_status) {
+                problems.error(&entry.field("expectStatus"), format!("{expect_status} is not an HTTP status code: expected 100 to 599"));
+            }
+            let interval = positive_duration(check.interval.as_deref(), "15s", &entry.field("interval"), problems);
+            let timeout = positive_duration(check.timeout.as_deref(), "5s", &entry.field("timeout"), problems);
+            let failure_threshold = check.failure_threshold.unwrap_or(3);
+            if failure_threshold == 0 {
+                problems.error(&entry.field("failureThreshold"), "must be at least 1");
+            }
+            Some(ValidHttpCheck { url: url?, expect_status, interval: interval?, timeout: timeout?, failure_threshold })
+        })
+        .collect();
+    let metrics = validate_metrics(&verify.metrics, &path.field("metrics"), problems);
+    let tests = validate_jobs(&verify.tests, &path.field("tests"), problems);
+    Some(ValidVerify {
+        progress_deadline: progress_deadline?,
+        window: window?,
+        http: http.into_iter().collect::<Option<_>>()?,
+        metrics: metrics?,
+        tests,
+    })
+}
+
+fn validate_metrics(metrics: &[MetricCheck], path: &FieldPath, problems: &mut Problems) -> Option<Vec<ValidMetric>> {
+    unique_names(metrics.iter().map(|m| m.name.as_str()), path, "name", "metric", problems);
+    metrics
+        .iter()
+        .enumerate()
+        .map(|(i, metric)| {
+            let entry = path.index(i);
+            let address = problems.check(&entry.field("prometheus").field("address"), http_url(&metric.prometheus.address));
+            if metric.query.trim().is_empty() {
+                problems.error(&entry.field("query"), "the query is empty: expected a PromQL expression");
+            }
+            match (metric.below, metric.above) {
+                (None, None) => problems.error(&entry, "a metric needs a threshold: set below, above or both"),
+                (Some(below), Some(above)) if above >= below => problems.error(
+                    &entry.field("above"),
+                    format!("above ({above}) must be less than below ({below}), or no value can ever pass"),
+                ),
+                _ => {}
+            }
+            for (field, value) in [("below", metric.below), ("above", metric.above)] {
+                if value.is_some_and(|v| !v.is_finite()) {
+                    problems.error(&entry.field(field), "must be a finite number");
+                }
+            }
+            Some(ValidMetric { name: metric.name.clone(), address: address?, query: metric.query.clone(), below: metric.below, above: metric.above })
+        })
+        .collect()
+}
+
+fn validate_gates(gates: Option<&Gates>, direct_entry_only: bool, path: &FieldPath, problems: &mut Problems) -> Option<ValidGates> {
+    let Some(gates) = gates else {
+        return Some(ValidGates::default());
+    };
+    let checks_path = path.field("checks");
+    let mut checks: Vec<String> = Vec::new();
+    for (i, check) in gates.checks.iter().enumerate() {
+        if check.is_empty() {
+            problems.error(&checks_path.index(i), "empty check name");
+        } else if checks.contains(check) {
+            problems.error(&checks_path.index(i), format!("check {check:?} is listed twice"));
+        } else {
+            checks.push(check.clone());
+        }
+    }
+    let soak = gates.soak.as_deref().and_then(|s| problems.check(&path.field("soak"), parse_duration(s)));
+    if gates.soak.is_some() && direct_entry_only {
+        problems.warning(&path.field("soak"), "this environment has no upstream, so soak never applies (it measures time Healthy upstream)");
+    }
+    let approvals_path = path.field("approvals");
+    unique_names(gates.approvals.iter().map(|r| r.name.as_str()), &approvals_path, "name", "approval rule", problems);
+    for (i, rule) in gates.approvals.iter().enumerate() {
+        if !(1..=10).contains(&rule.count) {
+            problems.error(&approvals_path.index(i).field("count"), format!("{} is out of range: expected 1 to 10 approvers", rule.count));
+        }
+    }
+    let schedule = validate_windows(gates, &path.field("schedule"), problems);
+    let freeze = validate_freezes(gates, &path.field("freeze"), problems);
+    let tests = validate_jobs(&gates.tests, &path.field("tests"), problems);
+    let metrics = validate_metrics(&gates.metrics, &path.field("metrics"), problems);
+    let webhooks_path = path.field("webhooks");
+    unique_names(gates.webhooks.iter().map(|w| w.name.as_str()), &webhooks_path, "name", "webhook", problems);
+    let webhooks: Option<Vec<ValidWebhook>> = gates
+        .webhooks
+        .iter()
+        .enumerate()
+        .map(|(i, hook)| {
+            let entry = webhooks_path.index(i);
+            let url = problems.check(&entry.field("url"), http_url(&hook.url));
+            let timeout = positive_duration(hook.timeout.as_deref(), "10s", &entry.field("timeout"), problems);
+            Some(ValidWebhook { name: hook.name.clone(), url: url?, timeout: timeout? })
+        })
+        .collect();
+    Some(ValidGates {
+        checks,
+        soak,
+        approvals: gates.approvals.clone(),
+        allow_self_approval: gates.allow_self_approval,
+        schedule: schedule?,
+        freeze: freeze?,
+        tests,
+        metrics: metrics?,
+        webhooks: webhooks?,
+    })
+}
+
+fn cron_schedule(cron: &str, time_zone: Option<&str>, path: &FieldPath, problems: &mut Problems) -> Option<CronSchedule> {
+    let parsed = problems.check(&path.field("cron"), parse_cron(cron));
+    let zone_name = time_zone.unwrap_or("UTC");
+    let zone = problems.check(&path.field("timeZone"), parse_time_zone(zone_name));
+    Some(CronSchedule { expression: cron.to_owned(), cron: parsed?, time_zone: zone?, time_zone_name: zone_name.to_owned() })
+}
+
+fn validate_windows(gates: &Gates, path: &FieldPath, problems: &mut Problems) -> Option<Vec<Window>> {
+    gates
+        .schedule
+        .iter()
+        .enumerate()
+        .map(|(i, window)| {
+            let entry = path.index(i);
+            let opens = cron_schedule(&window.cron, window.time_zone.as_deref(), &entry, problems);
+            let duration = positive_duration(Some(&window.duration), "", &entry.field("duration"), problems);
+            Some(Window { opens: opens?, duration: duration? })
+        })
+        .collect()
+}
+
+fn validate_freezes(gates: &Gates, path: &FieldPath, problems: &mut Problems) -> Option<Vec<Freeze>> {
+    gates
+        .freeze
+        .iter()
+        .enumerate()
+        .map(|(i, freeze)| {
+            let entry = path.index(i);
+            let reason = freeze.reason.clone();
+            match (&freeze.cron, &freeze.start) {
+                (Some(cron), None) => {
+                    if freeze.end.is_some() {
+                        problems.error(&entry.field("end"), "a recurring freeze (cron) takes duration, not end");
+                    }
+                    let Some(duration) = &freeze.duration else {
+                        problems.error(&entry.field("duration"), "a recurring freeze needs a duration, such as 63h");
+                        return None;
+                    };
+                    let begins = cron_schedule(cron, freeze.time_zone.as_deref(), &entry, problems);
+                    let duration = positive_duration(Some(duration), "", &entry.field("duration"), problems);
+                    Some(Freeze::Recurring { begins: begins?, duration: duration?, reason })
+                }
+                (None, Some(start)) => {
+                    for (field, set) in [("duration", freeze.duration.is_some()), ("timeZone", freeze.time_zone.is_some())] {
+                        if set {
+                            problems.error(&entry.field(field), format!("a fixed freeze (start, end) takes no {field}"));
+                        }
+                    }
+                    let Some(end) = &freeze.end else {
+                        problems.error(&entry.field("end"), "a fixed freeze needs an end, in RFC 3339 such as 2027-01-04T00:00:00Z");
+                        return None;
+                    };
+                    let start_at = problems.check(&entry.field("start"), parse_timestamp(start));
+                    let end_at = problems.check(&entry.field("end"), parse_timestamp(end));
+                    let (start_at, end_at) = (start_at?, end_at?);
+                    if start_at >= end_at {
+                        problems.error(&entry.field("end"), format!("end {end} is not after start {start}"));
+                        return None;
+                    }
+                    Some(Freeze::Fixed { start: start_at, end: end_at, reason })
+                }
+                (Some(_), Some(_)) => {
+                    problems.error(&entry, "a freeze is either recurring (cron and duration) or fixed (start and end), not both");
+                    None
+                }
+                (None, None) => {
+                    problems.error(&entry, "a freeze needs cron and duration (recurring) or start and end (fixed)");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+fn parse_timestamp(text: &str) -> Result<jiff::Timestamp, String> {
+    text.parse::<jiff::Timestamp>()
+        .map_err(|_| format!("{text:?} is not an RFC 3339 time: expected a time with an offset, such as 2026-12-20T00:00:00Z"))
+}
