@@ -2,5 +2,6 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod check;
 pub mod suggest;
 pub mod validation;

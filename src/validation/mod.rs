@@ -6,7 +6,7 @@
 mod duration;
 mod job;
 mod model;
-mod names;
+pub mod names;
 mod pipeline;
 mod problems;
 mod references;

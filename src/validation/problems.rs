@@ -36,6 +36,14 @@ impl FieldPath {
         Self(format!("{}[{key:?}]", self.0))
     }
 
+    /// Whether this path is `other` or lies below it.
+    pub fn is_within(&self, other: &FieldPath) -> bool {
+        match self.0.strip_prefix(&other.0) {
+            Some(rest) => other.0.is_empty() || rest.is_empty() || rest.starts_with(['.', '[']),
+            None => false,
+        }
+    }
+
     /// The path as text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -75,6 +75,78 @@ fn check_object(schema: &Value, map: &serde_json::Map<String, Value>, path: &Fie
     check_bounds(schema, map.len(), "minProperties", "maxProperties", "entries", path, problems);
 }
 
+/// Returns a copy of `value` that fits `schema`: unknown fields dropped, values of the wrong
+/// type and missing required fields replaced by placeholders. The typed and semantic checks
+/// can then run on the rest of the object, so one structural mistake hides nothing else.
+pub fn repair(schema: &Value, value: &Value) -> Value {
+    if value.is_null() || flag(schema, "x-kubernetes-int-or-string") {
+        return value.clone();
+    }
+    let Some(expected) = schema.get("type").and_then(Value::as_str) else {
+        return value.clone();
+    };
+    match (expected, value) {
+        ("object", Value::Object(map)) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
+            let mut repaired = serde_json::Map::new();
+            for (key, child) in map {
+                if let Some(child_schema) = properties.and_then(|p| p.get(key)).or(additional) {
+                    repaired.insert(key.clone(), repair(child_schema, child));
+                } else if preserve {
+                    repaired.insert(key.clone(), child.clone());
+                }
+            }
+            fill_required(schema, &mut repaired);
+            Value::Object(repaired)
+        }
+        ("array", Value::Array(items)) => {
+            let item_schema = schema.get("items");
+            Value::Array(items.iter().map(|item| item_schema.map_or_else(|| item.clone(), |s| repair(s, item))).collect())
+        }
+        ("string", Value::String(text)) => match schema.get("enum").and_then(Value::as_array) {
+            Some(allowed) if !allowed.contains(value) => placeholder(schema),
+            _ => Value::String(text.clone()),
+        },
+        ("integer", v) if v.is_i64() || v.is_u64() => v.clone(),
+        ("number", Value::Number(_)) | ("boolean", Value::Bool(_)) => value.clone(),
+        _ => placeholder(schema),
+    }
+}
+
+fn fill_required(schema: &Value, map: &mut serde_json::Map<String, Value>) {
+    let properties = schema.get("properties").and_then(Value::as_object);
+    for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+        if let (Some(name), Some(props)) = (required.as_str(), properties) {
+            if !map.contains_key(name) {
+                if let Some(child_schema) = props.get(name) {
+                    map.insert(name.to_owned(), placeholder(child_schema));
+                }
+            }
+        }
+    }
+}
+
+/// The simplest value of a schema's type, standing in for a missing or broken one.
+fn placeholder(schema: &Value) -> Value {
+    if flag(schema, "nullable") {
+        return Value::Null;
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("object") => {
+            let mut map = serde_json::Map::new();
+            fill_required(schema, &mut map);
+            Value::Object(map)
+        }
+        Some("array") => Value::Array(vec![]),
+        Some("string") => schema.get("enum").and_then(|e| e.get(0)).cloned().unwrap_or_else(|| Value::String(String::new())),
+        Some("integer" | "number") => Value::from(0),
+        Some("boolean") => Value::Bool(false),
+        _ => Value::Null,
+    }
+}
+
 fn unknown_field_message(key: &str, known: &[&str]) -> String {
     match closest(key, known.iter().copied()) {
         Some(best) => format!("unknown field {key:?}: did you mean {best:?}?"),
@@ -224,5 +296,10 @@ mod tests {
         let schema = json!({"type": "object", "additionalProperties": {"type": "string", "minLength": 1}});
         let found = problems_for(schema, json!({"api": ""}));
         assert_eq!(found, ["error: spec[\"api\"]: must not be empty"]);
+    }
+    #[test]
+    fn repair_drops_unknown_fields_and_replaces_broken_values() {
+        let repaired = repair(&object_schema(), &json!({"upsteam": ["x"], "upstream": "staging", "count": "two", "decision": "Maybe"}));
+        assert_eq!(repaired, json!({"name": "", "upstream": null, "count": 0, "decision": "Approve"}));
     }
 }
