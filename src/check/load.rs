@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn a_yaml_syntax_error_gives_the_line_in_the_file() {
-        let docs = split_documents("f.yaml", "a: 1\n---\nb: [1,\nc: 2\n");
+        let docs = split_documents("f.yaml", "a: 1\n---\nb: 1\n  c: 2\n");
         let err = docs[1].content.as_ref().unwrap_err();
         assert!(err.starts_with("invalid YAML: line 4"), "{err}");
     }
