@@ -36,7 +36,11 @@ fn main() -> ExitCode {
         Command::Check { files } => {
             let report = greenlight::check::check_paths(&files);
             print!("{}", report.render());
-            if report.errors() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if report.errors() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

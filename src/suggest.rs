@@ -5,7 +5,12 @@ pub fn closest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -
     let lower = input.to_lowercase();
     candidates
         .into_iter()
-        .map(|candidate| (strsim::damerau_levenshtein(&lower, &candidate.to_lowercase()), candidate))
+        .map(|candidate| {
+            (
+                strsim::damerau_levenshtein(&lower, &candidate.to_lowercase()),
+                candidate,
+            )
+        })
         .filter(|(distance, candidate)| *distance <= (candidate.len().max(input.len()) / 3).max(1))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
@@ -17,7 +22,10 @@ mod tests {
 
     #[test]
     fn a_near_miss_suggests_the_intended_name() {
-        assert_eq!(closest("upsteam", ["upstream", "accepts", "target"]), Some("upstream"));
+        assert_eq!(
+            closest("upsteam", ["upstream", "accepts", "target"]),
+            Some("upstream")
+        );
         assert_eq!(closest("timezone", ["timeZone", "cron"]), Some("timeZone"));
     }
 

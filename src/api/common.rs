@@ -40,7 +40,8 @@ pub mod limits {
 /// A DNS-1123 label, as Kubernetes requires for namespaces, containers and our names.
 pub const DNS_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// A DNS-1123 subdomain, as Kubernetes requires for most object names.
-pub const DNS_SUBDOMAIN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+pub const DNS_SUBDOMAIN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// A Job run by Greenlight: a pre-deploy migration, a verification test or a gate test.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]

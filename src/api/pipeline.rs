@@ -102,7 +102,10 @@ pub struct Target {
 #[serde(rename_all = "camelCase")]
 pub struct TargetDeployment {
     /// Name of the Deployment in the target namespace.
-    #[schemars(length(min = 1, max = 253), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
     /// Name of the container whose image is set. Default: the Deployment's only container,
     /// or else the container named like the Deployment.

@@ -37,7 +37,10 @@ use super::common::Conditions;
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseSpec {
     /// Name of the Pipeline, in the same namespace, that this release travels through.
-    #[schemars(length(min = 1, max = 253), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub pipeline: String,
     /// The version people talk about, such as `1.4.2`.
     #[schemars(length(min = 1, max = 256))]

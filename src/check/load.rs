@@ -27,7 +27,8 @@ pub fn collect_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         if input.as_os_str() == "-" {
             files.push(input.clone());
         } else if input.is_dir() {
-            walk(input, &mut files).map_err(|err| format!("{}: cannot read directory: {err}", input.display()))?;
+            walk(input, &mut files)
+                .map_err(|err| format!("{}: cannot read directory: {err}", input.display()))?;
         } else if input.exists() {
             files.push(input.clone());
         } else {
@@ -38,16 +39,23 @@ pub fn collect_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 }
 
 fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<PathBuf> = fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
     entries.sort();
     for path in entries {
-        let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
         if hidden {
             continue;
         }
         if path.is_dir() {
             walk(&path, files)?;
-        } else if path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml" || ext == "json") {
+        } else if path
+            .extension()
+            .is_some_and(|ext| ext == "yaml" || ext == "yml" || ext == "json")
+        {
             files.push(path);
         }
     }
@@ -59,7 +67,9 @@ pub fn read_documents(path: &Path) -> Result<Vec<SourceDocument>, String> {
     let name = path.display().to_string();
     let text = if path.as_os_str() == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map_err(|err| format!("-: cannot read standard input: {err}"))?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|err| format!("-: cannot read standard input: {err}"))?;
         text
     } else {
         fs::read_to_string(path).map_err(|err| format!("{name}: cannot read: {err}"))?
@@ -73,10 +83,17 @@ pub fn split_documents(file: &str, text: &str) -> Vec<SourceDocument> {
     let mut start_line = 1;
     let mut current = String::new();
     let flush = |start: usize, body: &str, documents: &mut Vec<SourceDocument>| {
-        if body.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "...") {
+        if body
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "...")
+        {
             return;
         }
-        documents.push(SourceDocument { file: file.to_owned(), line: start, content: parse_yaml(body, start) });
+        documents.push(SourceDocument {
+            file: file.to_owned(),
+            line: start,
+            content: parse_yaml(body, start),
+        });
     };
     for (i, line) in text.lines().enumerate() {
         if line == "---" || line.starts_with("--- ") {
@@ -100,12 +117,22 @@ pub fn split_documents(file: &str, text: &str) -> Vec<SourceDocument> {
 
 fn parse_yaml(body: &str, first_line: usize) -> Result<Value, String> {
     let yaml: serde_yaml::Value = serde_yaml::from_str(body).map_err(|err| {
-        let location = err.location().map(|l| format!("line {}, column {}: ", l.line() + first_line - 1, l.column())).unwrap_or_default();
+        let location = err
+            .location()
+            .map(|l| {
+                format!(
+                    "line {}, column {}: ",
+                    l.line() + first_line - 1,
+                    l.column()
+                )
+            })
+            .unwrap_or_default();
         let message = err.to_string();
         let message = message.split(" at line ").next().unwrap_or(&message);
         format!("invalid YAML: {location}{message}")
     })?;
-    serde_json::to_value(yaml).map_err(|err| format!("unsupported YAML (keys must be strings): {err}"))
+    serde_json::to_value(yaml)
+        .map_err(|err| format!("unsupported YAML (keys must be strings): {err}"))
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ use std::{collections::HashMap, fmt::Write as _, path::PathBuf};
 
 use object::{Checked, ObjectId, check_object, identify};
 
-use crate::validation::{Problem, Severity, validate_approval_references, validate_release_references};
+use crate::validation::{
+    Problem, Severity, validate_approval_references, validate_release_references,
+};
 
 pub use load::{SourceDocument, split_documents};
 
@@ -48,7 +50,10 @@ pub struct Report {
 impl Report {
     /// Number of errors.
     pub fn errors(&self) -> usize {
-        self.findings.iter().filter(|f| f.problem.severity == Severity::Error).count()
+        self.findings
+            .iter()
+            .filter(|f| f.problem.severity == Severity::Error)
+            .count()
     }
 
     /// Number of warnings.
@@ -64,10 +69,22 @@ impl Report {
         }
         let kinds: Vec<String> = ["Pipeline", "Release", "Approval"]
             .iter()
-            .filter_map(|k| self.objects.get(*k).map(|n| format!("{n} {k}{}", if *n == 1 { "" } else { "s" })))
+            .filter_map(|k| {
+                self.objects
+                    .get(*k)
+                    .map(|n| format!("{n} {k}{}", if *n == 1 { "" } else { "s" }))
+            })
             .collect();
-        let objects = if kinds.is_empty() { "no Greenlight objects".to_owned() } else { kinds.join(", ") };
-        let skipped = if self.skipped > 0 { format!(" ({} other documents skipped)", self.skipped) } else { String::new() };
+        let objects = if kinds.is_empty() {
+            "no Greenlight objects".to_owned()
+        } else {
+            kinds.join(", ")
+        };
+        let skipped = if self.skipped > 0 {
+            format!(" ({} other documents skipped)", self.skipped)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
             "checked {} file{}: {objects}{skipped}; {} error{}, {} warning{}",
@@ -105,11 +122,19 @@ pub fn check_paths(inputs: &[PathBuf]) -> Report {
 }
 
 fn io_finding(message: String) -> Finding {
-    let (location, message) = message.split_once(": ").map_or((String::new(), message.clone()), |(l, m)| (l.to_owned(), m.to_owned()));
+    let (location, message) = message
+        .split_once(": ")
+        .map_or((String::new(), message.clone()), |(l, m)| {
+            (l.to_owned(), m.to_owned())
+        });
     Finding {
         location,
         object: None,
-        problem: Problem { severity: Severity::Error, path: crate::validation::FieldPath::root(), message },
+        problem: Problem {
+            severity: Severity::Error,
+            path: crate::validation::FieldPath::root(),
+            message,
+        },
     }
 }
 
@@ -130,7 +155,11 @@ pub fn check_documents(documents: Vec<SourceDocument>, report: &mut Report) {
                 report.findings.push(Finding {
                     location,
                     object: None,
-                    problem: Problem { severity: Severity::Error, path: crate::validation::FieldPath::root(), message },
+                    problem: Problem {
+                        severity: Severity::Error,
+                        path: crate::validation::FieldPath::root(),
+                        message,
+                    },
                 });
                 continue;
             }
@@ -141,15 +170,28 @@ pub fn check_documents(documents: Vec<SourceDocument>, report: &mut Report) {
             continue;
         };
         if let Some(first) = seen.iter().find(|s| s.id == id && !id.name.ends_with('*')) {
-            problems.error(&crate::validation::FieldPath::new("metadata").field("name"), format!("{id} is defined twice: first at {}", first.location));
+            problems.error(
+                &crate::validation::FieldPath::new("metadata").field("name"),
+                format!("{id} is defined twice: first at {}", first.location),
+            );
         }
-        let checked = if problems.has_errors() { Checked::Broken } else { check_object(&id, &value, &mut problems) };
+        let checked = if problems.has_errors() {
+            Checked::Broken
+        } else {
+            check_object(&id, &value, &mut problems)
+        };
         *report.objects.entry(id.kind.clone()).or_default() += 1;
         push_problems(report, &location, &id, problems);
-        seen.push(Seen { id, location, checked });
+        seen.push(Seen {
+            id,
+            location,
+            checked,
+        });
     }
     check_references(&seen, report);
-    report.findings.sort_by(|a, b| natural_location(&a.location).cmp(&natural_location(&b.location)));
+    report
+        .findings
+        .sort_by_key(|a| natural_location(&a.location));
 }
 
 /// Sort key for `file:line`, so that line 10 comes after line 9.
@@ -160,18 +202,29 @@ fn natural_location(location: &str) -> (String, usize) {
     }
 }
 
-fn push_problems(report: &mut Report, location: &str, id: &ObjectId, problems: crate::validation::Problems) {
+fn push_problems(
+    report: &mut Report,
+    location: &str,
+    id: &ObjectId,
+    problems: crate::validation::Problems,
+) {
     let mut reported_paths: Vec<crate::validation::FieldPath> = Vec::new();
     for problem in problems {
         // One line per problem: a later layer restating an earlier error at the same field,
         // or below it, is dropped.
-        if problem.severity == Severity::Error && reported_paths.iter().any(|p| problem.path.is_within(p)) {
+        if problem.severity == Severity::Error
+            && reported_paths.iter().any(|p| problem.path.is_within(p))
+        {
             continue;
         }
         if problem.severity == Severity::Error {
             reported_paths.push(problem.path.clone());
         }
-        report.findings.push(Finding { location: location.to_owned(), object: Some(id.to_string()), problem });
+        report.findings.push(Finding {
+            location: location.to_owned(),
+            object: Some(id.to_string()),
+            problem,
+        });
     }
 }
 
@@ -184,26 +237,51 @@ fn same_namespace(a: &ObjectId, b: &ObjectId) -> bool {
 
 fn check_references(seen: &[Seen], report: &mut Report) {
     let find = |kind: &str, name: &str, near: &ObjectId| {
-        seen.iter().find(|s| s.id.kind == kind && s.id.name == name && same_namespace(&s.id, near))
+        seen.iter()
+            .find(|s| s.id.kind == kind && s.id.name == name && same_namespace(&s.id, near))
     };
     for object in seen {
         let problems = match &object.checked {
             Checked::Release { spec } => match find("Pipeline", &spec.pipeline, &object.id) {
-                Some(Seen { checked: Checked::Pipeline { valid: Some(pipeline) }, .. }) => {
-                    validate_release_references(spec, &spec.pipeline, pipeline)
-                }
+                Some(Seen {
+                    checked:
+                        Checked::Pipeline {
+                            valid: Some(pipeline),
+                        },
+                    ..
+                }) => validate_release_references(spec, &spec.pipeline, pipeline),
                 Some(_) => continue,
-                None => not_found(&object.id, "Pipeline", &spec.pipeline, "spec.pipeline", "its artifacts and refs were not checked"),
+                None => not_found(
+                    &object.id,
+                    "Pipeline",
+                    &spec.pipeline,
+                    "spec.pipeline",
+                    "its artifacts and refs were not checked",
+                ),
             },
             Checked::Approval { spec } => match find("Release", &spec.release, &object.id) {
-                Some(Seen { checked: Checked::Release { spec: release }, id, .. }) => match find("Pipeline", &release.pipeline, id) {
-                    Some(Seen { checked: Checked::Pipeline { valid: Some(pipeline) }, .. }) => {
-                        validate_approval_references(spec, &release.pipeline, pipeline)
-                    }
+                Some(Seen {
+                    checked: Checked::Release { spec: release },
+                    id,
+                    ..
+                }) => match find("Pipeline", &release.pipeline, id) {
+                    Some(Seen {
+                        checked:
+                            Checked::Pipeline {
+                                valid: Some(pipeline),
+                            },
+                        ..
+                    }) => validate_approval_references(spec, &release.pipeline, pipeline),
                     _ => continue,
                 },
                 Some(_) => continue,
-                None => not_found(&object.id, "Release", &spec.release, "spec.release", "its environment was not checked"),
+                None => not_found(
+                    &object.id,
+                    "Release",
+                    &spec.release,
+                    "spec.release",
+                    "its environment was not checked",
+                ),
             },
             _ => continue,
         };
@@ -211,9 +289,19 @@ fn check_references(seen: &[Seen], report: &mut Report) {
     }
 }
 
-fn not_found(id: &ObjectId, kind: &str, name: &str, field: &str, consequence: &str) -> crate::validation::Problems {
+fn not_found(
+    id: &ObjectId,
+    kind: &str,
+    name: &str,
+    field: &str,
+    consequence: &str,
+) -> crate::validation::Problems {
     let mut problems = crate::validation::Problems::new();
-    let namespace = id.namespace.as_deref().map(|ns| format!(" in namespace {ns}")).unwrap_or_default();
+    let namespace = id
+        .namespace
+        .as_deref()
+        .map(|ns| format!(" in namespace {ns}"))
+        .unwrap_or_default();
     problems.warning(
         &crate::validation::FieldPath::new(field),
         format!("{kind} {name:?}{namespace} is not among the checked files, so {consequence}"),

@@ -26,13 +26,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut rest = text;
     let mut seconds = 0f64;
     while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let (number, after) = rest.split_at(number_len);
         if number.is_empty() || number.starts_with('.') && number.len() == 1 {
             return Err(fail());
         }
         let value: f64 = number.parse().map_err(|_| fail())?;
-        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
         let (unit, after) = after.split_at(unit_len);
         let Some((_, scale)) = UNITS.iter().find(|(name, _)| *name == unit) else {
             return Err(if unit.is_empty() {
@@ -45,7 +49,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         rest = after;
     }
     if !seconds.is_finite() || seconds > 10.0 * 365.0 * 86400.0 {
-        return Err(format!("{text:?} is too long: durations are limited to 10 years"));
+        return Err(format!(
+            "{text:?} is too long: durations are limited to 10 years"
+        ));
     }
     Ok(Duration::from_secs_f64(seconds))
 }
@@ -100,14 +106,22 @@ mod tests {
 
     #[test]
     fn absurdly_long_durations_are_rejected() {
-        assert!(parse_duration("999999999h").unwrap_err().contains("10 years"));
+        assert!(
+            parse_duration("999999999h")
+                .unwrap_err()
+                .contains("10 years")
+        );
     }
 
     #[test]
     fn formatting_round_trips() {
         for text in ["1h30m", "45s", "15m", "63h", "250ms", "1h0m5s"] {
             let parsed = parse_duration(text).unwrap();
-            assert_eq!(parse_duration(&format_duration(parsed)), Ok(parsed), "{text}");
+            assert_eq!(
+                parse_duration(&format_duration(parsed)),
+                Ok(parsed),
+                "{text}"
+            );
         }
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
     }

@@ -6,7 +6,10 @@ use std::sync::OnceLock;
 use k8s_openapi::api::batch::v1::JobSpec;
 use serde_json::{Map, Value};
 
-use super::{problems::{FieldPath, Problems}, schema::check_structure};
+use super::{
+    problems::{FieldPath, Problems},
+    schema::check_structure,
+};
 
 fn job_spec_schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
@@ -17,7 +20,8 @@ fn job_spec_schema() -> &'static Value {
                 s.meta_schema = None;
             })
             .into_generator();
-        serde_json::to_value(generator.into_root_schema_for::<JobSpec>()).expect("the JobSpec schema serializes")
+        serde_json::to_value(generator.into_root_schema_for::<JobSpec>())
+            .expect("the JobSpec schema serializes")
     })
 }
 
@@ -32,17 +36,28 @@ pub fn validate_job_template(template: &Map<String, Value>, path: &FieldPath) ->
     }
     let pod_spec_path = path.field("template").field("spec");
     let pod_spec = value.pointer("/template/spec");
-    let containers = pod_spec.and_then(|s| s.get("containers")).and_then(Value::as_array);
+    let containers = pod_spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array);
     if containers.is_none_or(Vec::is_empty) {
-        problems.error(&pod_spec_path.field("containers"), "a Job needs at least one container");
+        problems.error(
+            &pod_spec_path.field("containers"),
+            "a Job needs at least one container",
+        );
     }
-    match pod_spec.and_then(|s| s.get("restartPolicy")).and_then(Value::as_str) {
+    match pod_spec
+        .and_then(|s| s.get("restartPolicy"))
+        .and_then(Value::as_str)
+    {
         Some("Never" | "OnFailure") => {}
         Some(other) => problems.error(
             &pod_spec_path.field("restartPolicy"),
             format!("{other:?} is not allowed for a Job: use Never or OnFailure"),
         ),
-        None => problems.error(&pod_spec_path.field("restartPolicy"), "required for a Job: set Never or OnFailure"),
+        None => problems.error(
+            &pod_spec_path.field("restartPolicy"),
+            "required for a Job: set Never or OnFailure",
+        ),
     }
     problems
 }
@@ -54,8 +69,13 @@ mod tests {
     use super::*;
 
     fn check(template: Value) -> Vec<String> {
-        let Value::Object(map) = template else { panic!("test templates are objects") };
-        validate_job_template(&map, &FieldPath::new("spec").field("template")).iter().map(ToString::to_string).collect()
+        let Value::Object(map) = template else {
+            panic!("test templates are objects")
+        };
+        validate_job_template(&map, &FieldPath::new("spec").field("template"))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     #[test]
@@ -72,12 +92,23 @@ mod tests {
         let found = check(json!({
             "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "t", "image": "x", "comand": ["run"]}]}}
         }));
-        assert_eq!(found, ["error: spec.template.template.spec.containers[0].comand: unknown field \"comand\": did you mean \"command\"?"]);
+        assert_eq!(
+            found,
+            [
+                "error: spec.template.template.spec.containers[0].comand: unknown field \"comand\": did you mean \"command\"?"
+            ]
+        );
     }
 
     #[test]
     fn a_job_without_restart_policy_is_rejected_before_kubernetes_would() {
-        let found = check(json!({"template": {"spec": {"containers": [{"name": "t", "image": "x"}]}}}));
-        assert_eq!(found, ["error: spec.template.template.spec.restartPolicy: required for a Job: set Never or OnFailure"]);
+        let found =
+            check(json!({"template": {"spec": {"containers": [{"name": "t", "image": "x"}]}}}));
+        assert_eq!(
+            found,
+            [
+                "error: spec.template.template.spec.restartPolicy: required for a Job: set Never or OnFailure"
+            ]
+        );
     }
 }

@@ -56,7 +56,9 @@ pub struct ValidEnvironment {
 impl ValidEnvironment {
     /// Whether a Release from `git_ref` enters this environment directly.
     pub fn accepts_ref(&self, git_ref: &str) -> bool {
-        self.accepts.iter().any(|glob| glob.matcher.is_match(git_ref))
+        self.accepts
+            .iter()
+            .any(|glob| glob.matcher.is_match(git_ref))
     }
 }
 

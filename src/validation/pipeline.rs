@@ -13,8 +13,8 @@ use super::{
     schedule::{CronSchedule, Freeze, Window, parse_cron, parse_time_zone},
 };
 use crate::api::{
-    self, DEFAULT_HISTORY_LIMIT, DEFAULT_JOB_TIMEOUT, DEFAULT_PROGRESS_DEADLINE, Environment, Gates, JobStep,
-    MetricCheck, PipelineSpec,
+    self, DEFAULT_HISTORY_LIMIT, DEFAULT_JOB_TIMEOUT, DEFAULT_PROGRESS_DEADLINE, Environment,
+    Gates, JobStep, MetricCheck, PipelineSpec,
 };
 
 /// Checks a Pipeline spec. Returns the checked model when there is no error, and every
@@ -27,14 +27,30 @@ pub fn validate_pipeline(spec: &PipelineSpec) -> (Option<ValidPipeline>, Problem
         problems.error(&envs_path, "a pipeline needs at least one environment");
     }
     if spec.environments.len() > api::limits::ENVIRONMENTS {
-        problems.error(&envs_path, format!("{} environments, at most {} allowed", spec.environments.len(), api::limits::ENVIRONMENTS));
+        problems.error(
+            &envs_path,
+            format!(
+                "{} environments, at most {} allowed",
+                spec.environments.len(),
+                api::limits::ENVIRONMENTS
+            ),
+        );
     }
     let history_limit = spec.history_limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
     if !(1..=100).contains(&history_limit) {
-        problems.error(&root.field("historyLimit"), format!("{history_limit} is out of range: expected 1 to 100"));
+        problems.error(
+            &root.field("historyLimit"),
+            format!("{history_limit} is out of range: expected 1 to 100"),
+        );
     }
 
-    let index_of = unique_names(spec.environments.iter().map(|e| e.name.as_str()), &envs_path, "name", "environment", &mut problems);
+    let index_of = unique_names(
+        spec.environments.iter().map(|e| e.name.as_str()),
+        &envs_path,
+        "name",
+        "environment",
+        &mut problems,
+    );
     let upstreams = resolve_upstreams(spec, &index_of, &envs_path, &mut problems);
     let topological_order = topological_order(spec, &upstreams, &envs_path, &mut problems);
 
@@ -42,7 +58,14 @@ pub fn validate_pipeline(spec: &PipelineSpec) -> (Option<ValidPipeline>, Problem
         .environments
         .iter()
         .enumerate()
-        .map(|(i, env)| validate_environment(env, upstreams[i].clone(), &envs_path.index(i), &mut problems))
+        .map(|(i, env)| {
+            validate_environment(
+                env,
+                upstreams[i].clone(),
+                &envs_path.index(i),
+                &mut problems,
+            )
+        })
         .collect();
 
     if problems.has_errors() {
@@ -71,13 +94,24 @@ fn unique_names<'a>(
         problems.check(&path, dns_label(name));
         if let Some(first) = seen.insert(name, i) {
             seen.insert(name, first);
-            problems.error(&path, format!("duplicate {what} name {name:?}: already used by {}", list.index(first)));
+            problems.error(
+                &path,
+                format!(
+                    "duplicate {what} name {name:?}: already used by {}",
+                    list.index(first)
+                ),
+            );
         }
     }
     seen
 }
 
-fn resolve_upstreams(spec: &PipelineSpec, index_of: &HashMap<&str, usize>, envs_path: &FieldPath, problems: &mut Problems) -> Vec<Vec<usize>> {
+fn resolve_upstreams(
+    spec: &PipelineSpec,
+    index_of: &HashMap<&str, usize>,
+    envs_path: &FieldPath,
+    problems: &mut Problems,
+) -> Vec<Vec<usize>> {
     spec.environments
         .iter()
         .enumerate()
@@ -87,20 +121,37 @@ fn resolve_upstreams(spec: &PipelineSpec, index_of: &HashMap<&str, usize>, envs_
             Some(names) => {
                 let path = envs_path.index(i).field("upstream");
                 if names.len() > api::limits::UPSTREAMS {
-                    problems.error(&path, format!("{} upstream environments, at most {} allowed", names.len(), api::limits::UPSTREAMS));
+                    problems.error(
+                        &path,
+                        format!(
+                            "{} upstream environments, at most {} allowed",
+                            names.len(),
+                            api::limits::UPSTREAMS
+                        ),
+                    );
                 }
                 let mut resolved = Vec::new();
                 for (j, name) in names.iter().enumerate() {
                     let entry = path.index(j);
                     match index_of.get(name.as_str()) {
-                        Some(&k) if k == i => problems.error(&entry, format!("environment {name:?} cannot be its own upstream")),
-                        Some(&k) if resolved.contains(&k) => problems.error(&entry, format!("upstream {name:?} is listed twice")),
+                        Some(&k) if k == i => problems.error(
+                            &entry,
+                            format!("environment {name:?} cannot be its own upstream"),
+                        ),
+                        Some(&k) if resolved.contains(&k) => {
+                            problems.error(&entry, format!("upstream {name:?} is listed twice"))
+                        }
                         Some(&k) => resolved.push(k),
                         None => {
                             let known = spec.environments.iter().map(|e| e.name.as_str());
                             let hint = crate::suggest::closest(name, known.clone())
                                 .map(|best| format!("did you mean {best:?}?"))
-                                .unwrap_or_else(|| format!("expected one of {}", known.collect::<Vec<_>>().join(", ")));
+                                .unwrap_or_else(|| {
+                                    format!(
+                                        "expected one of {}",
+                                        known.collect::<Vec<_>>().join(", ")
+                                    )
+                                });
                             problems.error(&entry, format!("unknown environment {name:?}: {hint}"));
                         }
                     }
@@ -112,7 +163,12 @@ fn resolve_upstreams(spec: &PipelineSpec, index_of: &HashMap<&str, usize>, envs_
 }
 
 /// Orders environments so each comes after its upstreams; reports a cycle if there is one.
-fn topological_order(spec: &PipelineSpec, upstreams: &[Vec<usize>], envs_path: &FieldPath, problems: &mut Problems) -> Option<Vec<usize>> {
+fn topological_order(
+    spec: &PipelineSpec,
+    upstreams: &[Vec<usize>],
+    envs_path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<Vec<usize>> {
     let n = upstreams.len();
     let mut remaining: Vec<usize> = upstreams.iter().map(Vec::len).collect();
     let mut order: Vec<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
@@ -139,12 +195,19 @@ fn topological_order(spec: &PipelineSpec, upstreams: &[Vec<usize>], envs_path: &
     loop {
         current = *upstreams[current].iter().find(|u| !order.contains(u))?;
         if let Some(pos) = walk.iter().position(|&w| w == current) {
-            let mut cycle: Vec<&str> = walk[pos..].iter().rev().map(|&i| spec.environments[i].name.as_str()).collect();
+            let mut cycle: Vec<&str> = walk[pos..]
+                .iter()
+                .rev()
+                .map(|&i| spec.environments[i].name.as_str())
+                .collect();
             cycle.push(cycle[0]);
             let first = walk[pos];
             problems.error(
                 &envs_path.index(first).field("upstream"),
-                format!("upstream environments form a cycle: {}; promotions must flow one way", cycle.join(" → ")),
+                format!(
+                    "upstream environments form a cycle: {}; promotions must flow one way",
+                    cycle.join(" → ")
+                ),
             );
             return None;
         }
@@ -152,7 +215,12 @@ fn topological_order(spec: &PipelineSpec, upstreams: &[Vec<usize>], envs_path: &
     }
 }
 
-fn validate_environment(env: &Environment, upstream: Vec<usize>, path: &FieldPath, problems: &mut Problems) -> Option<ValidEnvironment> {
+fn validate_environment(
+    env: &Environment,
+    upstream: Vec<usize>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<ValidEnvironment> {
     let accepts = validate_accepts(&env.accepts, &path.field("accepts"), problems);
     if upstream.is_empty() && env.accepts.is_empty() {
         problems.error(
@@ -161,10 +229,16 @@ fn validate_environment(env: &Environment, upstream: Vec<usize>, path: &FieldPat
         );
     }
     let target_path = path.field("target");
-    problems.check(&target_path.field("namespace"), dns_label(&env.target.namespace));
+    problems.check(
+        &target_path.field("namespace"),
+        dns_label(&env.target.namespace),
+    );
     let deployments_path = target_path.field("deployments");
     if env.target.deployments.is_empty() {
-        problems.error(&deployments_path, "an environment needs at least one target Deployment");
+        problems.error(
+            &deployments_path,
+            "an environment needs at least one target Deployment",
+        );
     }
     let mut targets = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -172,23 +246,54 @@ fn validate_environment(env: &Environment, upstream: Vec<usize>, path: &FieldPat
         let entry = deployments_path.index(i);
         problems.check(&entry.field("name"), dns_subdomain(&deployment.name));
         if let Some(first) = seen.insert(&deployment.name, i) {
-            problems.error(&entry.field("name"), format!("duplicate Deployment {:?}: already listed at {}", deployment.name, deployments_path.index(first)));
+            problems.error(
+                &entry.field("name"),
+                format!(
+                    "duplicate Deployment {:?}: already listed at {}",
+                    deployment.name,
+                    deployments_path.index(first)
+                ),
+            );
         }
         if let Some(container) = &deployment.container {
             problems.check(&entry.field("container"), dns_label(container));
         }
         let artifact = deployment.artifact_name();
-        let artifact_path = if deployment.artifact.is_some() { entry.field("artifact") } else { entry.clone() };
-        problems.check(&artifact_path, dns_label(artifact).map_err(|e| format!("artifact name: {e}")));
-        targets.push(ValidTarget { deployment: deployment.name.clone(), container: deployment.container.clone(), artifact: artifact.to_owned() });
+        let artifact_path = if deployment.artifact.is_some() {
+            entry.field("artifact")
+        } else {
+            entry.clone()
+        };
+        problems.check(
+            &artifact_path,
+            dns_label(artifact).map_err(|e| format!("artifact name: {e}")),
+        );
+        targets.push(ValidTarget {
+            deployment: deployment.name.clone(),
+            container: deployment.container.clone(),
+            artifact: artifact.to_owned(),
+        });
     }
 
     let pre_deploy = validate_jobs(&env.pre_deploy, &path.field("preDeploy"), problems);
     let verify = validate_verify(env.verify.as_ref(), &path.field("verify"), problems);
-    let gates = validate_gates(env.gates.as_ref(), upstream.is_empty(), &path.field("gates"), problems);
+    let gates = validate_gates(
+        env.gates.as_ref(),
+        upstream.is_empty(),
+        &path.field("gates"),
+        problems,
+    );
     let rollback = ValidRollback {
-        automatic: env.rollback.as_ref().and_then(|r| r.automatic).unwrap_or(true),
-        after_verification: env.rollback.as_ref().and_then(|r| r.after_verification).unwrap_or(false),
+        automatic: env
+            .rollback
+            .as_ref()
+            .and_then(|r| r.automatic)
+            .unwrap_or(true),
+        after_verification: env
+            .rollback
+            .as_ref()
+            .and_then(|r| r.after_verification)
+            .unwrap_or(false),
     };
     Some(ValidEnvironment {
         name: env.name.clone(),
@@ -203,52 +308,114 @@ fn validate_environment(env: &Environment, upstream: Vec<usize>, path: &FieldPat
     })
 }
 
-fn validate_accepts(patterns: &[String], path: &FieldPath, problems: &mut Problems) -> Vec<RefGlob> {
+fn validate_accepts(
+    patterns: &[String],
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Vec<RefGlob> {
     patterns
         .iter()
         .enumerate()
         .filter_map(|(i, pattern)| {
             let glob = GlobBuilder::new(pattern).literal_separator(true).build();
-            let glob = glob.map_err(|err| format!("{pattern:?} is not a valid glob: {}", err.kind()));
-            problems.check(&path.index(i), glob).map(|g| RefGlob { pattern: pattern.clone(), matcher: g.compile_matcher() })
+            let glob =
+                glob.map_err(|err| format!("{pattern:?} is not a valid glob: {}", err.kind()));
+            problems.check(&path.index(i), glob).map(|g| RefGlob {
+                pattern: pattern.clone(),
+                matcher: g.compile_matcher(),
+            })
         })
         .collect()
 }
 
 /// Parses an optional duration field, applying `default` when it is absent.
-fn duration_or(value: Option<&str>, default: &str, path: &FieldPath, problems: &mut Problems) -> Option<Duration> {
+fn duration_or(
+    value: Option<&str>,
+    default: &str,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<Duration> {
     problems.check(path, parse_duration(value.unwrap_or(default)))
 }
 
 /// Like [`duration_or`], but zero is an error: the field must last some time.
-fn positive_duration(value: Option<&str>, default: &str, path: &FieldPath, problems: &mut Problems) -> Option<Duration> {
+fn positive_duration(
+    value: Option<&str>,
+    default: &str,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<Duration> {
     let duration = duration_or(value, default, path, problems)?;
     if duration.is_zero() {
-        problems.error(path, format!("{:?} is zero: expected a positive duration", value.unwrap_or(default)));
+        problems.error(
+            path,
+            format!(
+                "{:?} is zero: expected a positive duration",
+                value.unwrap_or(default)
+            ),
+        );
         return None;
     }
     Some(duration)
 }
 
 fn validate_jobs(steps: &[JobStep], path: &FieldPath, problems: &mut Problems) -> Vec<ValidJob> {
-    unique_names(steps.iter().map(|s| s.name.as_str()), path, "name", "step", problems);
+    unique_names(
+        steps.iter().map(|s| s.name.as_str()),
+        path,
+        "name",
+        "step",
+        problems,
+    );
     steps
         .iter()
         .enumerate()
         .filter_map(|(i, step)| {
             let entry = path.index(i);
-            problems.extend(validate_job_template(&step.template, &entry.field("template")));
-            let timeout = positive_duration(step.timeout.as_deref(), DEFAULT_JOB_TIMEOUT, &entry.field("timeout"), problems)?;
-            Some(ValidJob { name: step.name.clone(), template: step.template.clone(), timeout })
+            problems.extend(validate_job_template(
+                &step.template,
+                &entry.field("template"),
+            ));
+            let timeout = positive_duration(
+                step.timeout.as_deref(),
+                DEFAULT_JOB_TIMEOUT,
+                &entry.field("timeout"),
+                problems,
+            )?;
+            Some(ValidJob {
+                name: step.name.clone(),
+                template: step.template.clone(),
+                timeout,
+            })
         })
         .collect()
 }
 
-fn validate_verify(verify: Option<&api::Verify>, path: &FieldPath, problems: &mut Problems) -> Option<ValidVerify> {
-    let empty = api::Verify { progress_deadline: None, window: None, http: vec![], metrics: vec![], tests: vec![] };
+fn validate_verify(
+    verify: Option<&api::Verify>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<ValidVerify> {
+    let empty = api::Verify {
+        progress_deadline: None,
+        window: None,
+        http: vec![],
+        metrics: vec![],
+        tests: vec![],
+    };
     let verify = verify.unwrap_or(&empty);
-    let progress_deadline = positive_duration(verify.progress_deadline.as_deref(), DEFAULT_PROGRESS_DEADLINE, &path.field("progressDeadline"), problems);
-    let window = duration_or(verify.window.as_deref(), "0s", &path.field("window"), problems);
+    let progress_deadline = positive_duration(
+        verify.progress_deadline.as_deref(),
+        DEFAULT_PROGRESS_DEADLINE,
+        &path.field("progressDeadline"),
+        problems,
+    );
+    let window = duration_or(
+        verify.window.as_deref(),
+        "0s",
+        &path.field("window"),
+        problems,
+    );
     let http_path = path.field("http");
     let http: Vec<Option<ValidHttpCheck>> = verify
         .http
@@ -259,15 +426,34 @@ fn validate_verify(verify: Option<&api::Verify>, path: &FieldPath, problems: &mu
             let url = problems.check(&entry.field("url"), http_url(&check.url));
             let expect_status = check.expect_status.unwrap_or(200);
             if !(100..=599).contains(&expect_status) {
-                problems.error(&entry.field("expectStatus"), format!("{expect_status} is not an HTTP status code: expected 100 to 599"));
+                problems.error(
+                    &entry.field("expectStatus"),
+                    format!("{expect_status} is not an HTTP status code: expected 100 to 599"),
+                );
             }
-            let interval = positive_duration(check.interval.as_deref(), "15s", &entry.field("interval"), problems);
-            let timeout = positive_duration(check.timeout.as_deref(), "5s", &entry.field("timeout"), problems);
+            let interval = positive_duration(
+                check.interval.as_deref(),
+                "15s",
+                &entry.field("interval"),
+                problems,
+            );
+            let timeout = positive_duration(
+                check.timeout.as_deref(),
+                "5s",
+                &entry.field("timeout"),
+                problems,
+            );
             let failure_threshold = check.failure_threshold.unwrap_or(3);
             if failure_threshold == 0 {
                 problems.error(&entry.field("failureThreshold"), "must be at least 1");
             }
-            Some(ValidHttpCheck { url: url?, expect_status, interval: interval?, timeout: timeout?, failure_threshold })
+            Some(ValidHttpCheck {
+                url: url?,
+                expect_status,
+                interval: interval?,
+                timeout: timeout?,
+                failure_threshold,
+            })
         })
         .collect();
     let metrics = validate_metrics(&verify.metrics, &path.field("metrics"), problems);
@@ -281,8 +467,18 @@ fn validate_verify(verify: Option<&api::Verify>, path: &FieldPath, problems: &mu
     })
 }
 
-fn validate_metrics(metrics: &[MetricCheck], path: &FieldPath, problems: &mut Problems) -> Option<Vec<ValidMetric>> {
-    unique_names(metrics.iter().map(|m| m.name.as_str()), path, "name", "metric", problems);
+fn validate_metrics(
+    metrics: &[MetricCheck],
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<Vec<ValidMetric>> {
+    unique_names(
+        metrics.iter().map(|m| m.name.as_str()),
+        path,
+        "name",
+        "metric",
+        problems,
+    );
     metrics
         .iter()
         .enumerate()
@@ -310,7 +506,12 @@ fn validate_metrics(metrics: &[MetricCheck], path: &FieldPath, problems: &mut Pr
         .collect()
 }
 
-fn validate_gates(gates: Option<&Gates>, direct_entry_only: bool, path: &FieldPath, problems: &mut Problems) -> Option<ValidGates> {
+fn validate_gates(
+    gates: Option<&Gates>,
+    direct_entry_only: bool,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<ValidGates> {
     let Some(gates) = gates else {
         return Some(ValidGates::default());
     };
@@ -320,20 +521,35 @@ fn validate_gates(gates: Option<&Gates>, direct_entry_only: bool, path: &FieldPa
         if check.is_empty() {
             problems.error(&checks_path.index(i), "empty check name");
         } else if checks.contains(check) {
-            problems.error(&checks_path.index(i), format!("check {check:?} is listed twice"));
+            problems.error(
+                &checks_path.index(i),
+                format!("check {check:?} is listed twice"),
+            );
         } else {
             checks.push(check.clone());
         }
     }
-    let soak = gates.soak.as_deref().and_then(|s| problems.check(&path.field("soak"), parse_duration(s)));
+    let soak = gates
+        .soak
+        .as_deref()
+        .and_then(|s| problems.check(&path.field("soak"), parse_duration(s)));
     if gates.soak.is_some() && direct_entry_only {
         problems.warning(&path.field("soak"), "this environment has no upstream, so soak never applies (it measures time Healthy upstream)");
     }
     let approvals_path = path.field("approvals");
-    unique_names(gates.approvals.iter().map(|r| r.name.as_str()), &approvals_path, "name", "approval rule", problems);
+    unique_names(
+        gates.approvals.iter().map(|r| r.name.as_str()),
+        &approvals_path,
+        "name",
+        "approval rule",
+        problems,
+    );
     for (i, rule) in gates.approvals.iter().enumerate() {
         if !(1..=10).contains(&rule.count) {
-            problems.error(&approvals_path.index(i).field("count"), format!("{} is out of range: expected 1 to 10 approvers", rule.count));
+            problems.error(
+                &approvals_path.index(i).field("count"),
+                format!("{} is out of range: expected 1 to 10 approvers", rule.count),
+            );
         }
     }
     let schedule = validate_windows(gates, &path.field("schedule"), problems);
@@ -341,7 +557,13 @@ fn validate_gates(gates: Option<&Gates>, direct_entry_only: bool, path: &FieldPa
     let tests = validate_jobs(&gates.tests, &path.field("tests"), problems);
     let metrics = validate_metrics(&gates.metrics, &path.field("metrics"), problems);
     let webhooks_path = path.field("webhooks");
-    unique_names(gates.webhooks.iter().map(|w| w.name.as_str()), &webhooks_path, "name", "webhook", problems);
+    unique_names(
+        gates.webhooks.iter().map(|w| w.name.as_str()),
+        &webhooks_path,
+        "name",
+        "webhook",
+        problems,
+    );
     let webhooks: Option<Vec<ValidWebhook>> = gates
         .webhooks
         .iter()
@@ -349,8 +571,17 @@ fn validate_gates(gates: Option<&Gates>, direct_entry_only: bool, path: &FieldPa
         .map(|(i, hook)| {
             let entry = webhooks_path.index(i);
             let url = problems.check(&entry.field("url"), http_url(&hook.url));
-            let timeout = positive_duration(hook.timeout.as_deref(), "10s", &entry.field("timeout"), problems);
-            Some(ValidWebhook { name: hook.name.clone(), url: url?, timeout: timeout? })
+            let timeout = positive_duration(
+                hook.timeout.as_deref(),
+                "10s",
+                &entry.field("timeout"),
+                problems,
+            );
+            Some(ValidWebhook {
+                name: hook.name.clone(),
+                url: url?,
+                timeout: timeout?,
+            })
         })
         .collect();
     Some(ValidGates {
@@ -366,14 +597,28 @@ fn validate_gates(gates: Option<&Gates>, direct_entry_only: bool, path: &FieldPa
     })
 }
 
-fn cron_schedule(cron: &str, time_zone: Option<&str>, path: &FieldPath, problems: &mut Problems) -> Option<CronSchedule> {
+fn cron_schedule(
+    cron: &str,
+    time_zone: Option<&str>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<CronSchedule> {
     let parsed = problems.check(&path.field("cron"), parse_cron(cron));
     let zone_name = time_zone.unwrap_or("UTC");
     let zone = problems.check(&path.field("timeZone"), parse_time_zone(zone_name));
-    Some(CronSchedule { expression: cron.to_owned(), cron: parsed?, time_zone: zone?, time_zone_name: zone_name.to_owned() })
+    Some(CronSchedule {
+        expression: cron.to_owned(),
+        cron: parsed?,
+        time_zone: zone?,
+        time_zone_name: zone_name.to_owned(),
+    })
 }
 
-fn validate_windows(gates: &Gates, path: &FieldPath, problems: &mut Problems) -> Option<Vec<Window>> {
+fn validate_windows(
+    gates: &Gates,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<Vec<Window>> {
     gates
         .schedule
         .iter()
@@ -381,13 +626,25 @@ fn validate_windows(gates: &Gates, path: &FieldPath, problems: &mut Problems) ->
         .map(|(i, window)| {
             let entry = path.index(i);
             let opens = cron_schedule(&window.cron, window.time_zone.as_deref(), &entry, problems);
-            let duration = positive_duration(Some(&window.duration), "", &entry.field("duration"), problems);
-            Some(Window { opens: opens?, duration: duration? })
+            let duration = positive_duration(
+                Some(&window.duration),
+                "",
+                &entry.field("duration"),
+                problems,
+            );
+            Some(Window {
+                opens: opens?,
+                duration: duration?,
+            })
         })
         .collect()
 }
 
-fn validate_freezes(gates: &Gates, path: &FieldPath, problems: &mut Problems) -> Option<Vec<Freeze>> {
+fn validate_freezes(
+    gates: &Gates,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<Vec<Freeze>> {
     gates
         .freeze
         .iter()
@@ -406,7 +663,7 @@ fn validate_freezes(gates: &Gates, path: &FieldPath, problems: &mut Problems) ->
                     };
                     let begins = cron_schedule(cron, freeze.time_zone.as_deref(), &entry, problems);
                     let duration = positive_duration(Some(duration), "", &entry.field("duration"), problems);
-                    Some(Freeze::Recurring { begins: begins?, duration: duration?, reason })
+                    Some(Freeze::Recurring { begins: Box::new(begins?), duration: duration?, reason })
                 }
                 (None, Some(start)) => {
                     for (field, set) in [("duration", freeze.duration.is_some()), ("timeZone", freeze.time_zone.is_some())] {

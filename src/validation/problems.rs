@@ -52,7 +52,11 @@ impl FieldPath {
 
 impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() { f.write_str("(root)") } else { f.write_str(&self.0) }
+        if self.0.is_empty() {
+            f.write_str("(root)")
+        } else {
+            f.write_str(&self.0)
+        }
     }
 }
 
@@ -82,7 +86,11 @@ impl fmt::Display for Problem {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{label}: {}: {}", self.path, self.message)
+        if self.path.as_str().is_empty() {
+            write!(f, "{label}: {}", self.message)
+        } else {
+            write!(f, "{label}: {}: {}", self.path, self.message)
+        }
     }
 }
 
@@ -107,7 +115,11 @@ impl Problems {
     }
 
     fn push(&mut self, severity: Severity, path: &FieldPath, message: impl Into<String>) {
-        self.0.push(Problem { severity, path: path.clone(), message: message.into() });
+        self.0.push(Problem {
+            severity,
+            path: path.clone(),
+            message: message.into(),
+        });
     }
 
     /// Records the error of a failed check, if any, and passes the value through.

@@ -8,7 +8,11 @@ use crate::api::{ApprovalSpec, ReleaseSpec};
 
 /// Checks a Release against its (already validated) Pipeline: every artifact a target
 /// deploys is present, and the release can enter at least one environment.
-pub fn validate_release_references(release: &ReleaseSpec, pipeline_name: &str, pipeline: &ValidPipeline) -> Problems {
+pub fn validate_release_references(
+    release: &ReleaseSpec,
+    pipeline_name: &str,
+    pipeline: &ValidPipeline,
+) -> Problems {
     let mut problems = Problems::new();
     let artifacts = FieldPath::new("spec").field("artifacts");
     let mut missing: Vec<(&str, Vec<String>)> = Vec::new();
@@ -18,7 +22,10 @@ pub fn validate_release_references(release: &ReleaseSpec, pipeline_name: &str, p
                 continue;
             }
             let place = format!("{}/{}", env.name, target.deployment);
-            match missing.iter_mut().find(|(name, _)| *name == target.artifact) {
+            match missing
+                .iter_mut()
+                .find(|(name, _)| *name == target.artifact)
+            {
                 Some((_, places)) => places.push(place),
                 None => missing.push((&target.artifact, vec![place])),
             }
@@ -27,12 +34,22 @@ pub fn validate_release_references(release: &ReleaseSpec, pipeline_name: &str, p
     for (artifact, places) in missing {
         problems.error(
             &artifacts,
-            format!("missing artifact {artifact:?}, which Pipeline {pipeline_name:?} deploys to {}", places.join(", ")),
+            format!(
+                "missing artifact {artifact:?}, which Pipeline {pipeline_name:?} deploys to {}",
+                places.join(", ")
+            ),
         );
     }
-    let enters = pipeline.environments.iter().any(|env| env.accepts_ref(&release.source.git_ref));
+    let enters = pipeline
+        .environments
+        .iter()
+        .any(|env| env.accepts_ref(&release.source.git_ref));
     if !enters {
-        let globs: Vec<&str> = pipeline.environments.iter().flat_map(|e| e.accepts.iter().map(|g| g.pattern.as_str())).collect();
+        let globs: Vec<&str> = pipeline
+            .environments
+            .iter()
+            .flat_map(|e| e.accepts.iter().map(|g| g.pattern.as_str()))
+            .collect();
         problems.warning(
             &FieldPath::new("spec").field("source").field("ref"),
             format!(
@@ -46,7 +63,11 @@ pub fn validate_release_references(release: &ReleaseSpec, pipeline_name: &str, p
 }
 
 /// Checks an Approval against the Pipeline of the Release it names.
-pub fn validate_approval_references(approval: &ApprovalSpec, pipeline_name: &str, pipeline: &ValidPipeline) -> Problems {
+pub fn validate_approval_references(
+    approval: &ApprovalSpec,
+    pipeline_name: &str,
+    pipeline: &ValidPipeline,
+) -> Problems {
     let mut problems = Problems::new();
     if pipeline.environment(&approval.environment).is_none() {
         let names = pipeline.environments.iter().map(|e| e.name.as_str());
@@ -55,7 +76,10 @@ pub fn validate_approval_references(approval: &ApprovalSpec, pipeline_name: &str
             .unwrap_or_else(|| format!("expected one of {}", names.collect::<Vec<_>>().join(", ")));
         problems.error(
             &FieldPath::new("spec").field("environment"),
-            format!("Pipeline {pipeline_name:?} has no environment {:?}: {hint}", approval.environment),
+            format!(
+                "Pipeline {pipeline_name:?} has no environment {:?}: {hint}",
+                approval.environment
+            ),
         );
     }
     problems

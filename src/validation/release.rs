@@ -21,19 +21,36 @@ pub fn validate_release(spec: &ReleaseSpec) -> Problems {
     }
     for (name, image) in &spec.artifacts {
         let entry = artifacts.key(name);
-        problems.check(&entry, dns_label(name).map_err(|e| format!("artifact name: {e}")));
+        problems.check(
+            &entry,
+            dns_label(name).map_err(|e| format!("artifact name: {e}")),
+        );
         problems.check(&entry, image_reference(image));
     }
     if spec.source.git_ref.trim().is_empty() {
-        problems.error(&root.field("source").field("ref"), "the ref is empty: expected a branch or tag such as release/v1.4.2");
+        problems.error(
+            &root.field("source").field("ref"),
+            "the ref is empty: expected a branch or tag such as release/v1.4.2",
+        );
     }
-    if spec.requested_by.as_deref().is_some_and(|r| r.trim().is_empty()) {
+    if spec
+        .requested_by
+        .as_deref()
+        .is_some_and(|r| r.trim().is_empty())
+    {
         problems.error(&root.field("requestedBy"), "empty user name");
     }
     let checks = root.field("checks");
     for (i, check) in spec.checks.iter().enumerate() {
         if let Some(first) = spec.checks[..i].iter().position(|c| c.name == check.name) {
-            problems.error(&checks.index(i).field("name"), format!("duplicate check {:?}: already at {}", check.name, checks.index(first)));
+            problems.error(
+                &checks.index(i).field("name"),
+                format!(
+                    "duplicate check {:?}: already at {}",
+                    check.name,
+                    checks.index(first)
+                ),
+            );
         }
     }
     problems
@@ -46,7 +63,10 @@ pub fn validate_approval(spec: &ApprovalSpec) -> Problems {
     problems.check(&root.field("release"), dns_subdomain(&spec.release));
     problems.check(&root.field("environment"), dns_label(&spec.environment));
     if spec.approver.trim().is_empty() {
-        problems.error(&root.field("approver"), "empty user name: the approver is the user who creates the Approval");
+        problems.error(
+            &root.field("approver"),
+            "empty user name: the approver is the user who creates the Approval",
+        );
     }
     let groups = root.field("groups");
     for (i, group) in spec.groups.iter().enumerate() {

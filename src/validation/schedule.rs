@@ -6,7 +6,10 @@
 
 use std::{fmt, time::Duration};
 
-use croner::{Cron, parser::{CronParser, Seconds, Year}};
+use croner::{
+    Cron,
+    parser::{CronParser, Seconds, Year},
+};
 use jiff::{Timestamp, tz::TimeZone};
 
 /// A parsed cron expression and the time zone it is read in.
@@ -49,7 +52,7 @@ pub enum Freeze {
     /// Opens at every cron match and lasts `duration`.
     Recurring {
         /// When it begins.
-        begins: CronSchedule,
+        begins: Box<CronSchedule>,
         /// How long it lasts.
         duration: Duration,
         /// Why, for people who wait.
@@ -82,7 +85,9 @@ pub fn parse_cron(expression: &str) -> Result<Cron, String> {
         .year(Year::Disallowed)
         .build()
         .parse(trimmed)
-        .map_err(|err| format!("{expression:?} is not a valid cron expression ({CRON_FIELDS}): {err}"))
+        .map_err(|err| {
+            format!("{expression:?} is not a valid cron expression ({CRON_FIELDS}): {err}")
+        })
 }
 
 /// Looks up an IANA time zone such as `Europe/Berlin`, suggesting the closest name on a typo.
@@ -128,7 +133,10 @@ mod tests {
     #[test]
     fn out_of_range_values_are_rejected() {
         let err = parse_cron("0 25 * * *").unwrap_err();
-        assert!(err.starts_with("\"0 25 * * *\" is not a valid cron expression"), "{err}");
+        assert!(
+            err.starts_with("\"0 25 * * *\" is not a valid cron expression"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -138,6 +146,9 @@ mod tests {
         let err = parse_time_zone("Europe/Berln").unwrap_err();
         assert!(err.contains("did you mean \"Europe/Berlin\""), "{err}");
         let err = parse_time_zone("Mars/Base").unwrap_err();
-        assert!(err.starts_with("\"Mars/Base\" is not an IANA time zone"), "{err}");
+        assert!(
+            err.starts_with("\"Mars/Base\" is not an IANA time zone"),
+            "{err}"
+        );
     }
 }

@@ -12,13 +12,22 @@ use crate::suggest::closest;
 pub fn check_structure(schema: &Value, value: &Value, path: &FieldPath, problems: &mut Problems) {
     if value.is_null() {
         if !flag(schema, "nullable") && schema.get("type").is_some() {
-            problems.error(path, format!("expected {}, found nothing (null)", describe_type(schema)));
+            problems.error(
+                path,
+                format!("expected {}, found nothing (null)", describe_type(schema)),
+            );
         }
         return;
     }
     if flag(schema, "x-kubernetes-int-or-string") {
         if !(value.is_string() || value.is_i64() || value.is_u64()) {
-            problems.error(path, format!("expected an integer or a string, found {}", describe_value(value)));
+            problems.error(
+                path,
+                format!(
+                    "expected an integer or a string, found {}",
+                    describe_value(value)
+                ),
+            );
         }
         return;
     }
@@ -35,19 +44,33 @@ pub fn check_structure(schema: &Value, value: &Value, path: &FieldPath, problems
         _ => true,
     };
     if !type_matches {
-        problems.error(path, format!("expected {}, found {}", describe_type(schema), describe_value(value)));
+        problems.error(
+            path,
+            format!(
+                "expected {}, found {}",
+                describe_type(schema),
+                describe_value(value)
+            ),
+        );
         return;
     }
     match value {
         Value::Object(map) => check_object(schema, map, path, problems),
         Value::Array(items) => check_array(schema, items, path, problems),
         Value::String(text) => check_string(schema, text, path, problems),
-        Value::Number(number) => check_number(schema, number.as_f64().unwrap_or_default(), path, problems),
+        Value::Number(number) => {
+            check_number(schema, number.as_f64().unwrap_or_default(), path, problems)
+        }
         _ => {}
     }
 }
 
-fn check_object(schema: &Value, map: &serde_json::Map<String, Value>, path: &FieldPath, problems: &mut Problems) {
+fn check_object(
+    schema: &Value,
+    map: &serde_json::Map<String, Value>,
+    path: &FieldPath,
+    problems: &mut Problems,
+) {
     let properties = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties").filter(|a| a.is_object());
     let preserve = flag(schema, "x-kubernetes-preserve-unknown-fields");
@@ -61,18 +84,33 @@ fn check_object(schema: &Value, map: &serde_json::Map<String, Value>, path: &Fie
         } else if let Some(child_schema) = additional {
             check_structure(child_schema, child, &child_path, problems);
         } else if !preserve {
-            let known: Vec<&str> = properties.map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
+            let known: Vec<&str> = properties
+                .map(|p| p.keys().map(String::as_str).collect())
+                .unwrap_or_default();
             problems.error(&child_path, unknown_field_message(key, &known));
         }
     }
-    for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
-        if let Some(name) = required.as_str() {
-            if !map.contains_key(name) {
-                problems.error(&path.field(name), "required field is missing");
-            }
+    for required in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(name) = required.as_str()
+            && !map.contains_key(name)
+        {
+            problems.error(&path.field(name), "required field is missing");
         }
     }
-    check_bounds(schema, map.len(), "minProperties", "maxProperties", "entries", path, problems);
+    check_bounds(
+        schema,
+        map.len(),
+        "minProperties",
+        "maxProperties",
+        "entries",
+        path,
+        problems,
+    );
 }
 
 /// Returns a copy of `value` that fits `schema`: unknown fields dropped, values of the wrong
@@ -103,7 +141,12 @@ pub fn repair(schema: &Value, value: &Value) -> Value {
         }
         ("array", Value::Array(items)) => {
             let item_schema = schema.get("items");
-            Value::Array(items.iter().map(|item| item_schema.map_or_else(|| item.clone(), |s| repair(s, item))).collect())
+            Value::Array(
+                items
+                    .iter()
+                    .map(|item| item_schema.map_or_else(|| item.clone(), |s| repair(s, item)))
+                    .collect(),
+            )
         }
         ("string", Value::String(text)) => match schema.get("enum").and_then(Value::as_array) {
             Some(allowed) if !allowed.contains(value) => placeholder(schema),
@@ -117,13 +160,17 @@ pub fn repair(schema: &Value, value: &Value) -> Value {
 
 fn fill_required(schema: &Value, map: &mut serde_json::Map<String, Value>) {
     let properties = schema.get("properties").and_then(Value::as_object);
-    for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
-        if let (Some(name), Some(props)) = (required.as_str(), properties) {
-            if !map.contains_key(name) {
-                if let Some(child_schema) = props.get(name) {
-                    map.insert(name.to_owned(), placeholder(child_schema));
-                }
-            }
+    for required in schema
+        .get("required")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let (Some(name), Some(props)) = (required.as_str(), properties)
+            && !map.contains_key(name)
+            && let Some(child_schema) = props.get(name)
+        {
+            map.insert(name.to_owned(), placeholder(child_schema));
         }
     }
 }
@@ -140,7 +187,11 @@ fn placeholder(schema: &Value) -> Value {
             Value::Object(map)
         }
         Some("array") => Value::Array(vec![]),
-        Some("string") => schema.get("enum").and_then(|e| e.get(0)).cloned().unwrap_or_else(|| Value::String(String::new())),
+        Some("string") => schema
+            .get("enum")
+            .and_then(|e| e.get(0))
+            .cloned()
+            .unwrap_or_else(|| Value::String(String::new())),
         Some("integer" | "number") => Value::from(0),
         Some("boolean") => Value::Bool(false),
         _ => Value::Null,
@@ -151,13 +202,24 @@ fn unknown_field_message(key: &str, known: &[&str]) -> String {
     match closest(key, known.iter().copied()) {
         Some(best) => format!("unknown field {key:?}: did you mean {best:?}?"),
         None if known.is_empty() => format!("unknown field {key:?}: this object takes no fields"),
-        None if known.len() <= 12 => format!("unknown field {key:?}: expected one of {}", known.join(", ")),
+        None if known.len() <= 12 => format!(
+            "unknown field {key:?}: expected one of {}",
+            known.join(", ")
+        ),
         None => format!("unknown field {key:?}"),
     }
 }
 
 fn check_array(schema: &Value, items: &[Value], path: &FieldPath, problems: &mut Problems) {
-    check_bounds(schema, items.len(), "minItems", "maxItems", "items", path, problems);
+    check_bounds(
+        schema,
+        items.len(),
+        "minItems",
+        "maxItems",
+        "items",
+        path,
+        problems,
+    );
     if let Some(item_schema) = schema.get("items") {
         for (i, item) in items.iter().enumerate() {
             check_structure(item_schema, item, &path.index(i), problems);
@@ -169,42 +231,63 @@ fn check_string(schema: &Value, text: &str, path: &FieldPath, problems: &mut Pro
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
         let names: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
         if !names.contains(&text) {
-            let hint = closest(text, names.iter().copied()).map(|b| format!(" (did you mean {b:?}?)")).unwrap_or_default();
-            problems.error(path, format!("{text:?} is not one of {}{hint}", names.join(", ")));
+            let hint = closest(text, names.iter().copied())
+                .map(|b| format!(" (did you mean {b:?}?)"))
+                .unwrap_or_default();
+            problems.error(
+                path,
+                format!("{text:?} is not one of {}{hint}", names.join(", ")),
+            );
         }
         return;
     }
-    check_bounds(schema, text.chars().count(), "minLength", "maxLength", "characters", path, problems);
+    check_bounds(
+        schema,
+        text.chars().count(),
+        "minLength",
+        "maxLength",
+        "characters",
+        path,
+        problems,
+    );
 }
 
 fn check_number(schema: &Value, number: f64, path: &FieldPath, problems: &mut Problems) {
-    if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
-        if number < min {
-            problems.error(path, format!("{number} is too small: the minimum is {min}"));
-        }
+    if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
+        && number < min
+    {
+        problems.error(path, format!("{number} is too small: the minimum is {min}"));
     }
-    if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
-        if number > max {
-            problems.error(path, format!("{number} is too large: the maximum is {max}"));
-        }
+    if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
+        && number > max
+    {
+        problems.error(path, format!("{number} is too large: the maximum is {max}"));
     }
 }
 
-fn check_bounds(schema: &Value, len: usize, min_key: &str, max_key: &str, what: &str, path: &FieldPath, problems: &mut Problems) {
+fn check_bounds(
+    schema: &Value,
+    len: usize,
+    min_key: &str,
+    max_key: &str,
+    what: &str,
+    path: &FieldPath,
+    problems: &mut Problems,
+) {
     let bound = |key: &str| schema.get(key).and_then(Value::as_u64).map(|b| b as usize);
-    if let Some(min) = bound(min_key) {
-        if len < min {
-            let message = match (len, min) {
-                (0, 1) => "must not be empty".to_owned(),
-                _ => format!("has {len} {what}, at least {min} needed"),
-            };
-            problems.error(path, message);
-        }
+    if let Some(min) = bound(min_key)
+        && len < min
+    {
+        let message = match (len, min) {
+            (0, 1) => "must not be empty".to_owned(),
+            _ => format!("has {len} {what}, at least {min} needed"),
+        };
+        problems.error(path, message);
     }
-    if let Some(max) = bound(max_key) {
-        if len > max {
-            problems.error(path, format!("has {len} {what}, at most {max} allowed"));
-        }
+    if let Some(max) = bound(max_key)
+        && len > max
+    {
+        problems.error(path, format!("has {len} {what}, at most {max} allowed"));
     }
 }
 
@@ -263,13 +346,22 @@ mod tests {
     #[test]
     fn a_typo_in_a_field_name_suggests_the_real_field() {
         let found = problems_for(object_schema(), json!({"name": "dev", "upsteam": ["x"]}));
-        assert_eq!(found, ["error: spec.upsteam: unknown field \"upsteam\": did you mean \"upstream\"?"]);
+        assert_eq!(
+            found,
+            ["error: spec.upsteam: unknown field \"upsteam\": did you mean \"upstream\"?"]
+        );
     }
 
     #[test]
     fn a_wrong_type_names_both_types() {
-        let found = problems_for(object_schema(), json!({"name": "dev", "upstream": "staging"}));
-        assert_eq!(found, ["error: spec.upstream: expected a list, found the string \"staging\""]);
+        let found = problems_for(
+            object_schema(),
+            json!({"name": "dev", "upstream": "staging"}),
+        );
+        assert_eq!(
+            found,
+            ["error: spec.upstream: expected a list, found the string \"staging\""]
+        );
     }
 
     #[test]
@@ -293,13 +385,20 @@ mod tests {
 
     #[test]
     fn map_entries_are_checked_against_additional_properties() {
-        let schema = json!({"type": "object", "additionalProperties": {"type": "string", "minLength": 1}});
+        let schema =
+            json!({"type": "object", "additionalProperties": {"type": "string", "minLength": 1}});
         let found = problems_for(schema, json!({"api": ""}));
         assert_eq!(found, ["error: spec[\"api\"]: must not be empty"]);
     }
     #[test]
     fn repair_drops_unknown_fields_and_replaces_broken_values() {
-        let repaired = repair(&object_schema(), &json!({"upsteam": ["x"], "upstream": "staging", "count": "two", "decision": "Maybe"}));
-        assert_eq!(repaired, json!({"name": "", "upstream": null, "count": 0, "decision": "Approve"}));
+        let repaired = repair(
+            &object_schema(),
+            &json!({"upsteam": ["x"], "upstream": "staging", "count": "two", "decision": "Maybe"}),
+        );
+        assert_eq!(
+            repaired,
+            json!({"name": "", "upstream": null, "count": 0, "decision": "Approve"})
+        );
     }
 }

@@ -1,0 +1,163 @@
+//! The CRDs' CEL rules, evaluated client-side with the Kubernetes CEL library exactly as
+//! written in the generated schema: what they allow and what they reject.
+
+use greenlight::api::{Approval, Pipeline, Release};
+use kube::{CustomResourceExt, core::cel::Validator};
+use serde_json::{Value, json};
+
+fn schema_of(
+    crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> Value {
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn example(path: &str, index: usize) -> Value {
+    let text =
+        std::fs::read_to_string(format!("{}/examples/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let doc = serde_yaml::Deserializer::from_str(&text)
+        .nth(index)
+        .unwrap();
+    let yaml: serde_yaml::Value = serde::Deserialize::deserialize(doc).unwrap();
+    serde_json::to_value(yaml).unwrap()
+}
+
+/// The messages of every rule that rejects `object` (on update when `old` is given).
+fn rejections(schema: &Value, object: &Value, old: Option<&Value>) -> Vec<String> {
+    match Validator::new().validate(schema, object, old) {
+        Ok(()) => vec![],
+        Err(errors) => errors.iter().map(|e| e.message.clone()).collect(),
+    }
+}
+
+#[test]
+fn a_valid_pipeline_passes_every_rule() {
+    let pipeline = example("nightly-smoke-promotion/pipeline.yaml", 0);
+    assert_eq!(
+        rejections(&schema_of(Pipeline::crd()), &pipeline, None),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn an_upstream_must_name_an_environment_of_the_pipeline() {
+    let mut pipeline = example("nightly-smoke-promotion/pipeline.yaml", 0);
+    pipeline["spec"]["environments"][1]["upstream"] = json!(["stagin"]);
+    let found = rejections(&schema_of(Pipeline::crd()), &pipeline, None);
+    assert_eq!(
+        found,
+        ["every spec.environments[].upstream entry must name an environment of this pipeline"]
+    );
+}
+
+#[test]
+fn an_environment_cannot_be_its_own_upstream() {
+    let mut pipeline = example("nightly-smoke-promotion/pipeline.yaml", 0);
+    pipeline["spec"]["environments"][1]["upstream"] = json!(["main"]);
+    let found = rejections(&schema_of(Pipeline::crd()), &pipeline, None);
+    assert_eq!(found, ["an environment cannot be its own upstream"]);
+}
+
+#[test]
+fn a_freeze_is_either_recurring_or_fixed() {
+    let mut pipeline = example("nightly-smoke-promotion/pipeline.yaml", 0);
+    pipeline["spec"]["environments"][1]["gates"]["freeze"] = json!([
+        {"cron": "0 17 * * 5", "duration": "63h", "start": "2026-12-20T00:00:00Z", "end": "2027-01-04T00:00:00Z"},
+        {"cron": "0 17 * * 5"},
+        {"start": "2026-12-20T00:00:00Z"},
+    ]);
+    let mut found = rejections(&schema_of(Pipeline::crd()), &pipeline, None);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "a fixed freeze needs both start and end",
+            "a freeze is either recurring (cron and duration) or fixed (start and end)",
+            "a recurring freeze needs both cron and duration",
+        ]
+    );
+}
+
+#[test]
+fn a_metric_needs_a_threshold() {
+    let mut pipeline = example("nightly-smoke-promotion/pipeline.yaml", 0);
+    pipeline["spec"]["environments"][1]["gates"]["metrics"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("below");
+    let found = rejections(&schema_of(Pipeline::crd()), &pipeline, None);
+    assert_eq!(
+        found,
+        ["a metric needs a threshold: set below, above or both"]
+    );
+}
+
+#[test]
+fn a_release_accepts_new_check_results() {
+    let old = example("nightly-smoke-promotion/releases.yaml", 2);
+    let mut new = old.clone();
+    new["spec"]["checks"][2]["state"] = json!("Passed");
+    assert_eq!(
+        rejections(&schema_of(Release::crd()), &new, Some(&old)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_release_never_changes_its_artifacts_version_source_or_requester() {
+    let schema = schema_of(Release::crd());
+    let old = example("nightly-smoke-promotion/releases.yaml", 2);
+    type Change = Box<dyn Fn(&mut Value)>;
+    let cases: [(&str, Change); 5] = [
+        (
+            "spec.artifacts is immutable: create a new Release for new images",
+            Box::new(|r| {
+                r["spec"]["artifacts"]["auth"] = json!("registry.example.com/sanctum/auth:evil")
+            }),
+        ),
+        (
+            "spec.version is immutable",
+            Box::new(|r| r["spec"]["version"] = json!("9.9.9")),
+        ),
+        (
+            "spec.source is immutable",
+            Box::new(|r| r["spec"]["source"]["ref"] = json!("main")),
+        ),
+        (
+            "spec.pipeline is immutable",
+            Box::new(|r| r["spec"]["pipeline"] = json!("other")),
+        ),
+        (
+            "spec.requestedBy is immutable",
+            Box::new(|r| {
+                r["spec"].as_object_mut().unwrap().remove("requestedBy");
+            }),
+        ),
+    ];
+    for (message, change) in cases {
+        let mut new = old.clone();
+        change(&mut new);
+        assert_eq!(rejections(&schema, &new, Some(&old)), [message]);
+    }
+}
+
+#[test]
+fn an_approval_cannot_be_edited() {
+    let schema = schema_of(Approval::crd());
+    let old = example("github-flow-manual-approval/approvals.yaml", 0);
+    assert_eq!(rejections(&schema, &old, Some(&old)), Vec::<String>::new());
+    let mut new = old.clone();
+    new["spec"]["decision"] = json!("Reject");
+    assert_eq!(
+        rejections(&schema, &new, Some(&old)),
+        ["an Approval cannot be changed; delete it and create a new one"]
+    );
+}
