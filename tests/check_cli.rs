@@ -146,7 +146,7 @@ fn a_cycle_in_upstream_is_spelled_out() {
     let run = check_pipeline_with("    upstream: [dev]", "    upstream: [prod]");
     assert_one_error(
         &run,
-        "spec.environments[1].upstream: upstream environments form a cycle: prod → staging → prod",
+        "spec.environments[1].upstream: upstream environments form a cycle: staging → prod → staging",
     );
 }
 

@@ -195,18 +195,21 @@ fn topological_order(
     loop {
         current = *upstreams[current].iter().find(|u| !order.contains(u))?;
         if let Some(pos) = walk.iter().position(|&w| w == current) {
-            let mut cycle: Vec<&str> = walk[pos..]
+            // `walk` follows upstream links, so reversed it is the direction of promotion.
+            // Start the cycle at the environment listed first, which is where it is reported.
+            let mut cycle: Vec<usize> = walk[pos..].iter().rev().copied().collect();
+            let first = (0..cycle.len()).min_by_key(|&i| cycle[i]).unwrap_or(0);
+            cycle.rotate_left(first);
+            let mut names: Vec<&str> = cycle
                 .iter()
-                .rev()
                 .map(|&i| spec.environments[i].name.as_str())
                 .collect();
-            cycle.push(cycle[0]);
-            let first = walk[pos];
+            names.push(names[0]);
             problems.error(
-                &envs_path.index(first).field("upstream"),
+                &envs_path.index(cycle[0]).field("upstream"),
                 format!(
                     "upstream environments form a cycle: {}; promotions must flow one way",
-                    cycle.join(" → ")
+                    names.join(" → ")
                 ),
             );
             return None;
@@ -222,7 +225,8 @@ fn validate_environment(
     problems: &mut Problems,
 ) -> Option<ValidEnvironment> {
     let accepts = validate_accepts(&env.accepts, &path.field("accepts"), problems);
-    if upstream.is_empty() && env.accepts.is_empty() {
+    let declared_no_upstream = env.upstream.as_ref().is_none_or(Vec::is_empty);
+    if upstream.is_empty() && declared_no_upstream && env.accepts.is_empty() {
         problems.error(
             path,
             format!("no release can ever enter environment {:?}: it has no upstream and accepts no ref; set upstream or accepts", env.name),
@@ -700,4 +704,197 @@ fn validate_freezes(
 fn parse_timestamp(text: &str) -> Result<jiff::Timestamp, String> {
     text.parse::<jiff::Timestamp>()
         .map_err(|_| format!("{text:?} is not an RFC 3339 time: expected a time with an offset, such as 2026-12-20T00:00:00Z"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> PipelineSpec {
+        serde_yaml::from_str(yaml).expect("test specs are well-formed")
+    }
+
+    fn errors(yaml: &str) -> Vec<String> {
+        let (valid, problems) = validate_pipeline(&spec(yaml));
+        assert_eq!(valid.is_none(), problems.has_errors());
+        problems.errors().map(ToString::to_string).collect()
+    }
+
+    const THREE: &str = r#"
+environments:
+- {name: dev, accepts: ["feature/*"], target: {namespace: d, deployments: [{name: api}]}}
+- {name: staging, target: {namespace: s, deployments: [{name: api, container: app}]}}
+- {name: prod, target: {namespace: p, deployments: [{name: api, container: app, artifact: backend}]}}
+"#;
+
+    #[test]
+    fn an_omitted_upstream_defaults_to_the_previous_environment() {
+        let (valid, problems) = validate_pipeline(&spec(THREE));
+        let pipeline = valid.unwrap_or_else(|| panic!("{problems:?}"));
+        let upstreams: Vec<Vec<usize>> = pipeline
+            .environments
+            .iter()
+            .map(|e| e.upstream.clone())
+            .collect();
+        assert_eq!(upstreams, [vec![], vec![0], vec![1]]);
+        assert_eq!(pipeline.topological_order, [0, 1, 2]);
+        assert_eq!(pipeline.history_limit, DEFAULT_HISTORY_LIMIT);
+    }
+
+    #[test]
+    fn defaults_apply_to_verification_rollback_and_artifacts() {
+        let (valid, _) = validate_pipeline(&spec(THREE));
+        let pipeline = valid.unwrap();
+        let prod = pipeline.environment("prod").unwrap();
+        assert_eq!(prod.verify.progress_deadline, Duration::from_secs(600));
+        assert_eq!(prod.verify.window, Duration::ZERO);
+        assert_eq!(
+            prod.rollback,
+            ValidRollback {
+                automatic: true,
+                after_verification: false
+            }
+        );
+        let artifacts: Vec<&str> = pipeline
+            .environments
+            .iter()
+            .map(|e| e.targets[0].artifact.as_str())
+            .collect();
+        assert_eq!(
+            artifacts,
+            ["api", "app", "backend"],
+            "artifact defaults to the container, then the Deployment name"
+        );
+    }
+
+    #[test]
+    fn an_explicitly_empty_upstream_makes_an_entry_point() {
+        let yaml = THREE.replace(
+            "{name: staging,",
+            "{name: staging, upstream: [], accepts: [\"release/*\"],",
+        );
+        let (valid, _) = validate_pipeline(&spec(&yaml));
+        let pipeline = valid.unwrap();
+        assert!(pipeline.environments[1].upstream.is_empty());
+        assert!(pipeline.environments[1].accepts_ref("release/v1.4.2"));
+        assert!(
+            !pipeline.environments[1].accepts_ref("release/v1/extra"),
+            "* stops at /"
+        );
+    }
+
+    #[test]
+    fn an_environment_nothing_can_enter_is_rejected() {
+        let yaml = THREE.replace("{name: staging,", "{name: staging, upstream: [],");
+        assert_eq!(
+            errors(&yaml),
+            [
+                "error: spec.environments[1]: no release can ever enter environment \"staging\": it has no upstream and accepts no ref; set upstream or accepts"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_upstream_suggests_the_closest_name() {
+        let yaml = THREE.replace("{name: prod,", "{name: prod, upstream: [stagin],");
+        assert_eq!(
+            errors(&yaml),
+            [
+                "error: spec.environments[2].upstream[0]: unknown environment \"stagin\": did you mean \"staging\"?"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_diamond_of_upstreams_is_a_valid_dag() {
+        let yaml = r#"
+environments:
+- {name: build, accepts: ["main"], target: {namespace: b, deployments: [{name: api}]}}
+- {name: eu, upstream: [build], target: {namespace: e, deployments: [{name: api}]}}
+- {name: us, upstream: [build], target: {namespace: u, deployments: [{name: api}]}}
+- {name: global, upstream: [eu, us], target: {namespace: g, deployments: [{name: api}]}}
+"#;
+        let (valid, problems) = validate_pipeline(&spec(yaml));
+        assert!(!problems.has_errors(), "{problems:?}");
+        assert_eq!(valid.unwrap().topological_order, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn a_three_environment_cycle_is_reported_once_with_its_path() {
+        let yaml = r#"
+environments:
+- {name: a, accepts: ["x"], upstream: [c], target: {namespace: a, deployments: [{name: api}]}}
+- {name: b, upstream: [a], target: {namespace: b, deployments: [{name: api}]}}
+- {name: c, upstream: [b], target: {namespace: c, deployments: [{name: api}]}}
+"#;
+        let found = errors(yaml);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("form a cycle: a → b → c → a"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn soak_on_an_entry_point_is_a_warning() {
+        let yaml = THREE.replace(
+            "{name: dev, accepts:",
+            "{name: dev, gates: {soak: 1h}, accepts:",
+        );
+        let (valid, problems) = validate_pipeline(&spec(&yaml));
+        assert!(valid.is_some());
+        let warnings: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            warnings,
+            [
+                "warning: spec.environments[0].gates.soak: this environment has no upstream, so soak never applies (it measures time Healthy upstream)"
+            ]
+        );
+    }
+
+    #[test]
+    fn windows_and_freezes_are_parsed_in_their_time_zones() {
+        let yaml = THREE.replace(
+            "{name: prod,",
+            r#"{name: prod, gates: {schedule: [{cron: "0 2 * * *", duration: 1h}], freeze: [{cron: "0 17 * * 5", timeZone: Europe/Berlin, duration: 63h, reason: weekend}, {start: "2026-12-20T00:00:00Z", end: "2027-01-04T00:00:00Z"}]},"#,
+        );
+        let (valid, problems) = validate_pipeline(&spec(&yaml));
+        let pipeline = valid.unwrap_or_else(|| panic!("{problems:?}"));
+        let gates = &pipeline.environment("prod").unwrap().gates;
+        assert_eq!(gates.schedule[0].opens.time_zone_name, "UTC");
+        assert_eq!(gates.schedule[0].duration, Duration::from_secs(3600));
+        assert!(
+            matches!(&gates.freeze[0], Freeze::Recurring { begins, duration, .. } if begins.time_zone_name == "Europe/Berlin" && *duration == Duration::from_secs(63 * 3600))
+        );
+        assert!(matches!(gates.freeze[1], Freeze::Fixed { .. }));
+    }
+
+    #[test]
+    fn zero_length_windows_and_inverted_thresholds_are_rejected() {
+        let yaml = THREE.replace(
+            "{name: prod,",
+            r#"{name: prod, gates: {schedule: [{cron: "0 2 * * *", duration: 0s}], metrics: [{name: err, prometheus: {address: "http://prom:9090"}, query: "up", below: 0.1, above: 0.5}]},"#,
+        );
+        assert_eq!(
+            errors(&yaml),
+            [
+                "error: spec.environments[2].gates.schedule[0].duration: \"0s\" is zero: expected a positive duration",
+                "error: spec.environments[2].gates.metrics[0].above: above (0.5) must be less than below (0.1), or no value can ever pass",
+            ]
+        );
+    }
+
+    #[test]
+    fn probes_need_http_urls() {
+        let yaml = THREE.replace("{name: prod,", r#"{name: prod, verify: {http: [{url: "api.shop/healthz"}]}, gates: {webhooks: [{name: cab, url: "ftp://cab"}]},"#);
+        let found = errors(&yaml);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].starts_with(
+                "error: spec.environments[2].verify.http[0].url: \"api.shop/healthz\" is not a URL"
+            ),
+            "{found:?}"
+        );
+        assert!(found[1].starts_with("error: spec.environments[2].gates.webhooks[0].url: \"ftp://cab\" must use http:// or https://"), "{found:?}");
+    }
 }
