@@ -161,3 +161,14 @@ fn an_approval_cannot_be_edited() {
         ["an Approval cannot be changed; delete it and create a new one"]
     );
 }
+
+#[test]
+fn a_metric_range_must_not_be_empty() {
+    let mut pipeline = example("nightly-smoke-promotion/pipeline.yaml", 0);
+    pipeline["spec"]["environments"][1]["gates"]["metrics"][0]["above"] = json!(2.0);
+    let found = rejections(&schema_of(Pipeline::crd()), &pipeline, None);
+    assert_eq!(
+        found,
+        ["above must be less than below, or no value can ever pass"]
+    );
+}

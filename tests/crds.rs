@@ -239,8 +239,7 @@ fn everything_a_cel_rule_can_reach_is_bounded() {
 #[test]
 fn every_field_is_documented_for_kubectl_explain() {
     for (crd, schema) in schemas() {
-        let spec = &schema["properties"]["spec"];
-        walk(&format!("{crd}.spec"), spec, &mut |path, node| {
+        walk(&crd, &schema, &mut |path, node| {
             if path.ends_with("[]") || path.ends_with("{}") {
                 return;
             }
@@ -250,4 +249,54 @@ fn every_field_is_documented_for_kubectl_explain() {
             );
         });
     }
+}
+
+#[test]
+fn the_duration_pattern_the_api_server_checks_agrees_with_the_parser() {
+    let pattern = regex::Regex::new(greenlight::api::DURATION).unwrap();
+    let samples = [
+        "0",
+        "15m",
+        "1h30m",
+        "1.5h",
+        "250ms",
+        "10us",
+        "10µs",
+        "5ns",
+        "63h",
+        "90s",
+        "1h0m5s",
+        "15 minutes",
+        "15",
+        "5d",
+        "-5m",
+        ".5h",
+        "5.h",
+        "1.2.3s",
+        "",
+        "m",
+        "1hh",
+        "h1",
+        "0s",
+        "00m",
+    ];
+    for sample in samples {
+        assert_eq!(
+            pattern.is_match(sample),
+            greenlight::validation::parse_duration(sample).is_ok(),
+            "the schema pattern and parse_duration disagree on {sample:?}"
+        );
+    }
+}
+
+#[test]
+fn environment_names_are_unique_by_list_map_key() {
+    // The API server rejects duplicate keys of a list-map itself; no CEL rule is needed.
+    let (_, schema) = &schemas()[0];
+    let environments = &schema["properties"]["spec"]["properties"]["environments"];
+    assert_eq!(environments["x-kubernetes-list-type"], "map");
+    assert_eq!(
+        environments["x-kubernetes-list-map-keys"],
+        serde_json::json!(["name"])
+    );
 }

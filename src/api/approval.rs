@@ -3,7 +3,7 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::Conditions;
+use super::common::{Conditions, DNS_LABEL, DNS_SUBDOMAIN};
 
 /// A person's decision, bound to one release and one environment. Immutable.
 ///
@@ -29,13 +29,10 @@ use super::common::Conditions;
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalSpec {
     /// Name of the Release, in the same namespace.
-    #[schemars(
-        length(min = 1, max = 253),
-        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-    )]
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN))]
     pub release: String,
     /// The environment of the release's pipeline this decision is for.
-    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
     pub environment: String,
     /// `Approve`, or `Reject` to block the release for that environment.
     pub decision: Decision,

@@ -39,6 +39,9 @@ pub mod limits {
 
 /// A DNS-1123 label, as Kubernetes requires for namespaces, containers and our names.
 pub const DNS_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// A duration in Go / Kubernetes notation (`90s`, `15m`, `1h30m`), checked by the API
+/// server; [`crate::validation::parse_duration`] accepts exactly these.
+pub const DURATION: &str = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$";
 /// A DNS-1123 subdomain, as Kubernetes requires for most object names.
 pub const DNS_SUBDOMAIN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
@@ -48,7 +51,7 @@ pub const DNS_SUBDOMAIN: &str =
 #[serde(rename_all = "camelCase")]
 pub struct JobStep {
     /// Name of the step, unique within its list. Used in the Job's name and in status.
-    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
     pub name: String,
     /// A `batch/v1` JobSpec. Greenlight adds its labels and owner reference, and runs it in
     /// the environment's target namespace. Checked by `greenlight check`, stored as given.
@@ -57,7 +60,7 @@ pub struct JobStep {
     /// How long the Job may run before the step counts as failed, as a duration such as
     /// `10m` or `1h30m`. Default: `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), pattern(DURATION))]
     pub timeout: Option<String>,
 }
 

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{Conditions, JobStep};
+use super::common::{Conditions, DNS_LABEL, DNS_SUBDOMAIN, DURATION, JobStep};
 
 /// The environments of one application and the gates between them.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -50,7 +50,7 @@ pub const DEFAULT_HISTORY_LIMIT: u32 = 20;
 #[serde(rename_all = "camelCase")]
 pub struct Environment {
     /// Name of the environment, unique in the pipeline (a DNS label such as `staging`).
-    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
     pub name: String,
     /// Environments a release must be Healthy in before it can be promoted here. Omitted:
     /// the previous environment in the list. `[]`: none, releases enter only through `accepts`.
@@ -89,7 +89,7 @@ pub struct Environment {
 #[serde(rename_all = "camelCase")]
 pub struct Target {
     /// Namespace of the target Deployments; Jobs run here too.
-    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
     pub namespace: String,
     /// The Deployments whose container images Greenlight sets.
     #[schemars(length(min = 1, max = 16))]
@@ -102,20 +102,17 @@ pub struct Target {
 #[serde(rename_all = "camelCase")]
 pub struct TargetDeployment {
     /// Name of the Deployment in the target namespace.
-    #[schemars(
-        length(min = 1, max = 253),
-        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-    )]
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN))]
     pub name: String,
     /// Name of the container whose image is set. Default: the Deployment's only container,
     /// or else the container named like the Deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
     pub container: Option<String>,
     /// Key in the Release's `spec.artifacts` that holds the image. Default: `container`
     /// if set, else the Deployment's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
     pub artifact: Option<String>,
 }
 
@@ -136,11 +133,11 @@ pub struct Verify {
     /// Every target Deployment must be rolled out and available within this duration.
     /// Default: `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), pattern(DURATION))]
     pub progress_deadline: Option<String>,
     /// After the rollout, the checks below must keep passing for this long. Default: `0s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), pattern(DURATION))]
     pub window: Option<String>,
     /// HTTP endpoints polled during the window.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -176,11 +173,11 @@ pub struct HttpCheck {
     pub expect_status: Option<u16>,
     /// Time between two probes. Default: `15s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), pattern(DURATION))]
     pub interval: Option<String>,
     /// How long one probe may take. Default: `5s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), pattern(DURATION))]
     pub timeout: Option<String>,
     /// Consecutive failed probes that fail the check. Default: 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,9 +189,10 @@ pub struct HttpCheck {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.below) || has(self.above)").message("a metric needs a threshold: set below, above or both").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("!has(self.below) || !has(self.above) || self.above < self.below").message("above must be less than below, or no value can ever pass").reason(Reason::FieldValueInvalid))]
 pub struct MetricCheck {
     /// Name of the check, unique within its list.
-    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
     pub name: String,
     /// The Prometheus server to query.
     pub prometheus: PrometheusSource,
@@ -244,7 +242,7 @@ pub struct Gates {
     /// How long the release must have been Healthy in every upstream environment,
     /// such as `15m` or `24h`. Does not apply to releases that enter directly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), pattern(DURATION))]
     pub soak: Option<String>,
     /// Approval rules. Each needs `count` distinct approvers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -284,7 +282,7 @@ pub struct Gates {
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalRule {
     /// Name of the rule, shown when it blocks a release.
-    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
     pub name: String,
     /// How many distinct approvers the rule needs.
     #[schemars(range(min = 1, max = 10))]
@@ -316,7 +314,7 @@ pub struct ScheduleWindow {
     #[schemars(length(min = 1, max = 256))]
     pub time_zone: Option<String>,
     /// How long the window stays open, such as `1h`.
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = 256), pattern(DURATION))]
     pub duration: String,
 }
 
@@ -342,7 +340,7 @@ pub struct Freeze {
     pub time_zone: Option<String>,
     /// How long a recurring freeze lasts, such as `63h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = 256), pattern(DURATION))]
     pub duration: Option<String>,
     /// Start of a fixed freeze, in RFC 3339 (`2026-12-20T00:00:00Z`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -359,14 +357,14 @@ pub struct Freeze {
 #[serde(rename_all = "camelCase")]
 pub struct Webhook {
     /// Name of the webhook, unique within its list.
-    #[schemars(length(min = 1, max = 63), pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
     pub name: String,
     /// The `http://` or `https://` URL that receives a POST describing the release.
     #[schemars(length(min = 1, max = 2048))]
     pub url: String,
     /// How long the call may take; a timeout counts as a failure. Default: `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 256), pattern(DURATION))]
     pub timeout: Option<String>,
 }
 

@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::{Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
-use super::common::Conditions;
+use super::common::{Conditions, DNS_SUBDOMAIN};
 
 /// One build of an application, created by CI, promoted by Greenlight.
 ///
@@ -37,10 +37,7 @@ use super::common::Conditions;
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseSpec {
     /// Name of the Pipeline, in the same namespace, that this release travels through.
-    #[schemars(
-        length(min = 1, max = 253),
-        pattern(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-    )]
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN))]
     pub pipeline: String,
     /// The version people talk about, such as `1.4.2`.
     #[schemars(length(min = 1, max = 256))]

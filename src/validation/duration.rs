@@ -30,7 +30,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
         let (number, after) = rest.split_at(number_len);
-        if number.is_empty() || number.starts_with('.') && number.len() == 1 {
+        // Digits, optionally a fraction with digits on both sides of the point.
+        let well_formed = match number.split_once('.') {
+            Some((whole, fraction)) => {
+                !whole.is_empty() && !fraction.is_empty() && !fraction.contains('.')
+            }
+            None => !number.is_empty(),
+        };
+        if !well_formed {
             return Err(fail());
         }
         let value: f64 = number.parse().map_err(|_| fail())?;
@@ -102,6 +109,9 @@ mod tests {
         assert!(parse_duration("5d").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration(".m").is_err());
+        assert!(parse_duration(".5h").is_err());
+        assert!(parse_duration("5.h").is_err());
+        assert!(parse_duration("1.2.3s").is_err());
     }
 
     #[test]
