@@ -3,7 +3,7 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{Conditions, DNS_LABEL, DNS_SUBDOMAIN};
+use super::common::{Conditions, DNS_LABEL, DNS_SUBDOMAIN, limits};
 
 /// A person's decision, bound to one release and one environment. Immutable.
 ///
@@ -29,24 +29,24 @@ use super::common::{Conditions, DNS_LABEL, DNS_SUBDOMAIN};
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalSpec {
     /// Name of the Release, in the same namespace.
-    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN))]
+    #[schemars(length(min = 1, max = limits::OBJECT_NAME), pattern(DNS_SUBDOMAIN))]
     pub release: String,
     /// The environment of the release's pipeline this decision is for.
-    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
+    #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
     pub environment: String,
     /// `Approve`, or `Reject` to block the release for that environment.
     pub decision: Decision,
     /// The user name of the person deciding; must be the user who creates the Approval.
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub approver: String,
     /// Groups the approver acts for; each must be one of the creating user's groups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32), inner(length(min = 1, max = 256)))]
+    #[schemars(length(max = limits::MANY_ITEMS), inner(length(min = 1, max = limits::SHORT)))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub groups: Vec<String>,
     /// Why, for the audit trail (a change ticket, say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 4096))]
+    #[schemars(length(max = limits::TEXT))]
     pub comment: Option<String>,
 }
 

@@ -9,22 +9,17 @@ use serde_json::{Map, Value};
 /// Status conditions, following the Kubernetes API conventions.
 pub type Conditions = Vec<Condition>;
 
-/// Upper bounds that keep every CEL rule inside the API server's cost budget.
+/// Upper bounds on lists and strings, used by the schema and by validation. They keep
+/// every CEL rule inside the API server's cost budget and objects far below etcd's limits.
 pub mod limits {
     /// Environments per Pipeline.
     pub const ENVIRONMENTS: usize = 16;
     /// Upstream environments per environment.
     pub const UPSTREAMS: usize = 8;
-    /// Entries in small named lists (deployments, checks, tests, rules, windows).
+    /// Entries in small lists: deployments, globs, steps, probes, rules, windows.
     pub const ITEMS: usize = 16;
-    /// `accepts` globs per environment.
-    pub const ACCEPTS: usize = 16;
-    /// Required checks per gate.
-    pub const CHECKS: usize = 32;
-    /// Artifacts per Release.
-    pub const ARTIFACTS: usize = 32;
-    /// Groups named by one approval rule or Approval.
-    pub const GROUPS: usize = 32;
+    /// Entries in longer lists: required checks, groups, users, artifacts.
+    pub const MANY_ITEMS: usize = 32;
     /// A DNS-1123 label: environment, namespace, artifact, container and step names.
     pub const NAME: usize = 63;
     /// A DNS-1123 subdomain: Kubernetes object names.
@@ -51,7 +46,7 @@ pub const DNS_SUBDOMAIN: &str =
 #[serde(rename_all = "camelCase")]
 pub struct JobStep {
     /// Name of the step, unique within its list. Used in the Job's name and in status.
-    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
+    #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
     pub name: String,
     /// A `batch/v1` JobSpec. Greenlight adds its labels and owner reference, and runs it in
     /// the environment's target namespace. Checked by `greenlight check`, stored as given.
@@ -60,7 +55,7 @@ pub struct JobStep {
     /// How long the Job may run before the step counts as failed, as a duration such as
     /// `10m` or `1h30m`. Default: `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256), pattern(DURATION))]
+    #[schemars(length(max = limits::SHORT), pattern(DURATION))]
     pub timeout: Option<String>,
 }
 

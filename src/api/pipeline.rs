@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{Conditions, DNS_LABEL, DNS_SUBDOMAIN, DURATION, JobStep};
+use super::common::{Conditions, DNS_LABEL, DNS_SUBDOMAIN, DURATION, JobStep, limits};
 
 /// The environments of one application and the gates between them.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -37,7 +37,7 @@ pub struct PipelineSpec {
     pub history_limit: Option<u32>,
     /// The environments, in order. Each one is promoted from its `upstream` environments,
     /// which default to the environment listed just before it.
-    #[schemars(length(min = 1, max = 16))]
+    #[schemars(length(min = 1, max = limits::ENVIRONMENTS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub environments: Vec<Environment>,
 }
@@ -50,19 +50,19 @@ pub const DEFAULT_HISTORY_LIMIT: u32 = 20;
 #[serde(rename_all = "camelCase")]
 pub struct Environment {
     /// Name of the environment, unique in the pipeline (a DNS label such as `staging`).
-    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
+    #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
     pub name: String,
     /// Environments a release must be Healthy in before it can be promoted here. Omitted:
     /// the previous environment in the list. `[]`: none, releases enter only through `accepts`.
     /// The environments must form a directed acyclic graph.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 8), inner(length(min = 1, max = 63)))]
+    #[schemars(length(max = limits::UPSTREAMS), inner(length(min = 1, max = limits::NAME)))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub upstream: Option<Vec<String>>,
     /// Globs on a Release's `spec.source.ref`. A matching Release enters this environment
     /// directly, without an upstream. `*` matches within one path segment, `**` across them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(length(min = 1, max = 256)))]
+    #[schemars(length(max = limits::ITEMS), inner(length(min = 1, max = limits::SHORT)))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub accepts: Vec<String>,
     /// The workloads this environment runs.
@@ -70,7 +70,7 @@ pub struct Environment {
     /// Jobs run in the target namespace, in order, before any image changes (for example
     /// database migrations). A failed Job stops the deploy before it changes anything.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = limits::ITEMS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub pre_deploy: Vec<JobStep>,
     /// How a release deployed into this environment proves it is healthy.
@@ -89,10 +89,10 @@ pub struct Environment {
 #[serde(rename_all = "camelCase")]
 pub struct Target {
     /// Namespace of the target Deployments; Jobs run here too.
-    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
+    #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
     pub namespace: String,
     /// The Deployments whose container images Greenlight sets.
-    #[schemars(length(min = 1, max = 16))]
+    #[schemars(length(min = 1, max = limits::ITEMS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub deployments: Vec<TargetDeployment>,
 }
@@ -102,17 +102,17 @@ pub struct Target {
 #[serde(rename_all = "camelCase")]
 pub struct TargetDeployment {
     /// Name of the Deployment in the target namespace.
-    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN))]
+    #[schemars(length(min = 1, max = limits::OBJECT_NAME), pattern(DNS_SUBDOMAIN))]
     pub name: String,
     /// Name of the container whose image is set. Default: the Deployment's only container,
     /// or else the container named like the Deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
+    #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
     pub container: Option<String>,
     /// Key in the Release's `spec.artifacts` that holds the image. Default: `container`
     /// if set, else the Deployment's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
+    #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
     pub artifact: Option<String>,
 }
 
@@ -133,24 +133,24 @@ pub struct Verify {
     /// Every target Deployment must be rolled out and available within this duration.
     /// Default: `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256), pattern(DURATION))]
+    #[schemars(length(max = limits::SHORT), pattern(DURATION))]
     pub progress_deadline: Option<String>,
     /// After the rollout, the checks below must keep passing for this long. Default: `0s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256), pattern(DURATION))]
+    #[schemars(length(max = limits::SHORT), pattern(DURATION))]
     pub window: Option<String>,
     /// HTTP endpoints polled during the window.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = limits::ITEMS))]
     pub http: Vec<HttpCheck>,
     /// Prometheus queries evaluated on this environment during the window.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = limits::ITEMS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub metrics: Vec<MetricCheck>,
     /// Jobs run against the environment once the rollout completes (for example e2e tests).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = limits::ITEMS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub tests: Vec<JobStep>,
 }
@@ -165,7 +165,7 @@ pub const DEFAULT_JOB_TIMEOUT: &str = "10m";
 #[serde(rename_all = "camelCase")]
 pub struct HttpCheck {
     /// The `http://` or `https://` URL to GET.
-    #[schemars(length(min = 1, max = 2048))]
+    #[schemars(length(min = 1, max = limits::LONG))]
     pub url: String,
     /// The status code that counts as healthy. Default: 200.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -173,11 +173,11 @@ pub struct HttpCheck {
     pub expect_status: Option<u16>,
     /// Time between two probes. Default: `15s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256), pattern(DURATION))]
+    #[schemars(length(max = limits::SHORT), pattern(DURATION))]
     pub interval: Option<String>,
     /// How long one probe may take. Default: `5s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256), pattern(DURATION))]
+    #[schemars(length(max = limits::SHORT), pattern(DURATION))]
     pub timeout: Option<String>,
     /// Consecutive failed probes that fail the check. Default: 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,12 +192,12 @@ pub struct HttpCheck {
 #[x_kube(validation = Rule::new("!has(self.below) || !has(self.above) || self.above < self.below").message("above must be less than below, or no value can ever pass").reason(Reason::FieldValueInvalid))]
 pub struct MetricCheck {
     /// Name of the check, unique within its list.
-    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
+    #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
     pub name: String,
     /// The Prometheus server to query.
     pub prometheus: PrometheusSource,
     /// A PromQL expression that returns one scalar or a one-element vector.
-    #[schemars(length(min = 1, max = 4096))]
+    #[schemars(length(min = 1, max = limits::TEXT))]
     pub query: String,
     /// The check passes only while the value is strictly below this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,7 +212,7 @@ pub struct MetricCheck {
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusSource {
     /// Base URL of the Prometheus HTTP API, such as `http://prometheus.monitoring:9090`.
-    #[schemars(length(min = 1, max = 2048))]
+    #[schemars(length(min = 1, max = limits::LONG))]
     pub address: String,
 }
 
@@ -236,17 +236,17 @@ pub struct Rollback {
 pub struct Gates {
     /// Names of `spec.checks` entries on the Release that must be `Passed`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
+    #[schemars(length(max = limits::MANY_ITEMS), inner(length(min = 1, max = limits::NAME)))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub checks: Vec<String>,
     /// How long the release must have been Healthy in every upstream environment,
     /// such as `15m` or `24h`. Does not apply to releases that enter directly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256), pattern(DURATION))]
+    #[schemars(length(max = limits::SHORT), pattern(DURATION))]
     pub soak: Option<String>,
     /// Approval rules. Each needs `count` distinct approvers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = limits::ITEMS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub approvals: Vec<ApprovalRule>,
     /// Whether the Release's author or requester may approve it. Default: false.
@@ -254,25 +254,25 @@ pub struct Gates {
     pub allow_self_approval: bool,
     /// Windows in which a promotion may start. Empty: any time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = limits::ITEMS))]
     pub schedule: Vec<ScheduleWindow>,
     /// Periods in which no promotion starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = limits::ITEMS))]
     pub freeze: Vec<Freeze>,
     /// Jobs run against the upstream environment before promotion (smoke, load, soak tests).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = limits::ITEMS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub tests: Vec<JobStep>,
     /// Prometheus queries that must be within their thresholds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = limits::ITEMS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub metrics: Vec<MetricCheck>,
     /// HTTP endpoints asked for a decision; a 2xx answer passes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = limits::ITEMS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub webhooks: Vec<Webhook>,
 }
@@ -282,7 +282,7 @@ pub struct Gates {
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalRule {
     /// Name of the rule, shown when it blocks a release.
-    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
+    #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
     pub name: String,
     /// How many distinct approvers the rule needs.
     #[schemars(range(min = 1, max = 10))]
@@ -290,12 +290,12 @@ pub struct ApprovalRule {
     /// An approver counts if they are in one of these groups (as the API server saw them
     /// when the Approval was created). Empty together with `users`: anyone may approve.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32), inner(length(min = 1, max = 256)))]
+    #[schemars(length(max = limits::MANY_ITEMS), inner(length(min = 1, max = limits::SHORT)))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub groups: Vec<String>,
     /// An approver counts if their user name is listed here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32), inner(length(min = 1, max = 256)))]
+    #[schemars(length(max = limits::MANY_ITEMS), inner(length(min = 1, max = limits::SHORT)))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub users: Vec<String>,
 }
@@ -306,15 +306,15 @@ pub struct ApprovalRule {
 pub struct ScheduleWindow {
     /// When the window opens: a five-field cron expression (minute hour day-of-month
     /// month day-of-week), such as `0 2 * * *`.
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub cron: String,
     /// The IANA time zone the cron expression is read in, such as `Europe/Berlin`.
     /// Default: `UTC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub time_zone: Option<String>,
     /// How long the window stays open, such as `1h`.
-    #[schemars(length(min = 1, max = 256), pattern(DURATION))]
+    #[schemars(length(min = 1, max = limits::SHORT), pattern(DURATION))]
     pub duration: String,
 }
 
@@ -328,27 +328,27 @@ pub struct ScheduleWindow {
 pub struct Freeze {
     /// Why promotions are frozen, shown to whoever waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = limits::SHORT))]
     pub reason: Option<String>,
     /// When a recurring freeze begins: a five-field cron expression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub cron: Option<String>,
     /// The IANA time zone of `cron`. Default: `UTC`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub time_zone: Option<String>,
     /// How long a recurring freeze lasts, such as `63h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 256), pattern(DURATION))]
+    #[schemars(length(min = 1, max = limits::SHORT), pattern(DURATION))]
     pub duration: Option<String>,
     /// Start of a fixed freeze, in RFC 3339 (`2026-12-20T00:00:00Z`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub start: Option<String>,
     /// End of a fixed freeze, in RFC 3339; must be after `start`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub end: Option<String>,
 }
 
@@ -357,14 +357,14 @@ pub struct Freeze {
 #[serde(rename_all = "camelCase")]
 pub struct Webhook {
     /// Name of the webhook, unique within its list.
-    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL))]
+    #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
     pub name: String,
     /// The `http://` or `https://` URL that receives a POST describing the release.
-    #[schemars(length(min = 1, max = 2048))]
+    #[schemars(length(min = 1, max = limits::LONG))]
     pub url: String,
     /// How long the call may take; a timeout counts as a failure. Default: `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256), pattern(DURATION))]
+    #[schemars(length(max = limits::SHORT), pattern(DURATION))]
     pub timeout: Option<String>,
 }
 

@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::{Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{Conditions, DNS_SUBDOMAIN};
+use super::common::{Conditions, DNS_SUBDOMAIN, limits};
 
 /// One build of an application, created by CI, promoted by Greenlight.
 ///
@@ -37,10 +37,10 @@ use super::common::{Conditions, DNS_SUBDOMAIN};
 #[serde(rename_all = "camelCase")]
 pub struct ReleaseSpec {
     /// Name of the Pipeline, in the same namespace, that this release travels through.
-    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN))]
+    #[schemars(length(min = 1, max = limits::OBJECT_NAME), pattern(DNS_SUBDOMAIN))]
     pub pipeline: String,
     /// The version people talk about, such as `1.4.2`.
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub version: String,
     /// The image of each artifact, by the artifact names the Pipeline's targets use.
     /// Pin by digest (`name@sha256:…`) so every environment runs the same bytes.
@@ -51,11 +51,11 @@ pub struct ReleaseSpec {
     /// Who created this Release. The chart's admission policy rejects a value that differs
     /// from the creating user, and that person never counts as an approver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub requested_by: Option<String>,
     /// Results of CI checks, keyed by name. CI patches entries as they finish.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = limits::MANY_ITEMS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub checks: Vec<Check>,
 }
@@ -64,8 +64,8 @@ fn artifacts_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",
         "minProperties": 1,
-        "maxProperties": 32,
-        "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 2048},
+        "maxProperties": limits::MANY_ITEMS,
+        "additionalProperties": {"type": "string", "minLength": 1, "maxLength": limits::LONG},
     })
 }
 
@@ -75,15 +75,15 @@ fn artifacts_schema(_: &mut SchemaGenerator) -> Schema {
 pub struct Source {
     /// The branch or tag, such as `release/v1.4.2`, matched against `accepts`.
     #[serde(rename = "ref")]
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub git_ref: String,
     /// The commit the build was made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub commit: Option<String>,
     /// The commit's author. Never counts as an approver unless self-approval is allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(length(min = 1, max = limits::SHORT))]
     pub author: Option<String>,
 }
 
@@ -92,13 +92,13 @@ pub struct Source {
 #[serde(rename_all = "camelCase")]
 pub struct Check {
     /// Name of the check, as gates name it (`test`, `security`, `build`).
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = limits::NAME))]
     pub name: String,
     /// Its current state.
     pub state: CheckState,
     /// Where to read the details.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048))]
+    #[schemars(length(max = limits::LONG))]
     pub url: Option<String>,
 }
 
