@@ -122,19 +122,26 @@ pub fn check_paths(inputs: &[PathBuf]) -> Report {
 }
 
 fn io_finding(message: String) -> Finding {
-    let (location, message) = message
-        .split_once(": ")
-        .map_or((String::new(), message.clone()), |(l, m)| {
-            (l.to_owned(), m.to_owned())
-        });
-    Finding {
-        location,
-        object: None,
-        problem: Problem {
+    let (location, message) = match message.split_once(": ") {
+        Some((location, rest)) => (location.to_owned(), rest.to_owned()),
+        None => (String::new(), message),
+    };
+    Finding::document_error(location, message)
+}
+
+impl Finding {
+    /// An error about a whole file or document rather than one field.
+    fn document_error(location: String, message: String) -> Self {
+        let problem = Problem {
             severity: Severity::Error,
             path: crate::validation::FieldPath::root(),
             message,
-        },
+        };
+        Finding {
+            location,
+            object: None,
+            problem,
+        }
     }
 }
 
@@ -152,15 +159,9 @@ pub fn check_documents(documents: Vec<SourceDocument>, report: &mut Report) {
         let value = match document.content {
             Ok(value) => value,
             Err(message) => {
-                report.findings.push(Finding {
-                    location,
-                    object: None,
-                    problem: Problem {
-                        severity: Severity::Error,
-                        path: crate::validation::FieldPath::root(),
-                        message,
-                    },
-                });
+                report
+                    .findings
+                    .push(Finding::document_error(location, message));
                 continue;
             }
         };
