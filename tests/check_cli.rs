@@ -279,12 +279,12 @@ fn an_approval_for_an_unknown_environment_suggests_the_closest() {
 }
 
 #[test]
-fn an_approval_decision_must_be_approve_or_reject() {
+fn an_approval_decision_must_be_a_known_one() {
     let approval = "apiVersion: greenlight.dev/v1alpha1\nkind: Approval\nmetadata: {name: a1}\nspec: {release: r, environment: prod, decision: Approved, approver: bob}\n";
     let run = check_files(&[("approval.yaml", approval)]);
     assert_one_error(
         &run,
-        "spec.decision: \"Approved\" is not one of Approve, Reject (did you mean \"Approve\"?)",
+        "spec.decision: \"Approved\" is not one of Approve, Reject, PromoteNow, Retry, Rollback (did you mean \"Approve\"?)",
     );
 }
 

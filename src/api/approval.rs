@@ -34,7 +34,8 @@ pub struct ApprovalSpec {
     /// The environment of the release's pipeline this decision is for.
     #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
     pub environment: String,
-    /// `Approve`, or `Reject` to block the release for that environment.
+    /// `Approve`, or `Reject` to block the release for that environment; or an override:
+    /// `PromoteNow`, `Retry`, `Rollback`.
     pub decision: Decision,
     /// The user name of the person deciding; must be the user who creates the Approval.
     #[schemars(length(min = 1, max = limits::SHORT))]
@@ -50,13 +51,21 @@ pub struct ApprovalSpec {
     pub comment: Option<String>,
 }
 
-/// An approver's decision.
+/// A person's decision. `Approve` and `Reject` feed the approval gate; the others are
+/// overrides, recorded in the Pipeline's status with who asked.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
 pub enum Decision {
     /// Counts towards the environment's approval rules.
     Approve,
     /// Blocks the release for the environment.
     Reject,
+    /// Promote as soon as every other gate passes, ignoring the schedule gate only.
+    PromoteNow,
+    /// Clear the release's failure in the environment so it may be deployed again, and
+    /// re-run its failed gate tests.
+    Retry,
+    /// Roll the environment back to this release, which must have run there before.
+    Rollback,
 }
 
 /// Whether and how the approval counted.

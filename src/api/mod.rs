@@ -8,12 +8,14 @@ mod approval;
 mod common;
 mod crd;
 mod pipeline;
+mod pipeline_status;
 mod release;
 
 pub use approval::*;
 pub use common::*;
 pub use crd::*;
 pub use pipeline::*;
+pub use pipeline_status::*;
 pub use release::*;
 
 /// The API group of every Greenlight kind.

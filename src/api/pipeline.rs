@@ -1,12 +1,12 @@
 //! `Pipeline`: the environments a release moves through, and the rules for each move.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{Conditions, DNS_LABEL, DNS_SUBDOMAIN, DURATION, JobStep, limits};
+use super::{
+    common::{DNS_LABEL, DNS_SUBDOMAIN, DURATION, JobStep, limits},
+    pipeline_status::PipelineStatus,
+};
 
 /// The environments of one application and the gates between them.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -366,117 +366,4 @@ pub struct Webhook {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::SHORT), pattern(DURATION))]
     pub timeout: Option<String>,
-}
-
-/// What Greenlight observes and decides for a pipeline.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PipelineStatus {
-    /// The `metadata.generation` this status was computed from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// `Ready`, `Progressing` and `Degraded`, per the Kubernetes API conventions.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
-    pub conditions: Conditions,
-    /// One line for `kubectl get`: each environment and the version it runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub summary: Option<String>,
-    /// The state of each environment.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
-    pub environments: Vec<EnvironmentStatus>,
-}
-
-/// The state of one environment.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EnvironmentStatus {
-    /// Name of the environment.
-    pub name: String,
-    /// What the environment is doing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<EnvironmentPhase>,
-    /// The release it runs, or is moving to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub current: Option<ReleaseRef>,
-    /// The last release verified here: the rollback target.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_good: Option<ReleaseRef>,
-    /// The images found before Greenlight first deployed here: the rollback target until a
-    /// release has been verified.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub baseline: BTreeMap<String, String>,
-    /// A sentence on what happens now or what blocks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// Recent promotions, newest first, at most `spec.historyLimit`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub history: Vec<PromotionRecord>,
-}
-
-/// What an environment is doing.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
-pub enum EnvironmentPhase {
-    /// Runs its current release and nothing is in flight.
-    Idle,
-    /// Running pre-deploy Jobs or rolling out a new release.
-    Deploying,
-    /// The rollout is done; verification checks are running.
-    Verifying,
-    /// Setting the images back to the last good release.
-    RollingBack,
-    /// A rollback itself failed: no promotion enters until a person acts.
-    Degraded,
-}
-
-/// A release as recorded in status.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ReleaseRef {
-    /// Name of the Release object.
-    pub release: String,
-    /// Its `spec.version`.
-    pub version: String,
-    /// When it took this role.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub since: Option<Time>,
-}
-
-/// One promotion into an environment.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PromotionRecord {
-    /// Name of the Release object.
-    pub release: String,
-    /// Its `spec.version`.
-    pub version: String,
-    /// How it ended.
-    pub result: PromotionResult,
-    /// When the deploy started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<Time>,
-    /// When it ended.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<Time>,
-    /// Why it ended that way.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Who asked, for promotions started by a person's override.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requested_by: Option<String>,
-}
-
-/// How a promotion ended; these are the `result` label values of
-/// `greenlight_promotions_total`.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
-pub enum PromotionResult {
-    /// Deployed and verified.
-    Succeeded,
-    /// Failed verification and was held (automatic rollback off).
-    Failed,
-    /// Failed verification and was rolled back.
-    RolledBack,
-    /// A newer release went first.
-    Superseded,
 }

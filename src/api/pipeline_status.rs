@@ -1,0 +1,265 @@
+//! `Pipeline.status`: the engine's whole memory. Everything needed to continue after a
+//! restart lives here, so that a crash at any instant loses nothing.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::Conditions;
+
+/// What Greenlight observes and decides for a pipeline.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PipelineStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing` and `Degraded`, per the Kubernetes API conventions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Conditions,
+    /// One line for `kubectl get`: each environment and the version it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// The state of each environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub environments: Vec<EnvironmentStatus>,
+    /// Overrides people asked for (promote now, retry, rollback), newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<OverrideRecord>,
+}
+
+/// The state of one environment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentStatus {
+    /// Name of the environment.
+    pub name: String,
+    /// What the environment is doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<EnvironmentPhase>,
+    /// A sentence on what happens now or what blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The release it runs. Unset while it runs its baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<ReleaseRef>,
+    /// Whether the current release (or baseline) is healthy now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<bool>,
+    /// Since when the current release has been verified and continuously healthy; what
+    /// `soak` gates downstream measure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_since: Option<Time>,
+    /// The last release verified here: the rollback target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_good: Option<ReleaseRef>,
+    /// The images found before Greenlight first deployed here, by `deployment/container`:
+    /// the rollback target until a release has been verified.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub baseline: BTreeMap<String, String>,
+    /// The deploy or rollback in flight, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionState>,
+    /// Releases that failed here. They are never deployed here again unless a person
+    /// asks for a retry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<ReleaseMark>,
+    /// Results of gate test Jobs run for candidates of this environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gate_tests: Vec<GateTestRecord>,
+    /// Recent promotions, newest first, at most `spec.historyLimit`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<PromotionRecord>,
+}
+
+/// What an environment is doing.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum EnvironmentPhase {
+    /// Runs its current release and nothing is in flight.
+    Idle,
+    /// Running pre-deploy Jobs or rolling out a new release.
+    Deploying,
+    /// The rollout is done; verification checks are running.
+    Verifying,
+    /// Setting the images back to the last good release.
+    RollingBack,
+    /// A rollback failed, or a failed release is held because automatic rollback is off:
+    /// no promotion enters until a person acts.
+    Degraded,
+}
+
+/// A release as recorded in status.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseRef {
+    /// Name of the Release object.
+    pub release: String,
+    /// Its `spec.version`.
+    pub version: String,
+    /// When it took this role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+}
+
+/// A deploy or rollback in flight.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionState {
+    /// Deploy a release, or roll back to the last good one.
+    pub kind: PromotionKind,
+    /// The release being deployed; unset when rolling back to the baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// Its version, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The step in progress.
+    pub stage: PromotionStage,
+    /// Index of the pre-deploy Job running, during `PreDeploy`.
+    #[serde(default)]
+    pub step: u32,
+    /// When the promotion started.
+    pub started_at: Time,
+    /// When the current stage started (for Verify: when the rollout completed).
+    pub stage_started_at: Time,
+    /// Retries of this release here so far; part of its Job names.
+    #[serde(default)]
+    pub attempt: u32,
+    /// Who asked, when a person's override started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// For a rollback: the release that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_release: Option<String>,
+    /// For a rollback: what triggered it (`verification`, `unhealthy`, `manual`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
+    /// For a rollback: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Deploy forward or roll back.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum PromotionKind {
+    /// Deploy a new release.
+    Deploy,
+    /// Restore the last good release (or the baseline).
+    Rollback,
+}
+
+/// The steps of a promotion.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum PromotionStage {
+    /// Pre-deploy Jobs run, one after another.
+    PreDeploy,
+    /// Images are set; waiting for every target Deployment to roll out.
+    Rollout,
+    /// Rolled out; verification checks must hold for the window.
+    Verify,
+}
+
+/// A release marked in an environment, with when and why.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseMark {
+    /// Name of the Release object.
+    pub release: String,
+    /// When.
+    pub at: Time,
+    /// Why.
+    pub reason: String,
+}
+
+/// The outcome of one gate test Job for one candidate.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateTestRecord {
+    /// The candidate release.
+    pub release: String,
+    /// The `gates.tests` entry.
+    pub test: String,
+    /// Retry attempt the run belongs to.
+    #[serde(default)]
+    pub attempt: u32,
+    /// Whether the Job succeeded.
+    pub passed: bool,
+    /// When it finished.
+    pub at: Time,
+    /// The Job's termination message or failure reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One promotion into an environment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionRecord {
+    /// Name of the Release object (empty for a rollback to the baseline).
+    pub release: String,
+    /// Its `spec.version`.
+    pub version: String,
+    /// How it ended.
+    pub result: PromotionResult,
+    /// When the deploy started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// Why it ended that way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Who asked, for promotions started by a person's override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+/// How a promotion ended; these are the `result` label values of
+/// `greenlight_promotions_total`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum PromotionResult {
+    /// Deployed and verified.
+    Succeeded,
+    /// Failed before or during verification and was held (automatic rollback off, or a
+    /// pre-deploy Job failed before anything changed).
+    Failed,
+    /// Failed verification and was rolled back.
+    RolledBack,
+    /// A newer release went first.
+    Superseded,
+}
+
+impl PromotionResult {
+    /// The metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled_back",
+            Self::Superseded => "superseded",
+        }
+    }
+}
+
+/// An override a person asked for, as recorded in status.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OverrideRecord {
+    /// The Approval object that carried it.
+    pub approval: String,
+    /// `PromoteNow`, `Retry` or `Rollback`.
+    pub decision: String,
+    /// The release it concerns.
+    pub release: String,
+    /// The environment it concerns.
+    pub environment: String,
+    /// Who asked.
+    pub requested_by: String,
+    /// When it took effect.
+    pub at: Time,
+}
