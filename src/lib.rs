@@ -3,5 +3,6 @@
 
 pub mod api;
 pub mod check;
+pub mod engine;
 pub mod suggest;
 pub mod validation;

@@ -1,0 +1,174 @@
+//! What the engine returns: statuses to write, actions to take, Events to emit, probes to
+//! run, and when to ask again. Writing the statuses first and then taking the actions is
+//! always safe: every action is derived from the state, so repeating it changes nothing.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+use super::snapshot::{ContainerImage, ProbeId};
+use crate::api::{ApprovalStatus, PipelineStatus, ReleaseStatus};
+
+/// The outcome of one decision.
+#[derive(Clone, Debug, Default)]
+pub struct Decision {
+    /// The new Pipeline status. Write it before taking any action.
+    pub pipeline_status: PipelineStatus,
+    /// The new status of each Release of the pipeline, by name.
+    pub release_statuses: BTreeMap<String, ReleaseStatus>,
+    /// The new status of each Approval the engine read, by name.
+    pub approval_statuses: BTreeMap<String, ApprovalStatus>,
+    /// Changes to make in the cluster.
+    pub actions: Vec<Action>,
+    /// Probes that must run now, each at its interval.
+    pub probes: Vec<ProbeRequest>,
+    /// Transitions, for Kubernetes Events and metrics.
+    pub events: Vec<Event>,
+    /// The next instant at which the decision could change by the passing of time alone.
+    pub requeue_at: Option<Timestamp>,
+}
+
+/// A change to make in the cluster. Each is idempotent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Set these containers' images (server-side apply; nothing else changes).
+    SetImages {
+        /// Namespace of the Deployment.
+        namespace: String,
+        /// The Deployment.
+        deployment: String,
+        /// The images to set.
+        images: Vec<ContainerImage>,
+    },
+    /// Create a Job unless it exists.
+    CreateJob(JobRequest),
+    /// Delete a Job that ran past its timeout.
+    DeleteJob {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+}
+
+/// A Job to create.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobRequest {
+    /// Namespace.
+    pub namespace: String,
+    /// Deterministic name: the same request always has the same name.
+    pub name: String,
+    /// Labels that tie it to the pipeline, environment, release and step.
+    pub labels: BTreeMap<String, String>,
+    /// The `batch/v1` JobSpec, with Greenlight's additions.
+    pub spec: Value,
+    /// How long it may run.
+    pub timeout: Duration,
+}
+
+/// A probe to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeRequest {
+    /// Which probe; its results come back as observations with this id.
+    pub id: ProbeId,
+    /// What to do.
+    pub target: ProbeTarget,
+    /// How often.
+    pub interval: Duration,
+}
+
+/// What a probe does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProbeTarget {
+    /// GET `url`, expect `expect_status`.
+    Http {
+        /// URL.
+        url: String,
+        /// Healthy status code.
+        expect_status: u16,
+        /// Time limit of one probe.
+        timeout: Duration,
+    },
+    /// Query Prometheus and compare with the thresholds.
+    Metric {
+        /// Prometheus base URL.
+        address: String,
+        /// PromQL.
+        query: String,
+        /// Passes only while the value is below.
+        below: Option<f64>,
+        /// Passes only while the value is above.
+        above: Option<f64>,
+    },
+    /// POST `payload` to `url`; 2xx passes.
+    Webhook {
+        /// URL.
+        url: String,
+        /// Time limit.
+        timeout: Duration,
+        /// The JSON body describing the release and environment.
+        payload: Value,
+    },
+}
+
+/// Kubernetes Event type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// Things going as planned.
+    Normal,
+    /// Something failed or needs a person.
+    Warning,
+}
+
+/// The object an Event is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Regarding {
+    /// The Pipeline.
+    Pipeline,
+    /// A Release, by name.
+    Release(String),
+}
+
+/// A transition worth telling people about.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Which object.
+    pub regarding: Regarding,
+    /// Normal or Warning.
+    pub kind: EventType,
+    /// CamelCase reason, such as `PromotionStarted`.
+    pub reason: &'static str,
+    /// A sentence.
+    pub message: String,
+    /// The environment concerned, if any.
+    pub environment: Option<String>,
+    /// What the metrics should count, if anything.
+    pub metric: Option<MetricEvent>,
+}
+
+/// What an Event means for the Prometheus metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetricEvent {
+    /// A promotion ended; `result` is a `greenlight_promotions_total` label value.
+    PromotionFinished {
+        /// `succeeded`, `failed`, `rolled_back` or `superseded`.
+        result: &'static str,
+        /// Deploy start to verified (successes only).
+        duration: Option<Duration>,
+        /// Release created to healthy here (successes only).
+        lead_time: Option<Duration>,
+    },
+    /// A rollback started; `trigger` is `verification`, `unhealthy` or `manual`.
+    Rollback {
+        /// What triggered it.
+        trigger: &'static str,
+    },
+    /// An environment recovered from a failure.
+    Restored {
+        /// Failure to healthy again.
+        after: Duration,
+    },
+    /// Drifted images were restored.
+    DriftRepaired,
+}

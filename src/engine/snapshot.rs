@@ -1,0 +1,202 @@
+//! What the engine is given: the objects, what was observed, and the time.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::api::{ApprovalSpec, PipelineSpec, PipelineStatus, ReleaseSpec};
+
+/// Everything one decision depends on. The engine reads nothing else: no clock, no client.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The instant of the decision.
+    pub now: Timestamp,
+    /// The Pipeline, with its current status (the engine's memory).
+    pub pipeline: PipelineView,
+    /// The Releases that name this pipeline.
+    pub releases: Vec<ReleaseView>,
+    /// The Approvals of those Releases.
+    pub approvals: Vec<ApprovalView>,
+    /// The target Deployments as observed.
+    pub deployments: Vec<DeploymentView>,
+    /// The Jobs Greenlight created for this pipeline.
+    pub jobs: Vec<JobView>,
+    /// The latest result of each probe.
+    pub observations: Vec<Observation>,
+}
+
+/// A Pipeline object.
+#[derive(Clone, Debug)]
+pub struct PipelineView {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// The spec as stored.
+    pub spec: PipelineSpec,
+    /// The status as last written.
+    pub status: PipelineStatus,
+}
+
+/// A Release object.
+#[derive(Clone, Debug)]
+pub struct ReleaseView {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.creationTimestamp`: "newest" means the latest of these.
+    pub created: Timestamp,
+    /// The spec.
+    pub spec: ReleaseSpec,
+}
+
+/// An Approval object.
+#[derive(Clone, Debug)]
+pub struct ApprovalView {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.creationTimestamp`.
+    pub created: Timestamp,
+    /// The spec.
+    pub spec: ApprovalSpec,
+}
+
+/// One container and its image.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ContainerImage {
+    /// Container name.
+    pub container: String,
+    /// Image reference.
+    pub image: String,
+}
+
+/// A target Deployment as observed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeploymentView {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The containers of its pod template, in order.
+    pub containers: Vec<ContainerImage>,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// `status.observedGeneration`.
+    pub observed_generation: i64,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// `status.updatedReplicas`.
+    pub updated_replicas: i32,
+    /// `status.availableReplicas`.
+    pub available_replicas: i32,
+    /// `status.replicas`: old pods still around count here until they are gone.
+    pub total_replicas: i32,
+    /// The `Progressing` condition says `ProgressDeadlineExceeded`.
+    pub progress_deadline_exceeded: bool,
+}
+
+impl DeploymentView {
+    /// The image of `container`, if it exists.
+    pub fn image_of(&self, container: &str) -> Option<&str> {
+        self.containers
+            .iter()
+            .find(|c| c.container == container)
+            .map(|c| c.image.as_str())
+    }
+
+    /// Rolled out: the controller saw the latest spec, every replica is updated and
+    /// available, and no old replica remains.
+    pub fn rolled_out(&self) -> bool {
+        self.observed_generation >= self.generation
+            && self.updated_replicas >= self.replicas
+            && self.available_replicas >= self.replicas
+            && self.total_replicas <= self.replicas
+    }
+
+    /// Every desired replica is available (whatever its version).
+    pub fn available(&self) -> bool {
+        self.available_replicas >= self.replicas
+    }
+}
+
+/// A Job as observed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobView {
+    /// Namespace.
+    pub namespace: String,
+    /// Name (deterministic, see [`super::jobs`]).
+    pub name: String,
+    /// `metadata.creationTimestamp`.
+    pub created: Timestamp,
+    /// Whether it finished, and how.
+    pub outcome: JobOutcome,
+    /// The termination message or failure reason, if any.
+    pub message: Option<String>,
+}
+
+/// How a Job stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Still running (or not yet scheduled).
+    Running,
+    /// Completed successfully.
+    Succeeded,
+    /// Failed (backoff limit or deadline exceeded).
+    Failed,
+}
+
+/// Identifies one probe.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProbeId {
+    /// The environment whose check it is.
+    pub environment: String,
+    /// Verification (after deploy) or gate (before deploy).
+    pub purpose: ProbePurpose,
+    /// HTTP, metric or webhook.
+    pub kind: ProbeKind,
+    /// The check's name (`http[0]` style for unnamed HTTP checks).
+    pub name: String,
+    /// For webhooks: the release asked about.
+    pub release: Option<String>,
+}
+
+/// Why a probe runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProbePurpose {
+    /// `verify` and keep-watching checks of a deployed release.
+    Verify,
+    /// `gates` checks of a candidate.
+    Gate,
+}
+
+/// What a probe does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProbeKind {
+    /// An HTTP GET and an expected status.
+    Http,
+    /// A Prometheus query and a threshold.
+    Metric,
+    /// A POST to an external system; 2xx passes.
+    Webhook,
+}
+
+/// The latest result of one probe.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    /// Which probe.
+    pub probe: ProbeId,
+    /// When it ran.
+    pub at: Timestamp,
+    /// Whether it passed.
+    pub ok: bool,
+    /// Failures in a row up to and including this one (0 when it passed).
+    pub consecutive_failures: u32,
+    /// The measured value, for metrics.
+    pub value: Option<f64>,
+    /// What was seen, in words.
+    pub message: String,
+}
+
+/// How old a gate probe result may be and still count.
+pub const GATE_OBSERVATION_MAX_AGE: Duration = Duration::from_secs(5 * 60);
