@@ -54,6 +54,9 @@ pub struct EnvironmentStatus {
     /// `soak` gates downstream measure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthy_since: Option<Time>,
+    /// Since when the environment has been unhealthy, while it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_since: Option<Time>,
     /// The last release verified here: the rollback target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_good: Option<ReleaseRef>,

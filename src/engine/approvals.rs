@@ -162,6 +162,7 @@ mod tests {
                 requested_by: Some("ci-bot".into()),
                 checks: vec![],
             },
+            status: None,
         }
     }
 
@@ -177,6 +178,7 @@ mod tests {
                 groups: groups.iter().map(|g| g.to_string()).collect(),
                 comment: None,
             },
+            status: None,
         }
     }
 

@@ -3,9 +3,16 @@
 
 pub mod approvals;
 pub mod clock;
+mod context;
+mod decide;
 mod decision;
+mod explain;
+mod gates;
 pub mod jobs;
+mod promotion;
 mod snapshot;
+pub mod targets;
 
+pub use decide::decide;
 pub use decision::*;
 pub use snapshot::*;

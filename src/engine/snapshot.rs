@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::api::{ApprovalSpec, PipelineSpec, PipelineStatus, ReleaseSpec};
+use crate::api::{
+    ApprovalSpec, ApprovalStatus, PipelineSpec, PipelineStatus, ReleaseSpec, ReleaseStatus,
+};
 
 /// Everything one decision depends on. The engine reads nothing else: no clock, no client.
 #[derive(Clone, Debug)]
@@ -49,6 +51,8 @@ pub struct ReleaseView {
     pub created: Timestamp,
     /// The spec.
     pub spec: ReleaseSpec,
+    /// The status as last written (conditions keep their transition times).
+    pub status: Option<ReleaseStatus>,
 }
 
 /// An Approval object.
@@ -60,6 +64,8 @@ pub struct ApprovalView {
     pub created: Timestamp,
     /// The spec.
     pub spec: ApprovalSpec,
+    /// The status as last written.
+    pub status: Option<ApprovalStatus>,
 }
 
 /// One container and its image.

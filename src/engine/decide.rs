@@ -1,0 +1,658 @@
+//! One decision: every environment in upstream-first order, then the statuses people read.
+
+use jiff::Timestamp;
+
+use super::{
+    context::Ctx,
+    decision::{Decision, EventType, MetricEvent, Regarding},
+    explain,
+    gates::{self, Entry},
+    promotion,
+    snapshot::{ReleaseView, Snapshot},
+    targets::{self, Resolved},
+};
+use crate::{
+    api::{
+        Decision as Verdict, EnvironmentPhase, EnvironmentStatus, OverrideRecord, PromotionKind,
+        PromotionResult,
+    },
+    validation::{ValidEnvironment, validate_pipeline},
+};
+
+/// Decides what to do now. Pure: the same snapshot always gives the same decision.
+pub fn decide(snap: &Snapshot) -> Decision {
+    let (valid, problems) = validate_pipeline(&snap.pipeline.spec);
+    let Some(pipeline) = valid else {
+        return explain::invalid_spec(snap, &problems);
+    };
+    let mut ctx = Ctx::new(snap, &pipeline);
+    let previous = &snap.pipeline.status;
+    let mut envs: Vec<EnvironmentStatus> = pipeline
+        .environments
+        .iter()
+        .map(|e| {
+            previous
+                .environments
+                .iter()
+                .find(|s| s.name == e.name)
+                .cloned()
+                .unwrap_or_else(|| EnvironmentStatus {
+                    name: e.name.clone(),
+                    ..Default::default()
+                })
+        })
+        .collect();
+    let mut overrides = previous.overrides.clone();
+    for &i in &pipeline.topological_order {
+        let upstream: Vec<UpstreamView> = pipeline.environments[i]
+            .upstream
+            .iter()
+            .map(|&u| UpstreamView::of(&pipeline.environments[u], &envs[u]))
+            .collect();
+        step_environment(
+            &mut ctx,
+            &pipeline.environments[i],
+            &mut envs[i],
+            &upstream,
+            &mut overrides,
+        );
+    }
+    overrides.truncate(pipeline.history_limit as usize);
+    let status = explain::pipeline_status(&ctx, envs, overrides);
+    explain::finish(ctx, status)
+}
+
+/// What a downstream environment needs to know of an upstream one.
+struct UpstreamView {
+    name: String,
+    healthy_release: Option<String>,
+    healthy_since: Option<Timestamp>,
+}
+
+impl UpstreamView {
+    fn of(env: &ValidEnvironment, status: &EnvironmentStatus) -> Self {
+        // Only a verified release that is healthy now, with nothing in flight, is a candidate downstream.
+        let verified = status.current.as_ref().filter(|c| {
+            status
+                .last_good
+                .as_ref()
+                .is_some_and(|g| g.release == c.release)
+        });
+        let healthy = status.promotion.is_none()
+            && status.healthy == Some(true)
+            && status.healthy_since.is_some();
+        Self {
+            name: env.name.clone(),
+            healthy_release: verified.filter(|_| healthy).map(|c| c.release.clone()),
+            healthy_since: status.healthy_since.as_ref().map(|t| t.0),
+        }
+    }
+}
+
+fn step_environment(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    upstream: &[UpstreamView],
+    overrides: &mut Vec<crate::api::OverrideRecord>,
+) {
+    prune(ctx, status);
+    let resolved = targets::resolve(env, &ctx.snap.deployments);
+    let targets = match resolved {
+        Ok(targets) => targets,
+        Err(why) => {
+            status.message = Some(format!("waiting: {why}"));
+            candidates(ctx, env, status, upstream, Some(("target", why)));
+            return;
+        }
+    };
+    track_baseline(ctx, env, status, &targets);
+    apply_retries(ctx, env, status, overrides);
+    if status.promotion.is_some() {
+        promotion::advance(ctx, env, status, &targets);
+    }
+    if status.promotion.is_none() {
+        apply_rollback_override(ctx, env, status, &targets, overrides);
+    }
+    if status.promotion.is_none() && status.phase != Some(EnvironmentPhase::Degraded) {
+        watch_health(ctx, env, status, &targets);
+    }
+    if status.promotion.is_none() && status.phase != Some(EnvironmentPhase::Degraded) {
+        repair_drift(ctx, env, status, &targets);
+    }
+    let blocker = if status.phase == Some(EnvironmentPhase::Degraded) {
+        Some((
+            "environment",
+            format!(
+                "{} is Degraded; no promotion enters until a person acts",
+                env.name
+            ),
+        ))
+    } else if let Some(p) = &status.promotion {
+        let what = p.version.clone().unwrap_or_else(|| "the baseline".into());
+        let doing = if p.kind == PromotionKind::Rollback {
+            "rolling back to"
+        } else {
+            "deploying"
+        };
+        Some((
+            "environment",
+            format!("{} is busy {doing} {what}", env.name),
+        ))
+    } else if ctx.pipeline.suspend {
+        Some((
+            "suspended",
+            "the pipeline is suspended (spec.suspend)".to_owned(),
+        ))
+    } else {
+        None
+    };
+    if let Some(started) = candidates(ctx, env, status, upstream, blocker) {
+        let upstream_release = ctx.releases.get(started.0.as_str()).copied();
+        if let Some(release) = upstream_release {
+            if let Some(by) = &started.1 {
+                overrides.insert(
+                    0,
+                    OverrideRecord {
+                        approval: ctx
+                            .approvals_of(Verdict::PromoteNow, &release.name, &env.name)
+                            .first()
+                            .map(|a| a.name.clone())
+                            .unwrap_or_default(),
+                        decision: "PromoteNow".into(),
+                        release: release.name.clone(),
+                        environment: env.name.clone(),
+                        requested_by: by.clone(),
+                        at: ctx.now_time(),
+                    },
+                );
+            }
+            promotion::advance(ctx, env, status, &targets);
+        }
+    }
+}
+
+/// Forgets marks and test results of Releases that no longer exist.
+fn prune(ctx: &Ctx<'_>, status: &mut EnvironmentStatus) {
+    status
+        .failed
+        .retain(|m| ctx.releases.contains_key(m.release.as_str()));
+    status
+        .gate_tests
+        .retain(|r| ctx.releases.contains_key(r.release.as_str()));
+}
+
+/// Until Greenlight first deploys here, the baseline follows what runs.
+fn track_baseline(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    targets: &[Resolved<'_>],
+) {
+    let never_deployed = status.current.is_none()
+        && status.last_good.is_none()
+        && status.promotion.is_none()
+        && status.history.is_empty();
+    if !never_deployed {
+        return;
+    }
+    let observed = targets::observed_images(targets);
+    if status.baseline != observed {
+        let first = status.baseline.is_empty();
+        status.baseline = observed;
+        if first {
+            let images: Vec<String> = status
+                .baseline
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let message = format!(
+                "recorded the baseline of {}: {}",
+                env.name,
+                images.join(", ")
+            );
+            ctx.event(
+                Regarding::Pipeline,
+                EventType::Normal,
+                "BaselineRecorded",
+                &env.name,
+                message,
+                None,
+            );
+        }
+    }
+    if status.phase.is_none() {
+        status.phase = Some(EnvironmentPhase::Idle);
+    }
+}
+
+/// A Retry clears a release's failure here (if it came after the failure).
+fn apply_retries(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    overrides: &mut Vec<OverrideRecord>,
+) {
+    let marks = status.failed.clone();
+    for mark in marks {
+        let retry = ctx
+            .approvals_of(Verdict::Retry, &mark.release, &env.name)
+            .into_iter()
+            .rev()
+            .find(|a| a.created > mark.at.0);
+        let Some(retry) = retry else { continue };
+        status.failed.retain(|m| m.release != mark.release);
+        let holds_it = status
+            .current
+            .as_ref()
+            .is_some_and(|c| c.release == mark.release);
+        if status.phase == Some(EnvironmentPhase::Degraded) && holds_it {
+            status.phase = Some(EnvironmentPhase::Idle);
+        }
+        overrides.insert(
+            0,
+            OverrideRecord {
+                approval: retry.name.clone(),
+                decision: "Retry".into(),
+                release: mark.release.clone(),
+                environment: env.name.clone(),
+                requested_by: retry.spec.approver.clone(),
+                at: ctx.now_time(),
+            },
+        );
+        let message = format!(
+            "{} asked to retry {} in {}",
+            retry.spec.approver,
+            ctx.version_of(&mark.release),
+            env.name
+        );
+        ctx.event(
+            Regarding::Release(mark.release.clone()),
+            EventType::Normal,
+            "RetryRequested",
+            &env.name,
+            message,
+            None,
+        );
+    }
+}
+
+/// A person's Rollback to a release that ran here, asked after the last change.
+fn apply_rollback_override(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    targets: &[Resolved<'_>],
+    overrides: &mut Vec<OverrideRecord>,
+) {
+    let last_change = [
+        status.current.as_ref().and_then(|c| c.since.as_ref()),
+        status.history.first().and_then(|h| h.finished_at.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|t| t.0)
+    .max();
+    let mut pending: Vec<&crate::engine::ApprovalView> = ctx
+        .snap
+        .approvals
+        .iter()
+        .filter(|a| a.spec.decision == Verdict::Rollback && a.spec.environment == env.name)
+        .filter(|a| last_change.is_none_or(|t| a.created > t))
+        .collect();
+    pending.sort_by_key(|a| a.created);
+    let Some(request) = pending.last() else {
+        return;
+    };
+    let to = request.spec.release.clone();
+    let ran_here = status.last_good.as_ref().is_some_and(|g| g.release == to)
+        || status
+            .history
+            .iter()
+            .any(|h| h.release == to && h.result == PromotionResult::Succeeded);
+    if !ran_here || !ctx.releases.contains_key(to.as_str()) {
+        status.message = Some(format!(
+            "ignored the rollback to {to} asked by {}: it never ran verified here",
+            request.spec.approver
+        ));
+        return;
+    }
+    if status.current.as_ref().is_some_and(|c| c.release == to)
+        && status.phase != Some(EnvironmentPhase::Degraded)
+    {
+        return;
+    }
+    let leaving = status.current.as_ref().map(|c| c.release.clone());
+    let who = request.spec.approver.clone();
+    if let Some(leaving) = &leaving {
+        // Without this mark, the release just rolled away from would be promoted again at once.
+        if *leaving != to {
+            status.failed.retain(|m| m.release != *leaving);
+            status.failed.push(crate::api::ReleaseMark {
+                release: leaving.clone(),
+                at: ctx.now_time(),
+                reason: format!("rolled back by {who}"),
+            });
+        }
+    }
+    overrides.insert(
+        0,
+        OverrideRecord {
+            approval: request.name.clone(),
+            decision: "Rollback".into(),
+            release: to.clone(),
+            environment: env.name.clone(),
+            requested_by: who.clone(),
+            at: ctx.now_time(),
+        },
+    );
+    promotion::start_rollback(
+        ctx,
+        env,
+        status,
+        targets,
+        Some(to),
+        "manual",
+        leaving,
+        format!("asked by {who}"),
+        Some(who),
+    );
+}
+
+/// Keep watching after verification: availability and the verify probes.
+fn watch_health(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    targets: &[Resolved<'_>],
+) {
+    let probes = promotion::verify_probes(ctx, env);
+    let since = status
+        .current
+        .as_ref()
+        .and_then(|c| c.since.as_ref())
+        .map_or(Timestamp::MIN, |t| t.0);
+    let problem = if !targets::available(targets) {
+        Some("not every replica of the target Deployments is available".to_owned())
+    } else {
+        promotion::probes_hold(ctx, &probes, since).err()
+    };
+    match problem {
+        None => {
+            if status.healthy != Some(true) {
+                if let Some(since) = status.unhealthy_since.take() {
+                    let after = super::context::elapsed(since.0, ctx.now);
+                    let message = format!("{} is healthy again", env.name);
+                    ctx.event(
+                        Regarding::Pipeline,
+                        EventType::Normal,
+                        "EnvironmentRecovered",
+                        &env.name,
+                        message,
+                        Some(MetricEvent::Restored { after }),
+                    );
+                }
+                status.healthy = Some(true);
+                // Only a verified release soaks; the baseline has nothing to promote.
+                if status.current.is_some() && status.healthy_since.is_none() {
+                    status.healthy_since = Some(ctx.now_time());
+                }
+            }
+        }
+        Some(why) => {
+            if status.healthy != Some(false) {
+                status.healthy = Some(false);
+                status.healthy_since = None;
+                status.unhealthy_since = Some(ctx.now_time());
+                let message = format!("{} turned unhealthy: {why}", env.name);
+                status.message = Some(message.clone());
+                ctx.event(
+                    Regarding::Pipeline,
+                    EventType::Warning,
+                    "EnvironmentUnhealthy",
+                    &env.name,
+                    message,
+                    None,
+                );
+            }
+            let verified = status
+                .current
+                .as_ref()
+                .filter(|c| {
+                    status
+                        .last_good
+                        .as_ref()
+                        .is_some_and(|g| g.release == c.release)
+                })
+                .map(|c| c.release.clone());
+            if env.rollback.after_verification
+                && let Some(bad) = verified
+            {
+                let previous = status
+                    .history
+                    .iter()
+                    .find(|h| {
+                        h.result == PromotionResult::Succeeded
+                            && h.release != bad
+                            && ctx.releases.contains_key(h.release.as_str())
+                    })
+                    .map(|h| h.release.clone());
+                status.failed.retain(|m| m.release != bad);
+                status.failed.push(crate::api::ReleaseMark {
+                    release: bad.clone(),
+                    at: ctx.now_time(),
+                    reason: why.clone(),
+                });
+                status.last_good = previous
+                    .as_ref()
+                    .and_then(|p| status.history.iter().find(|h| &h.release == p))
+                    .map(|h| crate::api::ReleaseRef {
+                        release: h.release.clone(),
+                        version: h.version.clone(),
+                        since: h.finished_at.clone(),
+                    });
+                promotion::start_rollback(
+                    ctx,
+                    env,
+                    status,
+                    targets,
+                    previous,
+                    "unhealthy",
+                    Some(bad),
+                    why,
+                    None,
+                );
+            }
+        }
+    }
+}
+
+/// No promotion in flight and the images differ from what should run: restore them.
+fn repair_drift(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    targets: &[Resolved<'_>],
+) {
+    let desired = match &status.current {
+        Some(current) => match ctx.releases.get(current.release.as_str()) {
+            Some(release) => targets::release_images(targets, release).ok(),
+            None => None,
+        },
+        None if !status.history.is_empty() => Some(status.baseline.clone()),
+        None => None,
+    };
+    let Some(desired) = desired else { return };
+    let actions = targets::set_images(&env.namespace, targets, &desired);
+    if actions.is_empty() {
+        return;
+    }
+    let drifted: Vec<String> = targets
+        .iter()
+        .filter(|t| {
+            desired
+                .get(&t.key())
+                .is_some_and(|want| t.observed_image() != Some(want.as_str()))
+        })
+        .map(|t| {
+            format!(
+                "{} runs {}",
+                t.key(),
+                t.observed_image().unwrap_or("nothing")
+            )
+        })
+        .collect();
+    let message = format!(
+        "restored drifted images in {}: {}",
+        env.name,
+        drifted.join(", ")
+    );
+    ctx.event(
+        Regarding::Pipeline,
+        EventType::Warning,
+        "DriftRepaired",
+        &env.name,
+        message,
+        Some(MetricEvent::DriftRepaired),
+    );
+    ctx.actions.extend(actions);
+}
+
+/// Finds the candidates for `env`, explains why each waits, and starts the newest one
+/// whose gates all pass (unless `blocker` holds the environment). Returns the release
+/// started and who asked to promote it now, if anyone.
+fn candidates(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    upstream: &[UpstreamView],
+    blocker: Option<(&'static str, String)>,
+) -> Option<(String, Option<String>)> {
+    let current_created = status
+        .current
+        .as_ref()
+        .and_then(|c| ctx.releases.get(c.release.as_str()))
+        .map(|r| (r.created, r.name.clone()));
+    let in_flight = status.promotion.as_ref().and_then(|p| p.release.clone());
+    let mut found: Vec<(&ReleaseView, Entry)> = ctx
+        .releases
+        .values()
+        .filter_map(|release| {
+            let direct = env.accepts_ref(&release.spec.source.git_ref);
+            let via_upstream = !upstream.is_empty()
+                && upstream
+                    .iter()
+                    .all(|u| u.healthy_release.as_deref() == Some(release.name.as_str()));
+            match (direct, via_upstream) {
+                (true, _) => Some((*release, Entry::Direct)),
+                (false, true) => Some((*release, Entry::Upstream)),
+                _ => None,
+            }
+        })
+        .filter(|(release, _)| {
+            Some(release.name.as_str()) != status.current.as_ref().map(|c| c.release.as_str())
+        })
+        .filter(|(release, _)| Some(&release.name) != in_flight.as_ref())
+        .filter(|(release, _)| !status.failed.iter().any(|m| m.release == release.name))
+        .filter(|(release, _)| {
+            ctx.approvals_of(Verdict::Reject, &release.name, &env.name)
+                .is_empty()
+        })
+        .collect();
+    // Never move to an older release than the one running, except by rollback.
+    found.retain(|(release, _)| match &current_created {
+        Some(current) => {
+            (release.created, release.name.clone()) > *current || {
+                let newer = current.1.clone();
+                ctx.superseded
+                    .insert((release.name.clone(), env.name.clone()), newer);
+                false
+            }
+        }
+        None => true,
+    });
+    found.sort_by(|a, b| (b.0.created, &b.0.name).cmp(&(a.0.created, &a.0.name)));
+
+    let upstream_since: Vec<(String, Option<Timestamp>)> = upstream
+        .iter()
+        .map(|u| (u.name.clone(), u.healthy_since))
+        .collect();
+    let may_start = blocker.is_none();
+    let mut tests_slot_taken = false;
+    let mut started: Option<(String, Option<String>, Timestamp)> = None;
+    for (release, entry) in found {
+        if let Some((newer, _, created)) = &started
+            && release.created <= *created
+        {
+            ctx.superseded
+                .insert((release.name.clone(), env.name.clone()), newer.clone());
+            let message = format!(
+                "{} was superseded in {} by {}",
+                release.spec.version,
+                env.name,
+                ctx.version_of(newer)
+            );
+            let metric = MetricEvent::PromotionFinished {
+                result: PromotionResult::Superseded.label(),
+                duration: None,
+                lead_time: None,
+            };
+            ctx.event(
+                Regarding::Release(release.name.clone()),
+                EventType::Normal,
+                "Superseded",
+                &env.name,
+                message,
+                Some(metric),
+            );
+            continue;
+        }
+        let mut verdict = gates::evaluate(
+            ctx,
+            env,
+            status,
+            release,
+            entry,
+            &upstream_since,
+            may_start && !tests_slot_taken,
+        );
+        tests_slot_taken |= verdict.tests_running;
+        if let Some((gate, why)) = &blocker {
+            verdict.blocking.insert(
+                0,
+                crate::api::BlockingGate {
+                    gate: (*gate).to_owned(),
+                    reason: why.clone(),
+                    next_open: None,
+                },
+            );
+        }
+        if verdict.passes() && started.is_none() {
+            promotion::start_deploy(
+                ctx,
+                env,
+                status,
+                release,
+                verdict.promote_now_by.clone(),
+                &verdict.passed,
+            );
+            started = Some((
+                release.name.clone(),
+                verdict.promote_now_by.clone(),
+                release.created,
+            ));
+        } else {
+            ctx.waiting
+                .insert((release.name.clone(), env.name.clone()), verdict.blocking);
+        }
+    }
+    // Test results matter only while their release is still a candidate here.
+    let waiting: Vec<String> = ctx
+        .waiting
+        .keys()
+        .filter(|(_, e)| *e == env.name)
+        .map(|(r, _)| r.clone())
+        .collect();
+    status.gate_tests.retain(|r| waiting.contains(&r.release));
+    started.map(|(name, by, _)| (name, by))
+}

@@ -1,0 +1,512 @@
+//! What people read: conditions, the one-line summary, and per-release statuses saying
+//! where each release stands in each environment and what blocks it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::{
+    context::Ctx,
+    decision::{Decision, Event, EventType, Regarding},
+    snapshot::Snapshot,
+};
+use crate::{
+    api::{
+        ApprovalStatus, Decision as Verdict, EnvironmentPhase, EnvironmentStatus, OverrideRecord,
+        PipelineStatus, PromotionKind, PromotionResult, PromotionStage,
+        ReleaseEnvironmentState as State, ReleaseEnvironmentStatus, ReleasePhase, ReleaseStatus,
+    },
+    validation::Problems,
+};
+
+/// Sets a condition, keeping its transition time when its status did not change.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    now: &Time,
+    generation: Option<i64>,
+) {
+    let status = if status { "True" } else { "False" }.to_owned();
+    let previous = conditions.iter().find(|c| c.type_ == type_);
+    let last_transition_time = match previous {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => now.clone(),
+    };
+    let condition = Condition {
+        type_: type_.to_owned(),
+        status,
+        reason: reason.to_owned(),
+        message,
+        last_transition_time,
+        observed_generation: generation,
+    };
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(slot) => *slot = condition,
+        None => conditions.push(condition),
+    }
+}
+
+/// An invalid spec: say so in `Ready` and wait for a change. Nothing else is touched.
+pub fn invalid_spec(snap: &Snapshot, problems: &Problems) -> Decision {
+    let now = Time(super::context::truncate(snap.now));
+    let mut status = snap.pipeline.status.clone();
+    let errors: Vec<String> = problems
+        .errors()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect();
+    let message = format!("the spec is invalid: {}", errors.join("; "));
+    let was = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.reason.clone(), c.message.clone()));
+    let generation = Some(snap.pipeline.generation);
+    set_condition(
+        &mut status.conditions,
+        "Ready",
+        false,
+        "InvalidSpec",
+        message.clone(),
+        &now,
+        generation,
+    );
+    status.observed_generation = generation;
+    let mut events = Vec::new();
+    if was != Some(("InvalidSpec".into(), message.clone())) {
+        events.push(Event {
+            regarding: Regarding::Pipeline,
+            kind: EventType::Warning,
+            reason: "InvalidSpec",
+            message,
+            environment: None,
+            metric: None,
+        });
+    }
+    Decision {
+        pipeline_status: status,
+        events,
+        ..Decision::default()
+    }
+}
+
+/// The Pipeline status from the environments' new state.
+pub fn pipeline_status(
+    ctx: &Ctx<'_>,
+    environments: Vec<EnvironmentStatus>,
+    overrides: Vec<OverrideRecord>,
+) -> PipelineStatus {
+    let now = ctx.now_time();
+    let generation = Some(ctx.snap.pipeline.generation);
+    let mut status = PipelineStatus {
+        conditions: ctx.snap.pipeline.status.conditions.clone(),
+        ..Default::default()
+    };
+    let degraded: Vec<&str> = environments
+        .iter()
+        .filter(|e| e.phase == Some(EnvironmentPhase::Degraded))
+        .map(|e| e.name.as_str())
+        .collect();
+    let moving: Vec<String> = environments
+        .iter()
+        .filter_map(|e| {
+            e.promotion.as_ref().map(|p| {
+                format!(
+                    "{} → {}",
+                    e.name,
+                    p.version.as_deref().unwrap_or("baseline")
+                )
+            })
+        })
+        .collect();
+    if degraded.is_empty() {
+        set_condition(
+            &mut status.conditions,
+            "Degraded",
+            false,
+            "AllEnvironmentsHealthy",
+            "no environment is Degraded".into(),
+            &now,
+            generation,
+        );
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            true,
+            "Reconciled",
+            "the spec is valid and no environment is Degraded".into(),
+            &now,
+            generation,
+        );
+    } else {
+        let message = format!(
+            "Degraded: {}; a person must roll back or retry",
+            degraded.join(", ")
+        );
+        set_condition(
+            &mut status.conditions,
+            "Degraded",
+            true,
+            "RollbackFailed",
+            message.clone(),
+            &now,
+            generation,
+        );
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            false,
+            "EnvironmentDegraded",
+            message,
+            &now,
+            generation,
+        );
+    }
+    if moving.is_empty() {
+        set_condition(
+            &mut status.conditions,
+            "Progressing",
+            false,
+            "Idle",
+            "no promotion in flight".into(),
+            &now,
+            generation,
+        );
+    } else {
+        set_condition(
+            &mut status.conditions,
+            "Progressing",
+            true,
+            "Promoting",
+            moving.join(", "),
+            &now,
+            generation,
+        );
+    }
+    status.summary = Some(
+        environments
+            .iter()
+            .map(|e| {
+                let running = e
+                    .current
+                    .as_ref()
+                    .map_or("baseline", |c| c.version.as_str());
+                match &e.promotion {
+                    Some(p) if p.kind == PromotionKind::Deploy => format!(
+                        "{}={}→{}",
+                        e.name,
+                        running,
+                        p.version.as_deref().unwrap_or("?")
+                    ),
+                    _ if e.phase == Some(EnvironmentPhase::Degraded) => {
+                        format!("{}={}(degraded)", e.name, running)
+                    }
+                    _ => format!("{}={}", e.name, running),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    status.observed_generation = generation;
+    status.environments = environments;
+    status.overrides = overrides;
+    status
+}
+
+/// Projects the release and approval statuses and assembles the decision.
+pub fn finish(ctx: Ctx<'_>, status: PipelineStatus) -> Decision {
+    let mut release_statuses = BTreeMap::new();
+    for release in ctx.releases.values() {
+        release_statuses.insert(release.name.clone(), release_status(&ctx, &status, release));
+    }
+    let approval_statuses = approval_statuses(&ctx);
+    let mut probes = ctx.probes;
+    probes.sort_by(|a, b| a.id.cmp(&b.id));
+    probes.dedup_by(|a, b| a.id == b.id);
+    Decision {
+        pipeline_status: status,
+        release_statuses,
+        approval_statuses,
+        actions: ctx.actions,
+        probes,
+        events: ctx.events,
+        requeue_at: ctx.wake,
+    }
+}
+
+fn release_status(
+    ctx: &Ctx<'_>,
+    status: &PipelineStatus,
+    release: &super::snapshot::ReleaseView,
+) -> ReleaseStatus {
+    let now = ctx.now_time();
+    let mut environments = Vec::new();
+    for env in &status.environments {
+        let key = (release.name.clone(), env.name.clone());
+        let is = |r: &Option<crate::api::ReleaseRef>| {
+            r.as_ref().is_some_and(|r| r.release == release.name)
+        };
+        let entry = if let Some(p) = env.promotion.as_ref().filter(|p| {
+            p.kind == PromotionKind::Deploy && p.release.as_deref() == Some(&release.name)
+        }) {
+            let state = if p.stage == PromotionStage::Verify {
+                State::Verifying
+            } else {
+                State::Deploying
+            };
+            Some((
+                state,
+                Some(p.stage_started_at.clone()),
+                env.message.clone(),
+                vec![],
+            ))
+        } else if let Some(mark) = env.failed.iter().find(|m| m.release == release.name) {
+            Some((
+                State::Failed,
+                Some(mark.at.clone()),
+                Some(mark.reason.clone()),
+                vec![],
+            ))
+        } else if is(&env.current) && is(&env.last_good) {
+            if env.healthy == Some(false) {
+                Some((
+                    State::Unhealthy,
+                    env.unhealthy_since.clone(),
+                    env.message.clone(),
+                    vec![],
+                ))
+            } else {
+                Some((State::Healthy, env.healthy_since.clone(), None, vec![]))
+            }
+        } else if let Some(reject) = ctx
+            .approvals_of(Verdict::Reject, &release.name, &env.name)
+            .first()
+        {
+            let why = reject
+                .spec
+                .comment
+                .as_deref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            Some((
+                State::Rejected,
+                Some(Time(reject.created)),
+                Some(format!("rejected by {}{why}", reject.spec.approver)),
+                vec![],
+            ))
+        } else if let Some(blocking) = ctx.waiting.get(&key) {
+            let message = blocking.first().map(|b| b.reason.clone());
+            Some((State::Waiting, None, message, blocking.clone()))
+        } else if let Some(newer) = ctx.superseded.get(&key) {
+            Some((
+                State::Superseded,
+                None,
+                Some(format!("superseded by {}", ctx.version_of(newer))),
+                vec![],
+            ))
+        } else if env
+            .history
+            .iter()
+            .any(|h| h.release == release.name && h.result == PromotionResult::Succeeded)
+        {
+            Some((
+                State::Superseded,
+                None,
+                Some("a newer release runs here".into()),
+                vec![],
+            ))
+        } else {
+            None
+        };
+        if let Some((state, since, message, blocked_by)) = entry {
+            let previous = release
+                .status
+                .as_ref()
+                .and_then(|s| s.environments.iter().find(|e| e.name == env.name));
+            let since = match previous {
+                Some(p) if p.state == state && p.since.is_some() => p.since.clone(),
+                _ => since.or_else(|| Some(now.clone())),
+            };
+            environments.push(ReleaseEnvironmentStatus {
+                name: env.name.clone(),
+                state,
+                since,
+                message,
+                blocked_by,
+            });
+        }
+    }
+    let any = |s: State| environments.iter().any(|e| e.state == s);
+    let phase = if any(State::Waiting) || any(State::Deploying) || any(State::Verifying) {
+        ReleasePhase::Progressing
+    } else if any(State::Failed) {
+        ReleasePhase::Failed
+    } else if any(State::Healthy) || any(State::Unhealthy) {
+        ReleasePhase::Complete
+    } else if !environments.is_empty()
+        && environments
+            .iter()
+            .all(|e| e.state == State::Superseded || e.state == State::Rejected)
+    {
+        ReleasePhase::Superseded
+    } else {
+        ReleasePhase::Pending
+    };
+    let furthest = ctx
+        .pipeline
+        .topological_order
+        .iter()
+        .rev()
+        .map(|&i| &ctx.pipeline.environments[i].name)
+        .find(|name| {
+            environments
+                .iter()
+                .any(|e| &e.name == *name && e.state == State::Healthy)
+        })
+        .cloned();
+    let mut conditions = release
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let entry_points: Vec<&str> = ctx
+        .pipeline
+        .environments
+        .iter()
+        .filter(|e| e.accepts_ref(&release.spec.source.git_ref))
+        .map(|e| e.name.as_str())
+        .collect();
+    if entry_points.is_empty() {
+        let message = format!(
+            "{:?} matches no environment's accepts",
+            release.spec.source.git_ref
+        );
+        set_condition(
+            &mut conditions,
+            "Accepted",
+            false,
+            "NoMatchingEnvironment",
+            message,
+            &now,
+            None,
+        );
+    } else {
+        set_condition(
+            &mut conditions,
+            "Accepted",
+            true,
+            "Accepted",
+            format!("enters {}", entry_points.join(", ")),
+            &now,
+            None,
+        );
+    }
+    let (ready, reason) = match phase {
+        ReleasePhase::Complete => (true, "Complete"),
+        ReleasePhase::Progressing => (false, "Progressing"),
+        ReleasePhase::Failed => (false, "Failed"),
+        ReleasePhase::Superseded => (false, "Superseded"),
+        ReleasePhase::Pending => (false, "Pending"),
+    };
+    let message = environments
+        .iter()
+        .map(|e| format!("{}: {:?}", e.name, e.state))
+        .collect::<Vec<_>>()
+        .join(", ");
+    set_condition(
+        &mut conditions,
+        "Ready",
+        ready,
+        reason,
+        if message.is_empty() {
+            "not in any environment yet".into()
+        } else {
+            message
+        },
+        &now,
+        None,
+    );
+    ReleaseStatus {
+        observed_generation: None,
+        conditions,
+        phase: Some(phase),
+        furthest_environment: furthest,
+        environments,
+    }
+}
+
+fn approval_statuses(ctx: &Ctx<'_>) -> BTreeMap<String, ApprovalStatus> {
+    let now = ctx.now_time();
+    let mut out = BTreeMap::new();
+    for approval in &ctx.snap.approvals {
+        let Some(release) = ctx.releases.get(approval.spec.release.as_str()) else {
+            continue;
+        };
+        let Some(env) = ctx.pipeline.environment(&approval.spec.environment) else {
+            continue;
+        };
+        let (counted, reason, message) = match approval.spec.decision {
+            Verdict::Approve => {
+                let tally =
+                    super::approvals::tally(&env.gates, release, &env.name, &ctx.snap.approvals);
+                if tally.counted.contains(&approval.name) {
+                    (
+                        true,
+                        "Counted",
+                        format!(
+                            "counts towards {} in {}",
+                            env.gates
+                                .approvals
+                                .iter()
+                                .map(|r| r.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            env.name
+                        ),
+                    )
+                } else if let Some((_, why)) =
+                    tally.ignored.iter().find(|(n, _)| n == &approval.name)
+                {
+                    (false, "NotCounted", why.clone())
+                } else {
+                    (
+                        false,
+                        "NoApprovalRules",
+                        format!("{} has no approval rules", env.name),
+                    )
+                }
+            }
+            Verdict::Reject => (
+                true,
+                "Rejected",
+                format!("blocks {} in {}", release.spec.version, env.name),
+            ),
+            Verdict::PromoteNow | Verdict::Retry | Verdict::Rollback => (
+                true,
+                "Override",
+                format!(
+                    "{:?} for {} in {}",
+                    approval.spec.decision, release.spec.version, env.name
+                ),
+            ),
+        };
+        let mut conditions = approval
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        set_condition(
+            &mut conditions,
+            "Counted",
+            counted,
+            reason,
+            message,
+            &now,
+            None,
+        );
+        out.insert(approval.name.clone(), ApprovalStatus { conditions });
+    }
+    out
+}

@@ -1,0 +1,824 @@
+//! The promotion state machine of one environment: pre-deploy Jobs, rollout, verification,
+//! success; or failure, rollback to the last good release, and Degraded if that fails too.
+//!
+//! Every step re-derives its actions from the status, so a decision repeated after a crash
+//! asks for the same images and the same Jobs again, and nothing happens twice.
+
+use super::{
+    context::{Ctx, elapsed},
+    decision::{Action, EventType, MetricEvent, ProbeRequest, ProbeTarget, Regarding},
+    gates::attempt,
+    jobs::{JobKey, JobPurpose},
+    snapshot::{JobOutcome, ProbeId, ProbeKind, ProbePurpose, ReleaseView},
+    targets::{self, Desired, Resolved},
+};
+use crate::{
+    api::{
+        EnvironmentPhase, EnvironmentStatus, PromotionKind, PromotionRecord, PromotionResult,
+        PromotionStage, PromotionState, ReleaseMark, ReleaseRef,
+    },
+    validation::{ValidEnvironment, format_duration},
+};
+
+/// Starts deploying `release` into the environment.
+pub fn start_deploy(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    release: &ReleaseView,
+    requested_by: Option<String>,
+    gates_passed: &[&str],
+) {
+    let stage = if env.pre_deploy.is_empty() {
+        PromotionStage::Rollout
+    } else {
+        PromotionStage::PreDeploy
+    };
+    status.promotion = Some(PromotionState {
+        kind: PromotionKind::Deploy,
+        release: Some(release.name.clone()),
+        version: Some(release.spec.version.clone()),
+        stage,
+        step: 0,
+        started_at: ctx.now_time(),
+        stage_started_at: ctx.now_time(),
+        attempt: attempt(ctx, &release.name, &env.name),
+        requested_by: requested_by.clone(),
+        failed_release: None,
+        trigger: None,
+        reason: None,
+    });
+    status.phase = Some(EnvironmentPhase::Deploying);
+    let passed = if gates_passed.is_empty() {
+        "no gates".to_owned()
+    } else {
+        format!("gates passed: {}", gates_passed.join(", "))
+    };
+    let by = requested_by
+        .map(|who| format!(", promoted now by {who}"))
+        .unwrap_or_default();
+    let message = format!(
+        "deploying {} to {} ({passed}{by})",
+        release.spec.version, env.name
+    );
+    status.message = Some(message.clone());
+    ctx.event(
+        Regarding::Pipeline,
+        EventType::Normal,
+        "PromotionStarted",
+        &env.name,
+        message.clone(),
+        None,
+    );
+    ctx.event(
+        Regarding::Release(release.name.clone()),
+        EventType::Normal,
+        "PromotionStarted",
+        &env.name,
+        message,
+        None,
+    );
+}
+
+/// What a promotion targets: a release's images, or the baseline.
+struct Target {
+    desired: Desired,
+    label: String,
+}
+
+fn target_of(
+    ctx: &Ctx<'_>,
+    status: &EnvironmentStatus,
+    targets: &[Resolved<'_>],
+    release: Option<&str>,
+) -> Result<Target, String> {
+    match release {
+        Some(name) => {
+            let release = ctx
+                .releases
+                .get(name)
+                .ok_or_else(|| format!("release {name} no longer exists"))?;
+            Ok(Target {
+                desired: targets::release_images(targets, release)?,
+                label: release.spec.version.clone(),
+            })
+        }
+        None if !status.baseline.is_empty() => Ok(Target {
+            desired: status.baseline.clone(),
+            label: "the baseline images".into(),
+        }),
+        None => Err("there is no last good release and no recorded baseline".into()),
+    }
+}
+
+/// Advances the promotion in flight by as many steps as the observations allow.
+pub fn advance(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    targets: &[Resolved<'_>],
+) {
+    // A few steps can complete in one decision (say, rollout done and a zero window).
+    for _ in 0..4 {
+        let Some(promotion) = status.promotion.clone() else {
+            return;
+        };
+        let before = status.promotion.clone();
+        match promotion.kind {
+            PromotionKind::Deploy => advance_deploy(ctx, env, status, targets, &promotion),
+            PromotionKind::Rollback => advance_rollback(ctx, env, status, targets, &promotion),
+        }
+        if status.promotion == before {
+            return;
+        }
+    }
+}
+
+fn advance_deploy(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    targets: &[Resolved<'_>],
+    p: &PromotionState,
+) {
+    let release_name = p.release.clone().unwrap_or_default();
+    let target = match target_of(ctx, status, targets, p.release.as_deref()) {
+        Ok(target) => target,
+        Err(reason) if p.stage == PromotionStage::PreDeploy => {
+            return fail_before_change(ctx, env, status, p, reason);
+        }
+        Err(reason) => return verification_failed(ctx, env, status, targets, p, reason),
+    };
+    let stage_started = p.stage_started_at.0;
+    match p.stage {
+        PromotionStage::PreDeploy => {
+            let Some(step) = env.pre_deploy.get(p.step as usize) else {
+                return begin_rollout(ctx, env, status, targets, &target);
+            };
+            let key = JobKey {
+                pipeline: &ctx.snap.pipeline.name,
+                environment: &env.name,
+                release: &release_name,
+                purpose: JobPurpose::PreDeploy,
+                step: &step.name,
+                attempt: p.attempt,
+            };
+            let name = key.name();
+            let deadline = Ctx::after(stage_started, step.timeout);
+            match ctx
+                .job(&env.namespace, &name)
+                .map(|j| (j.outcome, j.message.clone()))
+            {
+                Some((JobOutcome::Succeeded, _)) => {
+                    let next = p.step + 1;
+                    if next as usize >= env.pre_deploy.len() {
+                        begin_rollout(ctx, env, status, targets, &target);
+                    } else if let Some(promotion) = status.promotion.as_mut() {
+                        promotion.step = next;
+                        promotion.stage_started_at = ctx.now_time();
+                    }
+                }
+                Some((JobOutcome::Failed, message)) => {
+                    let reason = format!(
+                        "pre-deploy Job {} failed: {}",
+                        step.name,
+                        message.unwrap_or_else(|| "see the Job's logs".into())
+                    );
+                    fail_before_change(ctx, env, status, p, reason);
+                }
+                _ if ctx.now >= deadline => {
+                    ctx.actions.push(Action::DeleteJob {
+                        namespace: env.namespace.clone(),
+                        name,
+                    });
+                    let reason = format!(
+                        "pre-deploy Job {} did not finish within {}",
+                        step.name,
+                        format_duration(step.timeout)
+                    );
+                    fail_before_change(ctx, env, status, p, reason);
+                }
+                Some((JobOutcome::Running, _)) => ctx.wake_at(deadline),
+                None => {
+                    let release = ctx.releases.get(release_name.as_str()).copied();
+                    let version = release.map(|r| r.spec.version.clone()).unwrap_or_default();
+                    let vars = [
+                        ("GREENLIGHT_PIPELINE", ctx.snap.pipeline.name.as_str()),
+                        ("GREENLIGHT_ENVIRONMENT", env.name.as_str()),
+                        ("GREENLIGHT_RELEASE", release_name.as_str()),
+                        ("GREENLIGHT_VERSION", version.as_str()),
+                    ];
+                    ctx.actions.push(Action::CreateJob(key.request(
+                        &env.namespace,
+                        &step.template,
+                        step.timeout,
+                        &vars,
+                    )));
+                    ctx.wake_at(deadline);
+                }
+            }
+        }
+        PromotionStage::Rollout => {
+            ctx.actions.extend(targets::set_images(
+                &env.namespace,
+                targets,
+                &target.desired,
+            ));
+            let deadline = Ctx::after(stage_started, env.verify.progress_deadline);
+            if targets::images_match(targets, &target.desired) && targets::rolled_out(targets) {
+                if let Some(promotion) = status.promotion.as_mut() {
+                    promotion.stage = PromotionStage::Verify;
+                    promotion.stage_started_at = ctx.now_time();
+                }
+                status.phase = Some(EnvironmentPhase::Verifying);
+                status.message = Some(format!(
+                    "{} rolled out to {}; verifying",
+                    target.label, env.name
+                ));
+            } else if let Some(reason) = targets::stuck(targets) {
+                verification_failed(ctx, env, status, targets, p, reason);
+            } else if ctx.now >= deadline {
+                let reason = format!(
+                    "the rollout did not complete within {}",
+                    format_duration(env.verify.progress_deadline)
+                );
+                verification_failed(ctx, env, status, targets, p, reason);
+            } else {
+                ctx.wake_at(deadline);
+            }
+        }
+        PromotionStage::Verify => {
+            ctx.actions.extend(targets::set_images(
+                &env.namespace,
+                targets,
+                &target.desired,
+            ));
+            match verification(ctx, env, targets, &release_name, p, stage_started) {
+                Check::Failed(reason) => verification_failed(ctx, env, status, targets, p, reason),
+                Check::Pending => {}
+                Check::Passed => succeed(ctx, env, status, p),
+            }
+        }
+    }
+}
+
+fn begin_rollout(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    targets: &[Resolved<'_>],
+    target: &Target,
+) {
+    if let Some(promotion) = status.promotion.as_mut() {
+        promotion.stage = PromotionStage::Rollout;
+        promotion.stage_started_at = ctx.now_time();
+        status.current = promotion.release.clone().map(|release| ReleaseRef {
+            release,
+            version: target.label.clone(),
+            since: Some(ctx.now_time()),
+        });
+    }
+    // The environment no longer runs what downstream soaked on.
+    status.healthy = None;
+    status.healthy_since = None;
+    status.message = Some(format!("rolling out {} to {}", target.label, env.name));
+    ctx.actions.extend(targets::set_images(
+        &env.namespace,
+        targets,
+        &target.desired,
+    ));
+    ctx.wake_at(Ctx::after(ctx.now, env.verify.progress_deadline));
+}
+
+enum Check {
+    Passed,
+    Pending,
+    Failed(String),
+}
+
+/// The verification probes of an environment.
+pub fn verify_probes(ctx: &mut Ctx<'_>, env: &ValidEnvironment) -> Vec<(ProbeId, u32)> {
+    let mut ids = Vec::new();
+    for (i, http) in env.verify.http.iter().enumerate() {
+        let id = ProbeId {
+            environment: env.name.clone(),
+            purpose: ProbePurpose::Verify,
+            kind: ProbeKind::Http,
+            name: format!("http[{i}]"),
+            release: None,
+        };
+        ctx.probes.push(ProbeRequest {
+            id: id.clone(),
+            target: ProbeTarget::Http {
+                url: http.url.to_string(),
+                expect_status: http.expect_status,
+                timeout: http.timeout,
+            },
+            interval: http.interval,
+        });
+        ids.push((id, http.failure_threshold));
+    }
+    for metric in &env.verify.metrics {
+        let id = ProbeId {
+            environment: env.name.clone(),
+            purpose: ProbePurpose::Verify,
+            kind: ProbeKind::Metric,
+            name: metric.name.clone(),
+            release: None,
+        };
+        ctx.probes.push(ProbeRequest {
+            id: id.clone(),
+            target: ProbeTarget::Metric {
+                address: metric.address.to_string(),
+                query: metric.query.clone(),
+                below: metric.below,
+                above: metric.above,
+            },
+            interval: std::time::Duration::from_secs(30),
+        });
+        ids.push((id, 1));
+    }
+    ids
+}
+
+/// Whether the verify probes hold, considering only results since `since`. `Ok(all seen)`
+/// or the first failure.
+pub fn probes_hold(
+    ctx: &Ctx<'_>,
+    probes: &[(ProbeId, u32)],
+    since: jiff::Timestamp,
+) -> Result<bool, String> {
+    let mut all_seen = true;
+    for (id, threshold) in probes {
+        match ctx.observation(id) {
+            Some(o) if o.at >= since => {
+                if !o.ok && o.consecutive_failures >= *threshold {
+                    let times = if *threshold > 1 {
+                        format!(" ({} times in a row)", o.consecutive_failures)
+                    } else {
+                        String::new()
+                    };
+                    return Err(format!("{} failed{times}: {}", describe(id), o.message));
+                }
+            }
+            _ => all_seen = false,
+        }
+    }
+    Ok(all_seen)
+}
+
+fn describe(id: &ProbeId) -> String {
+    match id.kind {
+        ProbeKind::Http => format!("health check {}", id.name),
+        ProbeKind::Metric => format!("metric {}", id.name),
+        ProbeKind::Webhook => format!("webhook {}", id.name),
+    }
+}
+
+fn verification(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    targets: &[Resolved<'_>],
+    release: &str,
+    p: &PromotionState,
+    since: jiff::Timestamp,
+) -> Check {
+    if !targets::available(targets) {
+        return Check::Failed("target Deployments lost availability during verification".into());
+    }
+    let probes = verify_probes(ctx, env);
+    let all_seen = match probes_hold(ctx, &probes, since) {
+        Err(reason) => return Check::Failed(reason),
+        Ok(all_seen) => all_seen,
+    };
+    let mut tests_done = true;
+    for test in &env.verify.tests {
+        let key = JobKey {
+            pipeline: &ctx.snap.pipeline.name,
+            environment: &env.name,
+            release,
+            purpose: JobPurpose::Verify,
+            step: &test.name,
+            attempt: p.attempt,
+        };
+        let name = key.name();
+        let deadline = Ctx::after(since, test.timeout);
+        match ctx
+            .job(&env.namespace, &name)
+            .map(|j| (j.outcome, j.message.clone()))
+        {
+            Some((JobOutcome::Succeeded, _)) => {}
+            Some((JobOutcome::Failed, message)) => {
+                return Check::Failed(format!(
+                    "verification test {} failed: {}",
+                    test.name,
+                    message.unwrap_or_else(|| "see the Job's logs".into())
+                ));
+            }
+            _ if ctx.now >= deadline => {
+                ctx.actions.push(Action::DeleteJob {
+                    namespace: env.namespace.clone(),
+                    name,
+                });
+                return Check::Failed(format!(
+                    "verification test {} did not finish within {}",
+                    test.name,
+                    format_duration(test.timeout)
+                ));
+            }
+            observed => {
+                tests_done = false;
+                ctx.wake_at(deadline);
+                if observed.is_none() {
+                    let version = ctx.version_of(release);
+                    let vars = [
+                        ("GREENLIGHT_PIPELINE", ctx.snap.pipeline.name.as_str()),
+                        ("GREENLIGHT_ENVIRONMENT", env.name.as_str()),
+                        ("GREENLIGHT_RELEASE", release),
+                        ("GREENLIGHT_VERSION", version.as_str()),
+                    ];
+                    ctx.actions.push(Action::CreateJob(key.request(
+                        &env.namespace,
+                        &test.template,
+                        test.timeout,
+                        &vars,
+                    )));
+                }
+            }
+        }
+    }
+    let window_end = Ctx::after(since, env.verify.window);
+    if ctx.now < window_end {
+        ctx.wake_at(window_end);
+        return Check::Pending;
+    }
+    if !all_seen {
+        // A probe has not reported since the rollout: wait for its first result.
+        let first_interval = env
+            .verify
+            .http
+            .iter()
+            .map(|h| h.interval)
+            .min()
+            .unwrap_or(std::time::Duration::from_secs(30));
+        ctx.wake_at(Ctx::after(ctx.now, first_interval));
+        return Check::Pending;
+    }
+    if tests_done {
+        Check::Passed
+    } else {
+        Check::Pending
+    }
+}
+
+fn record(status: &mut EnvironmentStatus, limit: u32, entry: PromotionRecord) {
+    status.history.insert(0, entry);
+    status.history.truncate(limit as usize);
+}
+
+fn succeed(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    p: &PromotionState,
+) {
+    let release = p.release.clone().unwrap_or_default();
+    let version = p.version.clone().unwrap_or_default();
+    let started = p.started_at.0;
+    let created = ctx.releases.get(release.as_str()).map(|r| r.created);
+    let reference = ReleaseRef {
+        release: release.clone(),
+        version: version.clone(),
+        since: Some(ctx.now_time()),
+    };
+    status.current = Some(reference.clone());
+    status.last_good = Some(reference);
+    status.promotion = None;
+    status.phase = Some(EnvironmentPhase::Idle);
+    status.healthy = Some(true);
+    status.healthy_since = Some(ctx.now_time());
+    status.unhealthy_since = None;
+    let duration = elapsed(started, ctx.now);
+    status.message = Some(format!("runs {version}, verified"));
+    record(
+        status,
+        ctx.pipeline.history_limit,
+        PromotionRecord {
+            release: release.clone(),
+            version: version.clone(),
+            result: PromotionResult::Succeeded,
+            started_at: Some(p.started_at.clone()),
+            finished_at: Some(ctx.now_time()),
+            reason: None,
+            requested_by: p.requested_by.clone(),
+        },
+    );
+    let metric = MetricEvent::PromotionFinished {
+        result: PromotionResult::Succeeded.label(),
+        duration: Some(duration),
+        lead_time: created.map(|c| elapsed(c, ctx.now)),
+    };
+    let message = format!(
+        "{version} is healthy in {} after {}",
+        env.name,
+        format_duration(duration)
+    );
+    ctx.event(
+        Regarding::Pipeline,
+        EventType::Normal,
+        "PromotionSucceeded",
+        &env.name,
+        message.clone(),
+        Some(metric),
+    );
+    ctx.event(
+        Regarding::Release(release),
+        EventType::Normal,
+        "PromotionSucceeded",
+        &env.name,
+        message,
+        None,
+    );
+}
+
+fn mark_failed(ctx: &Ctx<'_>, status: &mut EnvironmentStatus, release: &str, reason: &str) {
+    status.failed.retain(|m| m.release != release);
+    status.failed.push(ReleaseMark {
+        release: release.to_owned(),
+        at: ctx.now_time(),
+        reason: reason.to_owned(),
+    });
+}
+
+/// A pre-deploy step failed: nothing changed in the cluster, so nothing to roll back.
+fn fail_before_change(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    p: &PromotionState,
+    reason: String,
+) {
+    let release = p.release.clone().unwrap_or_default();
+    let version = p.version.clone().unwrap_or_default();
+    mark_failed(ctx, status, &release, &reason);
+    status.promotion = None;
+    status.phase = Some(EnvironmentPhase::Idle);
+    status.message = Some(format!("{version} failed before deploying: {reason}"));
+    record(
+        status,
+        ctx.pipeline.history_limit,
+        PromotionRecord {
+            release: release.clone(),
+            version: version.clone(),
+            result: PromotionResult::Failed,
+            started_at: Some(p.started_at.clone()),
+            finished_at: Some(ctx.now_time()),
+            reason: Some(reason.clone()),
+            requested_by: p.requested_by.clone(),
+        },
+    );
+    let metric = MetricEvent::PromotionFinished {
+        result: PromotionResult::Failed.label(),
+        duration: None,
+        lead_time: None,
+    };
+    let message = format!("{version} failed in {}: {reason}", env.name);
+    ctx.event(
+        Regarding::Pipeline,
+        EventType::Warning,
+        "PromotionFailed",
+        &env.name,
+        message.clone(),
+        Some(metric),
+    );
+    ctx.event(
+        Regarding::Release(release),
+        EventType::Warning,
+        "PromotionFailed",
+        &env.name,
+        message,
+        None,
+    );
+}
+
+/// The deployed release failed: mark it, then roll back (or hold, if automatic rollback is off).
+fn verification_failed(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    targets: &[Resolved<'_>],
+    p: &PromotionState,
+    reason: String,
+) {
+    let release = p.release.clone().unwrap_or_default();
+    let version = p.version.clone().unwrap_or_default();
+    mark_failed(ctx, status, &release, &reason);
+    let result = if env.rollback.automatic {
+        PromotionResult::RolledBack
+    } else {
+        PromotionResult::Failed
+    };
+    record(
+        status,
+        ctx.pipeline.history_limit,
+        PromotionRecord {
+            release: release.clone(),
+            version: version.clone(),
+            result,
+            started_at: Some(p.started_at.clone()),
+            finished_at: Some(ctx.now_time()),
+            reason: Some(reason.clone()),
+            requested_by: p.requested_by.clone(),
+        },
+    );
+    let metric = MetricEvent::PromotionFinished {
+        result: result.label(),
+        duration: None,
+        lead_time: None,
+    };
+    let message = format!("{version} failed verification in {}: {reason}", env.name);
+    ctx.event(
+        Regarding::Pipeline,
+        EventType::Warning,
+        "VerificationFailed",
+        &env.name,
+        message.clone(),
+        Some(metric),
+    );
+    ctx.event(
+        Regarding::Release(release.clone()),
+        EventType::Warning,
+        "VerificationFailed",
+        &env.name,
+        message,
+        None,
+    );
+    status.promotion = None;
+    if env.rollback.automatic {
+        let to = status.last_good.as_ref().map(|r| r.release.clone());
+        start_rollback(
+            ctx,
+            env,
+            status,
+            targets,
+            to,
+            "verification",
+            Some(release),
+            reason,
+            None,
+        );
+    } else {
+        status.phase = Some(EnvironmentPhase::Degraded);
+        status.healthy = Some(false);
+        status.message = Some(format!(
+            "{version} failed verification ({reason}); automatic rollback is off, so it is held: roll back or retry"
+        ));
+    }
+}
+
+/// Starts restoring `to` (a release that ran here) or, with `None`, the baseline.
+#[allow(clippy::too_many_arguments)]
+pub fn start_rollback(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    targets: &[Resolved<'_>],
+    to: Option<String>,
+    trigger: &'static str,
+    failed_release: Option<String>,
+    reason: String,
+    requested_by: Option<String>,
+) {
+    let target = match target_of(ctx, status, targets, to.as_deref()) {
+        Ok(target) => target,
+        Err(why) => return degrade(ctx, env, status, format!("cannot roll back: {why}")),
+    };
+    status.promotion = Some(PromotionState {
+        kind: PromotionKind::Rollback,
+        release: to.clone(),
+        version: to.as_ref().map(|_| target.label.clone()),
+        stage: PromotionStage::Rollout,
+        step: 0,
+        started_at: ctx.now_time(),
+        stage_started_at: ctx.now_time(),
+        attempt: 0,
+        requested_by: requested_by.clone(),
+        failed_release,
+        trigger: Some(trigger.to_owned()),
+        reason: Some(reason.clone()),
+    });
+    status.current = to.map(|release| ReleaseRef {
+        release,
+        version: target.label.clone(),
+        since: Some(ctx.now_time()),
+    });
+    status.phase = Some(EnvironmentPhase::RollingBack);
+    status.healthy = None;
+    status.healthy_since = None;
+    if status.unhealthy_since.is_none() {
+        status.unhealthy_since = Some(ctx.now_time());
+    }
+    let by = requested_by
+        .map(|who| format!(" (asked by {who})"))
+        .unwrap_or_default();
+    let message = format!(
+        "rolling {} back to {}{by}: {reason}",
+        env.name, target.label
+    );
+    status.message = Some(message.clone());
+    ctx.event(
+        Regarding::Pipeline,
+        EventType::Warning,
+        "RollbackStarted",
+        &env.name,
+        message,
+        Some(MetricEvent::Rollback { trigger }),
+    );
+    ctx.actions.extend(targets::set_images(
+        &env.namespace,
+        targets,
+        &target.desired,
+    ));
+    ctx.wake_at(Ctx::after(ctx.now, env.verify.progress_deadline));
+}
+
+fn advance_rollback(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    targets: &[Resolved<'_>],
+    p: &PromotionState,
+) {
+    let target = match target_of(ctx, status, targets, p.release.as_deref()) {
+        Ok(target) => target,
+        Err(why) => return degrade(ctx, env, status, format!("cannot roll back: {why}")),
+    };
+    ctx.actions.extend(targets::set_images(
+        &env.namespace,
+        targets,
+        &target.desired,
+    ));
+    let deadline = Ctx::after(p.stage_started_at.0, env.verify.progress_deadline);
+    if targets::images_match(targets, &target.desired) && targets::rolled_out(targets) {
+        let after = status.unhealthy_since.as_ref().map_or_else(
+            || elapsed(p.started_at.0, ctx.now),
+            |t| elapsed(t.0, ctx.now),
+        );
+        status.promotion = None;
+        status.phase = Some(EnvironmentPhase::Idle);
+        status.healthy = Some(true);
+        status.healthy_since = Some(ctx.now_time());
+        status.unhealthy_since = None;
+        let message = format!(
+            "{} restored to {} after {}",
+            env.name,
+            target.label,
+            format_duration(after)
+        );
+        status.message = Some(format!("runs {} (rolled back)", target.label));
+        ctx.event(
+            Regarding::Pipeline,
+            EventType::Normal,
+            "RollbackSucceeded",
+            &env.name,
+            message,
+            Some(MetricEvent::Restored { after }),
+        );
+    } else if let Some(why) = targets::stuck(targets) {
+        degrade(
+            ctx,
+            env,
+            status,
+            format!("the rollback to {} failed: {why}", target.label),
+        );
+    } else if ctx.now >= deadline {
+        let why = format!(
+            "the rollback to {} did not complete within {}",
+            target.label,
+            format_duration(env.verify.progress_deadline)
+        );
+        degrade(ctx, env, status, why);
+    } else {
+        ctx.wake_at(deadline);
+    }
+}
+
+/// No automatic way forward: hold, say so, and wait for a person. Never loop.
+fn degrade(ctx: &mut Ctx<'_>, env: &ValidEnvironment, status: &mut EnvironmentStatus, why: String) {
+    status.promotion = None;
+    status.phase = Some(EnvironmentPhase::Degraded);
+    status.healthy = Some(false);
+    let message = format!(
+        "{} is Degraded: {why}; no promotion enters until a person rolls it back or retries",
+        env.name
+    );
+    status.message = Some(message.clone());
+    ctx.event(
+        Regarding::Pipeline,
+        EventType::Warning,
+        "EnvironmentDegraded",
+        &env.name,
+        message,
+        None,
+    );
+}
