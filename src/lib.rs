@@ -4,5 +4,6 @@
 pub mod api;
 pub mod check;
 pub mod engine;
+pub mod sim;
 pub mod suggest;
 pub mod validation;

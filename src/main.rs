@@ -25,6 +25,41 @@ enum Command {
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
     },
+    /// Run the real engine against an in-memory cluster on a virtual clock and print the
+    /// timeline: when each release reaches each environment, what blocks it, every
+    /// deploy, verification, rollback and promotion.
+    Simulate {
+        /// Files or directories holding one Pipeline and its Releases (and Approvals).
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// How long to simulate, such as 7d, 36h or 90m.
+        #[arg(long, default_value = "7d", value_parser = parse_span)]
+        until: std::time::Duration,
+        /// Virtual start time (RFC 3339). Default: now, to the minute.
+        #[arg(long)]
+        start: Option<jiff::Timestamp>,
+        /// Make a release fail: VERSION@ENV[:how], how = health (default), rollout, test,
+        /// metric or pre-deploy. Repeatable.
+        #[arg(long = "fail")]
+        failures: Vec<greenlight::sim::Failure>,
+        /// Add an approval: RELEASE@ENV:user (in every group the rules name). Repeatable.
+        #[arg(long = "approve", value_parser = greenlight::sim::parse_approval)]
+        approvals: Vec<(String, String, String)>,
+        /// Which Pipeline, when the files hold several.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// text (a timeline for people) or json.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
+}
+
+/// `7d`, or any duration `greenlight check` accepts (`36h`, `90m`).
+fn parse_span(text: &str) -> Result<std::time::Duration, String> {
+    if let Some(days) = text.strip_suffix('d').and_then(|d| d.parse::<u64>().ok()) {
+        return Ok(std::time::Duration::from_secs(days * 86_400));
+    }
+    greenlight::validation::parse_duration(text)
 }
 
 fn main() -> ExitCode {
@@ -41,6 +76,57 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::FAILURE
             }
+        }
+        Command::Simulate {
+            files,
+            until,
+            start,
+            failures,
+            approvals,
+            pipeline,
+            output,
+        } => {
+            let start = start.unwrap_or_else(|| {
+                let now = jiff::Timestamp::now().as_second();
+                jiff::Timestamp::from_second(now - now % 60).expect("now is a valid time")
+            });
+            let request = greenlight::sim::Request {
+                files,
+                pipeline,
+                start,
+                failures: failures.clone(),
+                approvals,
+            };
+            let options = greenlight::sim::Options {
+                failures,
+                ..Default::default()
+            };
+            let mut loaded = match greenlight::sim::load(&request, options) {
+                Ok(loaded) => loaded,
+                Err(message) => {
+                    eprintln!("{message}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            loaded.simulation.run_for(until, &mut |_| {});
+            if output == "json" {
+                let json = greenlight::sim::timeline::json(&loaded.simulation, start);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json).expect("the timeline serializes")
+                );
+            } else {
+                print!(
+                    "{}",
+                    greenlight::sim::timeline::text(
+                        &loaded.simulation,
+                        &loaded.title,
+                        start,
+                        &loaded.last_environment
+                    )
+                );
+            }
+            ExitCode::SUCCESS
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `greenlight check`: validates Pipelines, Releases and Approvals offline, reporting every
 //! problem with its file, document and field path.
 
-mod load;
+pub(crate) mod load;
 mod object;
 
 use std::{collections::HashMap, fmt::Write as _, path::PathBuf};

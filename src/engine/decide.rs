@@ -201,15 +201,10 @@ fn track_baseline(
         let first = status.baseline.is_empty();
         status.baseline = observed;
         if first {
-            let images: Vec<String> = status
-                .baseline
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
             let message = format!(
-                "recorded the baseline of {}: {}",
+                "recorded the baseline of {}: the images of its {} containers, its rollback target until a release is verified",
                 env.name,
-                images.join(", ")
+                status.baseline.len()
             );
             ctx.event(
                 Regarding::Pipeline,

@@ -1,0 +1,498 @@
+//! The simulated cluster: Deployments that roll out after a delay, Jobs that finish after
+//! theirs, and probes that answer, each failing where a [`Failure`] says so.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use jiff::Timestamp;
+
+use crate::engine::{
+    Action, ContainerImage, DeploymentView, JobOutcome, JobRequest, JobView, Observation, ProbeId,
+    ProbeKind, ProbePurpose, ProbeRequest, ReleaseView,
+};
+
+/// How a release fails in an environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureMode {
+    /// The rollout never becomes available.
+    Rollout,
+    /// The HTTP health checks fail while it runs.
+    Health,
+    /// Its test Jobs fail (verification tests, and gate tests run for it).
+    Test,
+    /// Metric checks are out of their thresholds while it runs.
+    Metric,
+    /// Its pre-deploy Jobs fail.
+    PreDeploy,
+}
+
+impl std::str::FromStr for FailureMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "rollout" => Ok(Self::Rollout),
+            "health" => Ok(Self::Health),
+            "test" => Ok(Self::Test),
+            "metric" => Ok(Self::Metric),
+            "pre-deploy" | "predeploy" | "migration" => Ok(Self::PreDeploy),
+            other => Err(format!(
+                "unknown failure {other:?}: expected rollout, health, test, metric or pre-deploy"
+            )),
+        }
+    }
+}
+
+/// "Version V fails in environment E, this way."
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Failure {
+    /// `Release.spec.version`.
+    pub version: String,
+    /// Environment name.
+    pub environment: String,
+    /// How.
+    pub mode: FailureMode,
+}
+
+impl std::str::FromStr for Failure {
+    type Err = String;
+
+    /// `VERSION@ENV[:how]`, `how` defaulting to `health`.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (target, mode) = match text.rsplit_once(':') {
+            Some((target, mode)) if !mode.contains('@') => (target, mode.parse()?),
+            _ => (text, FailureMode::Health),
+        };
+        let (version, environment) = target
+            .rsplit_once('@')
+            .filter(|(v, e)| !v.is_empty() && !e.is_empty())
+            .ok_or_else(|| format!("{text:?} is not VERSION@ENV[:how]"))?;
+        Ok(Self {
+            version: version.into(),
+            environment: environment.into(),
+            mode,
+        })
+    }
+}
+
+/// Timing of the simulated cluster.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    /// From an image change to every replica available.
+    pub rollout: Duration,
+    /// How long a Job runs when its arguments do not say (`--duration`).
+    pub job: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            rollout: Duration::from_secs(30),
+            job: Duration::from_secs(60),
+        }
+    }
+}
+
+struct SimDeployment {
+    view: DeploymentView,
+    environment: String,
+    rollout_done_at: Option<Timestamp>,
+}
+
+struct SimJob {
+    view: JobView,
+    done_at: Timestamp,
+    fails: bool,
+}
+
+struct SimProbe {
+    request: ProbeRequest,
+    next_at: Timestamp,
+}
+
+/// The cluster: Deployments, Jobs and probe results, advanced by a virtual clock.
+pub struct World {
+    timing: Timing,
+    failures: Vec<Failure>,
+    deployments: Vec<SimDeployment>,
+    jobs: BTreeMap<(String, String), SimJob>,
+    probes: BTreeMap<ProbeId, SimProbe>,
+    observations: BTreeMap<ProbeId, Observation>,
+    /// How many times each Deployment's images were changed, by `namespace/name`.
+    pub image_changes: BTreeMap<String, u32>,
+}
+
+fn add(at: Timestamp, duration: Duration) -> Timestamp {
+    at.checked_add(jiff::SignedDuration::try_from(duration).unwrap_or_default())
+        .unwrap_or(Timestamp::MAX)
+}
+
+impl World {
+    /// An empty cluster.
+    pub fn new(timing: Timing, failures: Vec<Failure>) -> Self {
+        Self {
+            timing,
+            failures,
+            deployments: vec![],
+            jobs: BTreeMap::new(),
+            probes: BTreeMap::new(),
+            observations: BTreeMap::new(),
+            image_changes: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a healthy Deployment running `containers`.
+    pub fn add_deployment(
+        &mut self,
+        environment: &str,
+        namespace: &str,
+        name: &str,
+        containers: Vec<ContainerImage>,
+        replicas: i32,
+    ) {
+        self.deployments.push(SimDeployment {
+            view: DeploymentView {
+                namespace: namespace.into(),
+                name: name.into(),
+                containers,
+                generation: 1,
+                observed_generation: 1,
+                replicas,
+                updated_replicas: replicas,
+                available_replicas: replicas,
+                total_replicas: replicas,
+                progress_deadline_exceeded: false,
+            },
+            environment: environment.into(),
+            rollout_done_at: None,
+        });
+    }
+
+    /// Whether a deployment exists.
+    pub fn has_deployment(&self, namespace: &str, name: &str) -> bool {
+        self.deployments
+            .iter()
+            .any(|d| d.view.namespace == namespace && d.view.name == name)
+    }
+
+    /// Observed Deployments.
+    pub fn deployments(&self) -> Vec<DeploymentView> {
+        self.deployments.iter().map(|d| d.view.clone()).collect()
+    }
+
+    /// Observed Jobs.
+    pub fn jobs(&self) -> Vec<JobView> {
+        self.jobs.values().map(|j| j.view.clone()).collect()
+    }
+
+    /// Latest probe results.
+    pub fn observations(&self) -> Vec<Observation> {
+        self.observations.values().cloned().collect()
+    }
+
+    fn fails(&self, version: Option<&str>, environment: &str, mode: FailureMode) -> bool {
+        version.is_some_and(|v| {
+            self.failures
+                .iter()
+                .any(|f| f.version == v && f.environment == environment && f.mode == mode)
+        })
+    }
+
+    /// The version whose images a Deployment runs, if they are a release's.
+    fn version_running(
+        &self,
+        deployment: &DeploymentView,
+        releases: &[ReleaseView],
+    ) -> Option<String> {
+        releases
+            .iter()
+            .find(|r| {
+                deployment
+                    .containers
+                    .iter()
+                    .any(|c| r.spec.artifacts.values().any(|image| image == &c.image))
+            })
+            .map(|r| r.spec.version.clone())
+    }
+
+    /// Versions running in an environment.
+    fn versions_in(&self, environment: &str, releases: &[ReleaseView]) -> Vec<String> {
+        self.deployments
+            .iter()
+            .filter(|d| d.environment == environment)
+            .filter_map(|d| self.version_running(&d.view, releases))
+            .collect()
+    }
+
+    /// Applies one action at `now`.
+    pub fn apply(&mut self, action: &Action, now: Timestamp, releases: &[ReleaseView]) {
+        match action {
+            Action::SetImages {
+                namespace,
+                deployment,
+                images,
+            } => {
+                let Some(index) = self
+                    .deployments
+                    .iter()
+                    .position(|d| &d.view.namespace == namespace && &d.view.name == deployment)
+                else {
+                    return;
+                };
+                let mut changed = false;
+                for wanted in images {
+                    if let Some(container) = self.deployments[index]
+                        .view
+                        .containers
+                        .iter_mut()
+                        .find(|c| c.container == wanted.container)
+                        && container.image != wanted.image
+                    {
+                        container.image = wanted.image.clone();
+                        changed = true;
+                    }
+                }
+                if !changed {
+                    return;
+                }
+                *self
+                    .image_changes
+                    .entry(format!("{namespace}/{deployment}"))
+                    .or_default() += 1;
+                let version = self.version_running(&self.deployments[index].view, releases);
+                let environment = self.deployments[index].environment.clone();
+                let broken = self.fails(version.as_deref(), &environment, FailureMode::Rollout);
+                let done_at = add(now, self.timing.rollout);
+                let d = &mut self.deployments[index];
+                d.view.generation += 1;
+                d.view.observed_generation = d.view.generation;
+                d.view.updated_replicas = 0;
+                d.view.total_replicas = d.view.replicas + 1;
+                d.view.progress_deadline_exceeded = false;
+                d.rollout_done_at = if broken { None } else { Some(done_at) };
+                if broken {
+                    // New pods crash-loop: never available, old ones linger.
+                    d.view.updated_replicas = d.view.replicas;
+                    d.view.available_replicas = d.view.replicas - 1;
+                }
+            }
+            Action::CreateJob(request) => self.create_job(request, now, releases),
+            Action::DeleteJob { namespace, name } => {
+                self.jobs.remove(&(namespace.clone(), name.clone()));
+            }
+        }
+    }
+
+    fn create_job(&mut self, request: &JobRequest, now: Timestamp, releases: &[ReleaseView]) {
+        let key = (request.namespace.clone(), request.name.clone());
+        if self.jobs.contains_key(&key) {
+            return;
+        }
+        let release = request.labels.get(crate::engine::jobs::labels::RELEASE);
+        let environment = request
+            .labels
+            .get(crate::engine::jobs::labels::ENVIRONMENT)
+            .cloned()
+            .unwrap_or_default();
+        let purpose = request
+            .labels
+            .get(crate::engine::jobs::labels::PURPOSE)
+            .map(String::as_str);
+        let version = releases
+            .iter()
+            .find(|r| Some(&r.name) == release)
+            .map(|r| r.spec.version.clone());
+        let mode = if purpose == Some("pre-deploy") {
+            FailureMode::PreDeploy
+        } else {
+            FailureMode::Test
+        };
+        let fails = self.fails(version.as_deref(), &environment, mode);
+        let duration = job_duration(&request.spec).unwrap_or(self.timing.job);
+        let view = JobView {
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+            created: now,
+            outcome: JobOutcome::Running,
+            message: None,
+        };
+        self.jobs.insert(
+            key,
+            SimJob {
+                view,
+                done_at: add(now, duration),
+                fails,
+            },
+        );
+    }
+
+    /// Replaces the set of probes that should run with those of the latest decision.
+    pub fn set_probes(&mut self, requests: &[ProbeRequest], now: Timestamp) {
+        let mut next = BTreeMap::new();
+        for request in requests {
+            // A new probe runs a second after it is asked for, then at its interval.
+            let next_at = self
+                .probes
+                .get(&request.id)
+                .map_or(add(now, Duration::from_secs(1)), |p| p.next_at);
+            next.insert(
+                request.id.clone(),
+                SimProbe {
+                    request: request.clone(),
+                    next_at,
+                },
+            );
+        }
+        self.probes = next;
+    }
+
+    /// The next instant something happens by itself: a rollout or a Job finishing, a probe due.
+    pub fn next_event(&self) -> Option<Timestamp> {
+        let rollouts = self.deployments.iter().filter_map(|d| d.rollout_done_at);
+        let jobs = self
+            .jobs
+            .values()
+            .filter(|j| j.view.outcome == JobOutcome::Running)
+            .map(|j| j.done_at);
+        let probes = self.probes.values().map(|p| p.next_at);
+        rollouts.chain(jobs).chain(probes).min()
+    }
+
+    /// Moves the world to `now`. Returns whether anything the controller watches changed.
+    pub fn advance(&mut self, now: Timestamp, releases: &[ReleaseView]) -> bool {
+        let mut changed = false;
+        for d in &mut self.deployments {
+            if d.rollout_done_at.is_some_and(|t| t <= now) {
+                d.rollout_done_at = None;
+                d.view.updated_replicas = d.view.replicas;
+                d.view.available_replicas = d.view.replicas;
+                d.view.total_replicas = d.view.replicas;
+                changed = true;
+            }
+        }
+        for job in self.jobs.values_mut() {
+            if job.view.outcome == JobOutcome::Running && job.done_at <= now {
+                job.view.outcome = if job.fails {
+                    JobOutcome::Failed
+                } else {
+                    JobOutcome::Succeeded
+                };
+                job.view.message = Some(if job.fails {
+                    "exit code 1: SLO not met".into()
+                } else {
+                    "all checks passed".into()
+                });
+                changed = true;
+            }
+        }
+        let due: Vec<ProbeId> = self
+            .probes
+            .iter()
+            .filter(|(_, p)| p.next_at <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let (request, ok) = {
+                let probe = &self.probes[&id];
+                (probe.request.clone(), self.probe_passes(&id, releases))
+            };
+            let previous = self.observations.get(&id);
+            let consecutive_failures = if ok {
+                0
+            } else {
+                previous.map_or(0, |o| o.consecutive_failures) + 1
+            };
+            let flipped = previous
+                .is_none_or(|o| o.ok != ok || o.consecutive_failures != consecutive_failures);
+            let message = match (&request.target, ok) {
+                (crate::engine::ProbeTarget::Http { expect_status, .. }, true) => {
+                    format!("HTTP {expect_status}")
+                }
+                (crate::engine::ProbeTarget::Http { expect_status, .. }, false) => {
+                    format!("HTTP 503, expected {expect_status}")
+                }
+                (crate::engine::ProbeTarget::Metric { below, above, .. }, true) => {
+                    format!("value within ({above:?}, {below:?})")
+                }
+                (crate::engine::ProbeTarget::Metric { below, .. }, false) => format!(
+                    "value {} is not below {}",
+                    below.unwrap_or(0.0) * 2.0,
+                    below.unwrap_or(0.0)
+                ),
+                (crate::engine::ProbeTarget::Webhook { .. }, true) => "HTTP 200".into(),
+                (crate::engine::ProbeTarget::Webhook { .. }, false) => "HTTP 403".into(),
+            };
+            self.observations.insert(
+                id.clone(),
+                Observation {
+                    probe: id.clone(),
+                    at: now,
+                    ok,
+                    consecutive_failures,
+                    value: None,
+                    message,
+                },
+            );
+            if let Some(probe) = self.probes.get_mut(&id) {
+                probe.next_at = add(now, request.interval);
+            }
+            changed |= flipped;
+        }
+        changed
+    }
+
+    fn probe_passes(&self, id: &ProbeId, releases: &[ReleaseView]) -> bool {
+        let running = self.versions_in(&id.environment, releases);
+        let failing = |mode| {
+            running
+                .iter()
+                .any(|v| self.fails(Some(v), &id.environment, mode))
+        };
+        match (id.purpose, id.kind) {
+            (ProbePurpose::Verify, ProbeKind::Http) => !failing(FailureMode::Health),
+            (ProbePurpose::Verify, ProbeKind::Metric) => !failing(FailureMode::Metric),
+            (ProbePurpose::Gate, ProbeKind::Webhook) => {
+                let version = id
+                    .release
+                    .as_ref()
+                    .and_then(|r| releases.iter().find(|x| &x.name == r))
+                    .map(|r| r.spec.version.as_str());
+                !self.fails(version, &id.environment, FailureMode::Test)
+            }
+            (ProbePurpose::Gate, _) => !failing(FailureMode::Metric),
+            (ProbePurpose::Verify, ProbeKind::Webhook) => true,
+        }
+    }
+}
+
+/// The `--duration` argument of a load-test Job, plus start-up time.
+fn job_duration(spec: &serde_json::Value) -> Option<Duration> {
+    let args = spec
+        .pointer("/template/spec/containers/0/args")?
+        .as_array()?;
+    let position = args.iter().position(|a| a.as_str() == Some("--duration"))?;
+    let duration = crate::validation::parse_duration(args.get(position + 1)?.as_str()?).ok()?;
+    Some(duration + Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_parse_with_a_default_mode() {
+        let f: Failure = "1.4.2@prod".parse().unwrap();
+        assert_eq!(
+            (f.version.as_str(), f.environment.as_str(), f.mode),
+            ("1.4.2", "prod", FailureMode::Health)
+        );
+        let f: Failure = "2026.11.21-0945@main:test".parse().unwrap();
+        assert_eq!(f.mode, FailureMode::Test);
+        assert!("1.4.2".parse::<Failure>().is_err());
+        assert!(
+            "1.4.2@prod:explode"
+                .parse::<Failure>()
+                .unwrap_err()
+                .contains("unknown failure")
+        );
+    }
+}
