@@ -167,6 +167,29 @@ pub fn evaluate(
     }
     verdict.promote_now_by = promote_now;
 
+    // A gate test that already failed for this attempt blocks whatever the other gates say.
+    let attempt_now = attempt(ctx, &release.name, &env.name);
+    let known_failures: Vec<String> = status
+        .gate_tests
+        .iter()
+        .filter(|r| r.release == release.name && r.attempt == attempt_now && !r.passed)
+        .map(|r| {
+            format!(
+                "{} failed: {}",
+                r.test,
+                r.message.as_deref().unwrap_or("the Job failed")
+            )
+        })
+        .collect();
+    if !known_failures.is_empty() {
+        let reason = format!(
+            "{}; tests run again only if a person retries the release",
+            known_failures.join("; ")
+        );
+        verdict.block("tests", reason, None);
+        return verdict;
+    }
+
     // Metrics and webhooks are asked only once the gates above pass, and tests last:
     // they cost the most and should run as close to the promotion as possible.
     if !verdict.passes() {
