@@ -296,7 +296,7 @@ fn a_failed_migration_stops_the_deploy_before_any_image_changes() {
         Some(State::Failed)
     );
     assert!(
-        sim.world.image_changes.get("rupaya-dev/backend").is_none(),
+        !sim.world.image_changes.contains_key("rupaya-dev/backend"),
         "dev's images were never touched: {:?}",
         sim.world.image_changes
     );
