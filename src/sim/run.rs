@@ -286,7 +286,26 @@ impl Simulation {
 
     fn record(&mut self, decision: &Decision) {
         for event in &decision.events {
-            self.timeline.push(self.entry_for(event));
+            let entry = self.entry_for(event);
+            // An Event about the Pipeline and its copy about the Release are one entry.
+            let twin = self
+                .timeline
+                .iter_mut()
+                .rev()
+                .take_while(|e| e.at == entry.at)
+                .find(|e| {
+                    e.kind == entry.kind
+                        && e.environment == entry.environment
+                        && e.message == entry.message
+                });
+            match twin {
+                Some(twin) => {
+                    if twin.version.is_none() {
+                        twin.version = entry.version;
+                    }
+                }
+                None => self.timeline.push(entry),
+            }
         }
         for (name, status) in &decision.release_statuses {
             let version = self

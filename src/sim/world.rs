@@ -56,7 +56,8 @@ pub struct Failure {
 impl std::str::FromStr for Failure {
     type Err = String;
 
-    /// `VERSION@ENV[:how]`, `how` defaulting to `health`.
+    /// `VERSION@ENV[:how]`, `how` defaulting to `health`; `*` as the version matches every
+    /// version, the baseline included.
     fn from_str(text: &str) -> Result<Self, String> {
         let (target, mode) = match text.rsplit_once(':') {
             Some((target, mode)) if !mode.contains('@') => (target, mode.parse()?),
@@ -189,11 +190,18 @@ impl World {
         self.observations.values().cloned().collect()
     }
 
+    /// Adds a failure from now on.
+    pub fn inject(&mut self, failure: Failure) {
+        self.failures.push(failure);
+    }
+
+    /// Whether `version` (`None`: images of no release, such as the baseline) fails here.
+    /// A failure for version `*` matches everything.
     fn fails(&self, version: Option<&str>, environment: &str, mode: FailureMode) -> bool {
-        version.is_some_and(|v| {
-            self.failures
-                .iter()
-                .any(|f| f.version == v && f.environment == environment && f.mode == mode)
+        self.failures.iter().any(|f| {
+            f.environment == environment
+                && f.mode == mode
+                && (f.version == "*" || version.is_some_and(|v| f.version == v))
         })
     }
 

@@ -1,0 +1,585 @@
+//! The engine's rules one by one, each on a small pipeline in the simulator.
+
+use greenlight::{
+    api::{
+        Approval, ApprovalSpec, Decision, EnvironmentPhase, Pipeline, Release,
+        ReleaseEnvironmentState as State,
+    },
+    engine::{Action, decide},
+    sim::{Failure, Options, Simulation},
+};
+use jiff::{SignedDuration, Timestamp};
+
+const PIPELINE: &str = r#"
+apiVersion: greenlight.dev/v1alpha1
+kind: Pipeline
+metadata: {name: shop, namespace: shop}
+spec:
+  environments:
+  - name: dev
+    accepts: ["main"]
+    target: {namespace: shop-dev, deployments: [{name: api}]}
+    verify: {progressDeadline: 2m, window: 1m, http: [{url: "http://api.shop-dev/healthz", interval: 10s, failureThreshold: 2}]}
+  - name: staging
+    target: {namespace: shop-staging, deployments: [{name: api}]}
+    verify: {progressDeadline: 2m, window: 1m, http: [{url: "http://api.shop-staging/healthz", interval: 10s, failureThreshold: 2}]}
+  - name: prod
+    target: {namespace: shop-prod, deployments: [{name: api}]}
+    gates:
+      soak: 10m
+    verify: {progressDeadline: 2m, window: 5m, http: [{url: "http://api.shop-prod/healthz", interval: 10s, failureThreshold: 2}]}
+"#;
+
+fn t0() -> Timestamp {
+    "2026-11-21T09:00:00Z".parse().unwrap()
+}
+
+fn minutes(m: i64) -> Timestamp {
+    t0() + SignedDuration::from_mins(m)
+}
+
+fn pipeline(yaml: &str) -> Pipeline {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+fn release(version: &str, git_ref: &str) -> Release {
+    let yaml = format!(
+        "apiVersion: greenlight.dev/v1alpha1\nkind: Release\nmetadata: {{name: shop-{name}, namespace: shop}}\nspec: {{pipeline: shop, version: \"{version}\", artifacts: {{api: \"registry.example.com/shop/api:{version}\"}}, source: {{ref: {git_ref}, author: alice}}}}\n",
+        name = version.replace('.', "-")
+    );
+    serde_yaml::from_str(&yaml).unwrap()
+}
+
+fn approval(
+    name: &str,
+    release: &str,
+    environment: &str,
+    decision: Decision,
+    who: &str,
+) -> Approval {
+    let spec = ApprovalSpec {
+        release: release.into(),
+        environment: environment.into(),
+        decision,
+        approver: who.into(),
+        groups: vec![],
+        comment: None,
+    };
+    Approval::new(name, spec)
+}
+
+fn sim_with(yaml: &str, failures: &[&str]) -> Simulation {
+    let failures: Vec<Failure> = failures.iter().map(|f| f.parse().unwrap()).collect();
+    Simulation::new(
+        pipeline(yaml),
+        t0(),
+        Options {
+            failures,
+            ..Default::default()
+        },
+    )
+}
+
+fn run_to(sim: &mut Simulation, minute: i64) {
+    sim.run_until(minutes(minute), &mut |_| {});
+}
+
+fn state(sim: &Simulation, version: &str, environment: &str) -> Option<State> {
+    let name = format!("shop-{}", version.replace('.', "-"));
+    sim.release_status(&name)?
+        .environments
+        .iter()
+        .find(|e| e.name == environment)
+        .map(|e| e.state)
+}
+
+fn runs(sim: &Simulation, environment: &str) -> Option<String> {
+    let env = sim
+        .status()
+        .environments
+        .iter()
+        .find(|e| e.name == environment)?;
+    env.current.as_ref().map(|c| c.version.clone())
+}
+
+fn env_phase(sim: &Simulation, environment: &str) -> Option<EnvironmentPhase> {
+    sim.status()
+        .environments
+        .iter()
+        .find(|e| e.name == environment)?
+        .phase
+}
+
+fn image(sim: &Simulation, namespace: &str) -> String {
+    sim.world
+        .deployments()
+        .into_iter()
+        .find(|d| d.namespace == namespace)
+        .unwrap()
+        .containers[0]
+        .image
+        .clone()
+}
+
+#[test]
+fn a_release_flows_through_every_environment_in_order() {
+    let mut sim = sim_with(PIPELINE, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 60);
+    assert_eq!(runs(&sim, "dev").as_deref(), Some("1.0.0"));
+    assert_eq!(runs(&sim, "staging").as_deref(), Some("1.0.0"));
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.0.0"));
+    let order: Vec<String> = sim
+        .timeline
+        .iter()
+        .filter(|e| e.kind == "PromotionSucceeded")
+        .filter_map(|e| e.environment.clone())
+        .collect();
+    assert_eq!(order.iter().filter(|e| *e == "dev").count(), 1, "{order:?}");
+    let positions: Vec<usize> = ["dev", "staging", "prod"]
+        .iter()
+        .map(|e| order.iter().position(|o| o == e).unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+}
+
+#[test]
+fn prod_waits_until_the_release_has_soaked_in_staging() {
+    let mut sim = sim_with(PIPELINE, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 6);
+    assert_eq!(state(&sim, "1.0.0", "prod"), Some(State::Waiting));
+    let status = sim.release_status("shop-1-0-0").unwrap();
+    let prod = status
+        .environments
+        .iter()
+        .find(|e| e.name == "prod")
+        .unwrap();
+    assert_eq!(prod.blocked_by[0].gate, "soak");
+    let opens = prod.blocked_by[0]
+        .next_open
+        .clone()
+        .expect("soak says when it opens")
+        .0;
+    let staging_healthy = sim
+        .timeline
+        .iter()
+        .find(|e| e.kind == "PromotionSucceeded" && e.environment.as_deref() == Some("staging"))
+        .unwrap()
+        .at;
+    assert_eq!(opens, staging_healthy + SignedDuration::from_mins(10));
+    run_to(&mut sim, 40);
+    let started = sim
+        .timeline
+        .iter()
+        .find(|e| e.kind == "PromotionStarted" && e.environment.as_deref() == Some("prod"))
+        .unwrap()
+        .at;
+    assert_eq!(started, opens, "the gate opens on time to the second");
+}
+
+#[test]
+fn the_newest_candidate_wins_and_older_waiting_ones_are_superseded() {
+    let yaml = PIPELINE.replace(
+        "      soak: 10m",
+        "      soak: 10m\n      approvals: [{name: rm, count: 1}]",
+    );
+    let mut sim = sim_with(&yaml, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    sim.add_release(release("1.1.0", "main"), minutes(10));
+    sim.add_release(release("1.2.0", "main"), minutes(20));
+    run_to(&mut sim, 60);
+    assert_eq!(runs(&sim, "staging").as_deref(), Some("1.2.0"));
+    // Approve the two older ones for prod: only the newest that passes goes.
+    sim.add_approval(
+        approval("a1", "shop-1-2-0", "prod", Decision::Approve, "bob"),
+        minutes(61),
+    );
+    sim.add_approval(
+        approval("a2", "shop-1-1-0", "prod", Decision::Approve, "bob"),
+        minutes(61),
+    );
+    run_to(&mut sim, 120);
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.2.0"));
+    assert_eq!(state(&sim, "1.1.0", "staging"), Some(State::Superseded));
+    assert!(
+        !sim.timeline
+            .iter()
+            .any(|e| e.kind == "PromotionStarted" && e.message.contains("deploying 1.1.0 to prod")),
+        "1.1.0 never goes to prod"
+    );
+}
+
+#[test]
+fn an_environment_never_moves_to_an_older_release() {
+    let mut sim = sim_with(PIPELINE, &[]);
+    sim.add_release(release("2.0.0", "main"), t0());
+    run_to(&mut sim, 5);
+    // An older build (created earlier, arriving late) is not deployed over a newer one.
+    let mut old = release("1.9.0", "main");
+    old.metadata.name = Some("shop-1-9-0".into());
+    sim.add_release(old, t0() - SignedDuration::from_hours(1));
+    run_to(&mut sim, 30);
+    assert_eq!(runs(&sim, "dev").as_deref(), Some("2.0.0"));
+    assert_eq!(state(&sim, "1.9.0", "dev"), Some(State::Superseded));
+}
+
+#[test]
+fn a_failed_release_is_rolled_back_and_never_promoted_onward() {
+    let mut sim = sim_with(PIPELINE, &["1.1.0@staging:health"]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    sim.add_release(release("1.1.0", "main"), minutes(30));
+    run_to(&mut sim, 120);
+    assert_eq!(state(&sim, "1.1.0", "staging"), Some(State::Failed));
+    assert_eq!(
+        runs(&sim, "staging").as_deref(),
+        Some("1.0.0"),
+        "rolled back to the last good release"
+    );
+    assert_eq!(
+        image(&sim, "shop-staging"),
+        "registry.example.com/shop/api:1.0.0"
+    );
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.0.0"));
+    assert!(state(&sim, "1.1.0", "prod").is_none());
+    let deploys = sim
+        .timeline
+        .iter()
+        .filter(|e| {
+            e.kind == "PromotionStarted" && e.message.contains("deploying 1.1.0 to staging")
+        })
+        .count();
+    assert_eq!(deploys, 1, "not retried by itself");
+}
+
+#[test]
+fn a_retry_lets_a_failed_release_be_deployed_again() {
+    let mut sim = sim_with(PIPELINE, &["1.1.0@staging:health"]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    sim.add_release(release("1.1.0", "main"), minutes(30));
+    run_to(&mut sim, 60);
+    assert_eq!(state(&sim, "1.1.0", "staging"), Some(State::Failed));
+    sim.add_approval(
+        approval("retry", "shop-1-1-0", "staging", Decision::Retry, "carol"),
+        minutes(61),
+    );
+    run_to(&mut sim, 62);
+    let deploys = sim
+        .timeline
+        .iter()
+        .filter(|e| {
+            e.kind == "PromotionStarted" && e.message.contains("deploying 1.1.0 to staging")
+        })
+        .count();
+    assert_eq!(deploys, 2);
+    assert!(
+        sim.status()
+            .overrides
+            .iter()
+            .any(|o| o.decision == "Retry" && o.requested_by == "carol")
+    );
+}
+
+#[test]
+fn a_rollback_that_cannot_complete_degrades_the_environment_without_looping() {
+    // Nothing can roll out in staging, not even the baseline the rollback restores.
+    let mut sim = sim_with(PIPELINE, &["*@staging:rollout"]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    sim.add_release(release("1.1.0", "main"), minutes(30));
+    run_to(&mut sim, 240);
+    assert_eq!(env_phase(&sim, "staging"), Some(EnvironmentPhase::Degraded));
+    let started = sim
+        .timeline
+        .iter()
+        .filter(|e| e.kind == "RollbackStarted")
+        .collect::<Vec<_>>();
+    assert_eq!(started.len(), 1, "one rollback, no loop");
+    let degraded = sim
+        .timeline
+        .iter()
+        .find(|e| e.kind == "EnvironmentDegraded")
+        .expect("an Event says so");
+    // I3: the rollback gets progressDeadline (2m) plus one reconcile.
+    assert!(
+        degraded.at <= started[0].at + SignedDuration::from_mins(2) + SignedDuration::from_secs(1),
+        "{} vs {}",
+        degraded.at,
+        started[0].at
+    );
+    let condition = sim
+        .status()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(condition.status, "True");
+    assert_eq!(runs(&sim, "staging"), None);
+    assert_eq!(
+        state(&sim, "1.1.0", "staging"),
+        Some(State::Waiting),
+        "no further promotions into it"
+    );
+    let blocked = sim
+        .release_status("shop-1-1-0")
+        .unwrap()
+        .environments
+        .iter()
+        .find(|e| e.name == "staging")
+        .unwrap()
+        .blocked_by[0]
+        .clone();
+    assert!(blocked.reason.contains("Degraded"), "{}", blocked.reason);
+}
+
+#[test]
+fn automatic_rollback_off_holds_the_failed_release_and_degrades() {
+    let yaml = PIPELINE.replacen(
+        "  - name: staging\n",
+        "  - name: staging\n    rollback: {automatic: false}\n",
+        1,
+    );
+    let mut sim = sim_with(&yaml, &["1.0.0@staging:health"]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 30);
+    assert_eq!(env_phase(&sim, "staging"), Some(EnvironmentPhase::Degraded));
+    assert_eq!(
+        image(&sim, "shop-staging"),
+        "registry.example.com/shop/api:1.0.0",
+        "held, not rolled back"
+    );
+    let degraded = sim
+        .status()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(degraded.status, "True");
+    assert!(!sim.timeline.iter().any(|e| e.kind == "RollbackStarted"));
+}
+
+#[test]
+fn drift_is_restored_and_reported() {
+    let mut sim = sim_with(PIPELINE, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 60);
+    let releases = sim.visible_releases();
+    let hand_edit = Action::SetImages {
+        namespace: "shop-prod".into(),
+        deployment: "api".into(),
+        images: vec![greenlight::engine::ContainerImage {
+            container: "api".into(),
+            image: "registry.example.com/shop/api:hotpatch".into(),
+        }],
+    };
+    sim.world.apply(&hand_edit, sim.now, &releases);
+    sim.reconcile(&mut |_| {});
+    assert_eq!(
+        image(&sim, "shop-prod"),
+        "registry.example.com/shop/api:1.0.0"
+    );
+    let repair = sim
+        .timeline
+        .iter()
+        .find(|e| e.kind == "DriftRepaired")
+        .expect("an Event reports the repair");
+    assert!(
+        repair
+            .message
+            .contains("api/api runs registry.example.com/shop/api:hotpatch"),
+        "{}",
+        repair.message
+    );
+}
+
+#[test]
+fn an_unhealthy_environment_stops_promoting_its_release_downstream() {
+    let mut sim = sim_with(PIPELINE, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 6);
+    assert_eq!(state(&sim, "1.0.0", "staging"), Some(State::Healthy));
+    assert_eq!(
+        state(&sim, "1.0.0", "prod"),
+        Some(State::Waiting),
+        "soaking"
+    );
+    // Staging turns unhealthy while prod waits for the soak.
+    sim.world.inject("1.0.0@staging:health".parse().unwrap());
+    run_to(&mut sim, 60);
+    assert_eq!(state(&sim, "1.0.0", "staging"), Some(State::Unhealthy));
+    assert!(
+        state(&sim, "1.0.0", "prod").is_none(),
+        "no longer a candidate for prod"
+    );
+    assert_eq!(runs(&sim, "prod"), None);
+    assert_eq!(
+        runs(&sim, "staging").as_deref(),
+        Some("1.0.0"),
+        "not rolled back: afterVerification is off"
+    );
+    assert!(
+        sim.timeline
+            .iter()
+            .any(|e| e.kind == "EnvironmentUnhealthy")
+    );
+}
+
+#[test]
+fn with_rollback_after_verification_an_unhealthy_release_is_rolled_back() {
+    let yaml = PIPELINE.replacen(
+        "  - name: staging\n",
+        "  - name: staging\n    rollback: {afterVerification: true}\n",
+        1,
+    );
+    let mut sim = sim_with(&yaml, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    sim.add_release(release("1.1.0", "main"), minutes(30));
+    run_to(&mut sim, 40);
+    assert_eq!(state(&sim, "1.1.0", "staging"), Some(State::Healthy));
+    sim.world.inject("1.1.0@staging:health".parse().unwrap());
+    run_to(&mut sim, 60);
+    assert_eq!(runs(&sim, "staging").as_deref(), Some("1.0.0"));
+    assert_eq!(state(&sim, "1.1.0", "staging"), Some(State::Failed));
+    assert!(
+        sim.timeline
+            .iter()
+            .any(|e| e.kind == "RollbackStarted" && e.message.contains("staging"))
+    );
+}
+
+#[test]
+fn suspend_stops_new_promotions() {
+    let yaml = PIPELINE.replace(
+        "spec:\n  environments:",
+        "spec:\n  suspend: true\n  environments:",
+    );
+    let mut sim = sim_with(&yaml, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 30);
+    assert_eq!(runs(&sim, "dev"), None);
+    let dev = sim
+        .release_status("shop-1-0-0")
+        .unwrap()
+        .environments
+        .iter()
+        .find(|e| e.name == "dev")
+        .cloned()
+        .unwrap();
+    assert_eq!(dev.blocked_by[0].gate, "suspended");
+}
+
+#[test]
+fn a_freeze_blocks_and_says_when_it_ends() {
+    let yaml = PIPELINE.replace(
+        "      soak: 10m",
+        "      soak: 10m\n      freeze: [{start: \"2026-11-21T09:00:00Z\", end: \"2026-11-21T12:00:00Z\", reason: \"board meeting\"}]",
+    );
+    let mut sim = sim_with(&yaml, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 170);
+    assert_eq!(runs(&sim, "prod"), None);
+    let prod = sim
+        .release_status("shop-1-0-0")
+        .unwrap()
+        .environments
+        .iter()
+        .find(|e| e.name == "prod")
+        .cloned()
+        .unwrap();
+    let freeze = prod
+        .blocked_by
+        .iter()
+        .find(|b| b.gate == "freeze")
+        .expect("the freeze blocks");
+    assert!(freeze.reason.contains("board meeting"));
+    assert_eq!(
+        freeze.next_open.clone().unwrap().0,
+        "2026-11-21T12:00:00Z".parse::<Timestamp>().unwrap()
+    );
+    run_to(&mut sim, 200);
+    let started = sim
+        .timeline
+        .iter()
+        .find(|e| e.kind == "PromotionStarted" && e.environment.as_deref() == Some("prod"))
+        .unwrap();
+    assert_eq!(
+        started.at,
+        "2026-11-21T12:00:00Z".parse::<Timestamp>().unwrap()
+    );
+}
+
+#[test]
+fn a_person_can_roll_an_environment_back_to_a_named_release() {
+    let mut sim = sim_with(PIPELINE, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    sim.add_release(release("1.1.0", "main"), minutes(30));
+    run_to(&mut sim, 120);
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.1.0"));
+    sim.add_approval(
+        approval("back", "shop-1-0-0", "prod", Decision::Rollback, "dana"),
+        minutes(121),
+    );
+    run_to(&mut sim, 180);
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.0.0"));
+    assert_eq!(
+        image(&sim, "shop-prod"),
+        "registry.example.com/shop/api:1.0.0"
+    );
+    assert_eq!(
+        state(&sim, "1.1.0", "prod"),
+        Some(State::Failed),
+        "not promoted again by itself"
+    );
+    let record = sim
+        .status()
+        .overrides
+        .iter()
+        .find(|o| o.decision == "Rollback")
+        .unwrap();
+    assert_eq!(
+        (record.requested_by.as_str(), record.release.as_str()),
+        ("dana", "shop-1-0-0")
+    );
+}
+
+#[test]
+fn an_invalid_spec_sets_a_condition_and_touches_nothing() {
+    let yaml = PIPELINE.replace("soak: 10m", "soak: 10 minutes");
+    let mut sim = sim_with(&yaml, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    let mut actions = 0;
+    sim.run_until(minutes(30), &mut |step| {
+        actions += step.decision.actions.len()
+    });
+    assert_eq!(actions, 0);
+    let ready = sim
+        .status()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "InvalidSpec")
+    );
+    assert!(
+        ready.message.contains("spec.environments[2].gates.soak"),
+        "{}",
+        ready.message
+    );
+}
+
+#[test]
+fn deciding_twice_on_the_same_snapshot_gives_the_same_decision() {
+    let mut sim = sim_with(PIPELINE, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    let mut checked = 0;
+    sim.run_until(minutes(60), &mut |step| {
+        let again = decide(step.snapshot);
+        assert_eq!(again.actions, step.decision.actions);
+        assert_eq!(again.pipeline_status, step.decision.pipeline_status);
+        assert_eq!(again.release_statuses, step.decision.release_statuses);
+        assert_eq!(again.requeue_at, step.decision.requeue_at);
+        checked += 1;
+    });
+    assert!(checked >= 5, "only {checked} reconciles");
+}
