@@ -444,6 +444,12 @@ fn with_rollback_after_verification_an_unhealthy_release_is_rolled_back() {
             .iter()
             .any(|e| e.kind == "RollbackStarted" && e.message.contains("staging"))
     );
+    let rollbacks = sim
+        .timeline
+        .iter()
+        .filter(|e| e.kind == "RollbackStarted")
+        .count();
+    assert_eq!(rollbacks, 1, "rolled back once, no loop");
 }
 
 #[test]

@@ -4,7 +4,7 @@ use jiff::Timestamp;
 
 use super::{
     context::Ctx,
-    decision::{Decision, EventType, MetricEvent, Regarding},
+    decision::{Action, Decision, EventType, MetricEvent, Regarding},
     explain,
     gates::{self, Entry},
     promotion,
@@ -20,13 +20,68 @@ use crate::{
 };
 
 /// Decides what to do now. Pure: the same snapshot always gives the same decision.
+///
+/// The decision is a fixpoint: deciding again from the status it returns, at the same
+/// instant, changes nothing. So a controller that crashes after writing the status and
+/// decides again makes exactly the decision it would have made anyway.
 pub fn decide(snap: &Snapshot) -> Decision {
     let (valid, problems) = validate_pipeline(&snap.pipeline.spec);
     let Some(pipeline) = valid else {
         return explain::invalid_spec(snap, &problems);
     };
-    let mut ctx = Ctx::new(snap, &pipeline);
-    let previous = &snap.pipeline.status;
+    let mut decision = decide_from(snap, &pipeline, &snap.pipeline.status);
+    for _ in 0..8 {
+        let again = decide_from(snap, &pipeline, &decision.pipeline_status);
+        let settled = again.pipeline_status == decision.pipeline_status;
+        decision = merge(decision, again, settled);
+        if settled {
+            break;
+        }
+    }
+    decision
+}
+
+/// Combines a decision with the one made from its own status: the later statuses, probes
+/// and wake-up; the actions of both (each is idempotent); the transitions of both, except
+/// that a settled re-decision adds no Events (it saw no transition).
+fn merge(first: Decision, again: Decision, settled: bool) -> Decision {
+    let mut actions = first.actions;
+    for action in again.actions {
+        let same_target = |a: &Action| match (a, &action) {
+            (
+                Action::SetImages {
+                    namespace: n1,
+                    deployment: d1,
+                    ..
+                },
+                Action::SetImages {
+                    namespace: n2,
+                    deployment: d2,
+                    ..
+                },
+            ) => n1 == n2 && d1 == d2,
+            _ => *a == action,
+        };
+        actions.retain(|a| !same_target(a));
+        actions.push(action);
+    }
+    let mut events = first.events;
+    if !settled {
+        events.extend(again.events);
+    }
+    Decision {
+        actions,
+        events,
+        ..again
+    }
+}
+
+fn decide_from(
+    snap: &Snapshot,
+    pipeline: &crate::validation::ValidPipeline,
+    previous: &crate::api::PipelineStatus,
+) -> Decision {
+    let mut ctx = Ctx::new(snap, pipeline);
     let mut envs: Vec<EnvironmentStatus> = pipeline
         .environments
         .iter()
@@ -58,7 +113,7 @@ pub fn decide(snap: &Snapshot) -> Decision {
         );
     }
     overrides.truncate(pipeline.history_limit as usize);
-    let status = explain::pipeline_status(&ctx, envs, overrides);
+    let status = explain::pipeline_status(&ctx, previous, envs, overrides);
     explain::finish(ctx, status)
 }
 
@@ -362,11 +417,18 @@ fn watch_health(
     targets: &[Resolved<'_>],
 ) {
     let probes = promotion::verify_probes(ctx, env);
-    let since = status
-        .current
-        .as_ref()
-        .and_then(|c| c.since.as_ref())
-        .map_or(Timestamp::MIN, |t| t.0);
+    // Results from before the environment last changed (a deploy, a rollback) say nothing
+    // about what runs now.
+    let since = [
+        status.healthy_since.as_ref(),
+        status.unhealthy_since.as_ref(),
+        status.current.as_ref().and_then(|c| c.since.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|t| t.0)
+    .max()
+    .unwrap_or(Timestamp::MIN);
     let problem = if !targets::available(targets) {
         Some("not every replica of the target Deployments is available".to_owned())
     } else {
@@ -427,8 +489,10 @@ fn watch_health(
                     .history
                     .iter()
                     .find(|h| {
+                        // Never back to a release that failed here: that would loop.
                         h.result == PromotionResult::Succeeded
                             && h.release != bad
+                            && !status.failed.iter().any(|m| m.release == h.release)
                             && ctx.releases.contains_key(h.release.as_str())
                     })
                     .map(|h| h.release.clone());

@@ -95,13 +95,14 @@ pub fn invalid_spec(snap: &Snapshot, problems: &Problems) -> Decision {
 /// The Pipeline status from the environments' new state.
 pub fn pipeline_status(
     ctx: &Ctx<'_>,
+    previous: &PipelineStatus,
     environments: Vec<EnvironmentStatus>,
     overrides: Vec<OverrideRecord>,
 ) -> PipelineStatus {
     let now = ctx.now_time();
     let generation = Some(ctx.snap.pipeline.generation);
     let mut status = PipelineStatus {
-        conditions: ctx.snap.pipeline.status.conditions.clone(),
+        conditions: previous.conditions.clone(),
         ..Default::default()
     };
     let degraded: Vec<&str> = environments

@@ -29,11 +29,9 @@ pub fn start_deploy(
     requested_by: Option<String>,
     gates_passed: &[&str],
 ) {
-    let stage = if env.pre_deploy.is_empty() {
-        PromotionStage::Rollout
-    } else {
-        PromotionStage::PreDeploy
-    };
+    // Every deploy starts with the pre-deploy stage (perhaps empty), so that the switch to
+    // the rollout always goes through one place.
+    let stage = PromotionStage::PreDeploy;
     status.promotion = Some(PromotionState {
         kind: PromotionKind::Deploy,
         release: Some(release.name.clone()),
@@ -341,14 +339,15 @@ pub fn verify_probes(ctx: &mut Ctx<'_>, env: &ValidEnvironment) -> Vec<(ProbeId,
     ids
 }
 
-/// Whether the verify probes hold, considering only results since `since`. `Ok(all seen)`
-/// or the first failure.
+/// Whether the verify probes hold, considering only results since `since`: `Err` with the
+/// first probe that failed `failureThreshold` times in a row, else `Ok(all passing)`, where
+/// "all passing" means every probe has reported and its latest result passed.
 pub fn probes_hold(
     ctx: &Ctx<'_>,
     probes: &[(ProbeId, u32)],
     since: jiff::Timestamp,
 ) -> Result<bool, String> {
-    let mut all_seen = true;
+    let mut all_passing = true;
     for (id, threshold) in probes {
         match ctx.observation(id) {
             Some(o) if o.at >= since => {
@@ -360,11 +359,12 @@ pub fn probes_hold(
                     };
                     return Err(format!("{} failed{times}: {}", describe(id), o.message));
                 }
+                all_passing &= o.ok;
             }
-            _ => all_seen = false,
+            _ => all_passing = false,
         }
     }
-    Ok(all_seen)
+    Ok(all_passing)
 }
 
 fn describe(id: &ProbeId) -> String {
@@ -387,9 +387,9 @@ fn verification(
         return Check::Failed("target Deployments lost availability during verification".into());
     }
     let probes = verify_probes(ctx, env);
-    let all_seen = match probes_hold(ctx, &probes, since) {
+    let all_passing = match probes_hold(ctx, &probes, since) {
         Err(reason) => return Check::Failed(reason),
-        Ok(all_seen) => all_seen,
+        Ok(all_passing) => all_passing,
     };
     let mut tests_done = true;
     for test in &env.verify.tests {
@@ -452,8 +452,9 @@ fn verification(
         ctx.wake_at(window_end);
         return Check::Pending;
     }
-    if !all_seen {
-        // A probe has not reported since the rollout: wait for its first result.
+    if !all_passing {
+        // A probe has not reported since the rollout, or its latest result failed (but not
+        // yet failureThreshold times): wait for the next result.
         let first_interval = env
             .verify
             .http
@@ -668,11 +669,12 @@ fn verification_failed(
             None,
         );
     } else {
-        status.phase = Some(EnvironmentPhase::Degraded);
-        status.healthy = Some(false);
-        status.message = Some(format!(
-            "{version} failed verification ({reason}); automatic rollback is off, so it is held: roll back or retry"
-        ));
+        degrade(
+            ctx,
+            env,
+            status,
+            format!("{version} failed verification and automatic rollback is off, so it is held"),
+        );
     }
 }
 

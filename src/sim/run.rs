@@ -237,7 +237,8 @@ impl Simulation {
 
     /// Reconciles once at the current time, as the controller would: decide, write the
     /// status, then take the actions; each may fail or the controller may crash between.
-    pub fn reconcile(&mut self, observer: &mut dyn FnMut(&Step<'_>)) {
+    /// Returns whether the controller crashed.
+    pub fn reconcile(&mut self, observer: &mut dyn FnMut(&Step<'_>)) -> bool {
         self.reconciles += 1;
         let snapshot = self.snapshot();
         let decision = decide(&snapshot);
@@ -270,10 +271,9 @@ impl Simulation {
             self.world.set_probes(&decision.probes, self.now);
             self.record(&decision);
         }
-        if status_fails || crash_point.is_some() {
-            // Backoff after an error, or a restart after a crash.
-            self.retry_at =
-                Some(self.now + jiff::SignedDuration::from_secs(if crash { 5 } else { 2 }));
+        if status_fails && crash_point.is_none() {
+            // The status write failed: back off, then try again.
+            self.retry_at = Some(self.now + jiff::SignedDuration::from_secs(2));
         }
         self.wake = decision.requeue_at;
         observer(&Step {
@@ -282,6 +282,7 @@ impl Simulation {
             status_written: !status_fails,
             applied: &applied,
         });
+        crash
     }
 
     fn record(&mut self, decision: &Decision) {
@@ -381,7 +382,7 @@ impl Simulation {
 
     /// Runs until `end`, reconciling whenever something changed or the engine asked.
     pub fn run_until(&mut self, end: Timestamp, observer: &mut dyn FnMut(&Step<'_>)) {
-        self.reconcile(observer);
+        self.settle(observer);
         while let Some(next) = self.next_instant() {
             if next > end {
                 break;
@@ -396,10 +397,19 @@ impl Simulation {
             let releases = self.visible_releases();
             let changed = self.world.advance(next, &releases);
             if scheduled || arrived || changed {
-                self.reconcile(observer);
+                self.settle(observer);
             }
         }
         self.now = end.max(self.now);
+    }
+
+    /// Reconciles; after a crash the controller restarts at once and reconciles again.
+    fn settle(&mut self, observer: &mut dyn FnMut(&Step<'_>)) {
+        for _ in 0..32 {
+            if !self.reconcile(observer) {
+                return;
+            }
+        }
     }
 
     /// Runs for `duration` from now.
