@@ -1,18 +1,19 @@
 //! What every step of a decision shares: the snapshot, the checked pipeline, lookups, and
 //! the outputs collected so far.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
+    clock::{TimeGate, time_gate},
     decision::{Action, Event, EventType, MetricEvent, ProbeRequest, Regarding},
     snapshot::{ApprovalView, JobView, Observation, ProbeId, ReleaseView, Snapshot},
 };
 use crate::{
     api::{BlockingGate, Decision as Verdict},
-    validation::ValidPipeline,
+    validation::{ValidEnvironment, ValidPipeline},
 };
 
 /// Shared state of one decision.
@@ -33,10 +34,15 @@ pub struct Ctx<'a> {
     pub events: Vec<Event>,
     /// The earliest future instant that matters.
     pub wake: Option<Timestamp>,
-    /// Why each waiting candidate waits, by (release, environment).
-    pub waiting: BTreeMap<(String, String), Vec<BlockingGate>>,
-    /// Releases superseded in an environment, by (release, environment), with the newer one.
-    pub superseded: BTreeMap<(String, String), String>,
+    /// Why each waiting candidate waits, by environment, then release.
+    waiting: HashMap<String, HashMap<String, Vec<BlockingGate>>>,
+    /// Releases superseded in an environment (by environment, then release), and by what.
+    superseded: HashMap<String, HashMap<String, String>>,
+    /// Approvals by the release they name, oldest first.
+    approvals_by_release: HashMap<&'a str, Vec<&'a ApprovalView>>,
+    /// The schedule and freeze verdict per (environment, schedule ignored): the same for
+    /// every candidate, and cron arithmetic is the costliest part of a decision.
+    time_gates: HashMap<(String, bool), TimeGate>,
 }
 
 impl<'a> Ctx<'a> {
@@ -48,6 +54,16 @@ impl<'a> Ctx<'a> {
             .filter(|r| r.spec.pipeline == snap.pipeline.name)
             .map(|r| (r.name.as_str(), r))
             .collect();
+        let mut approvals_by_release: HashMap<&str, Vec<&ApprovalView>> = HashMap::new();
+        for approval in &snap.approvals {
+            approvals_by_release
+                .entry(approval.spec.release.as_str())
+                .or_default()
+                .push(approval);
+        }
+        for list in approvals_by_release.values_mut() {
+            list.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
+        }
         Self {
             snap,
             now: truncate(snap.now),
@@ -57,8 +73,10 @@ impl<'a> Ctx<'a> {
             probes: vec![],
             events: vec![],
             wake: None,
-            waiting: BTreeMap::new(),
-            superseded: BTreeMap::new(),
+            waiting: HashMap::new(),
+            superseded: HashMap::new(),
+            approvals_by_release,
+            time_gates: HashMap::new(),
         }
     }
 
@@ -80,6 +98,22 @@ impl<'a> Ctx<'a> {
             .ok()
             .and_then(|d| at.checked_add(d).ok())
             .unwrap_or(Timestamp::MAX)
+    }
+
+    /// The schedule and freeze gates of `env` now, computed once per decision.
+    pub fn time_gate(&mut self, env: &ValidEnvironment, ignore_schedule: bool) -> TimeGate {
+        let key = (env.name.clone(), ignore_schedule);
+        if let Some(gate) = self.time_gates.get(&key) {
+            return gate.clone();
+        }
+        let gate = time_gate(
+            &env.gates.schedule,
+            &env.gates.freeze,
+            ignore_schedule,
+            self.now,
+        );
+        self.time_gates.insert(key, gate.clone());
+        gate
     }
 
     /// The observed Job with this name in this namespace.
@@ -106,18 +140,46 @@ impl<'a> Ctx<'a> {
         release: &str,
         environment: &str,
     ) -> Vec<&'a ApprovalView> {
-        let mut found: Vec<&ApprovalView> = self
-            .snap
-            .approvals
-            .iter()
-            .filter(|a| {
-                a.spec.decision == decision
-                    && a.spec.release == release
-                    && a.spec.environment == environment
+        self.approvals_by_release
+            .get(release)
+            .map(|list| {
+                list.iter()
+                    .copied()
+                    .filter(|a| a.spec.decision == decision && a.spec.environment == environment)
+                    .collect()
             })
-            .collect();
-        found.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name)));
-        found
+            .unwrap_or_default()
+    }
+
+    /// Records why `release` waits in `environment`.
+    pub fn wait(&mut self, environment: &str, release: &str, blocking: Vec<BlockingGate>) {
+        self.waiting
+            .entry(environment.to_owned())
+            .or_default()
+            .insert(release.to_owned(), blocking);
+    }
+
+    /// Why `release` waits in `environment`, if it does.
+    pub fn waiting_for(&self, release: &str, environment: &str) -> Option<&Vec<BlockingGate>> {
+        self.waiting.get(environment)?.get(release)
+    }
+
+    /// Whether `release` waits in `environment`.
+    pub fn is_waiting(&self, release: &str, environment: &str) -> bool {
+        self.waiting_for(release, environment).is_some()
+    }
+
+    /// Records that `newer` supersedes `release` in `environment`.
+    pub fn supersede(&mut self, environment: &str, release: &str, newer: &str) {
+        self.superseded
+            .entry(environment.to_owned())
+            .or_default()
+            .insert(release.to_owned(), newer.to_owned());
+    }
+
+    /// What superseded `release` in `environment`, if anything.
+    pub fn superseded_by(&self, release: &str, environment: &str) -> Option<&String> {
+        self.superseded.get(environment)?.get(release)
     }
 
     /// Records an Event.

@@ -26,12 +26,23 @@ use crate::{
 /// decides again makes exactly the decision it would have made anyway.
 pub fn decide(snap: &Snapshot) -> Decision {
     let (valid, problems) = validate_pipeline(&snap.pipeline.spec);
-    let Some(pipeline) = valid else {
-        return explain::invalid_spec(snap, &problems);
-    };
-    let mut decision = decide_from(snap, &pipeline, &snap.pipeline.status);
+    match valid {
+        Some(pipeline) => decide_with(snap, &pipeline),
+        None => explain::invalid_spec(snap, &problems),
+    }
+}
+
+/// [`decide`] with the spec already checked: a controller checks each Pipeline generation
+/// once and reuses the result, since parsing cron expressions, time zones and globs costs
+/// more than the decision itself. `pipeline` must be `snap.pipeline.spec`, validated.
+pub fn decide_with(snap: &Snapshot, pipeline: &crate::validation::ValidPipeline) -> Decision {
+    let mut decision = decide_from(snap, pipeline, &snap.pipeline.status);
+    if decision.pipeline_status == snap.pipeline.status {
+        // Nothing changed: the input already was the fixpoint.
+        return decision;
+    }
     for _ in 0..8 {
-        let again = decide_from(snap, &pipeline, &decision.pipeline_status);
+        let again = decide_from(snap, pipeline, &decision.pipeline_status);
         let settled = again.pipeline_status == decision.pipeline_status;
         decision = merge(decision, again, settled);
         if settled {
@@ -593,9 +604,18 @@ fn candidates(
         .and_then(|c| ctx.releases.get(c.release.as_str()))
         .map(|r| (r.created, r.name.clone()));
     let in_flight = status.promotion.as_ref().and_then(|p| p.release.clone());
+    // Never move to an older release than the one running, except by rollback. This
+    // cheap test comes first: in a long-lived pipeline most releases are older.
+    let newer_than_current = |release: &ReleaseView| match &current_created {
+        Some((created, name)) => {
+            (release.created, release.name.as_str()) > (*created, name.as_str())
+        }
+        None => true,
+    };
     let mut found: Vec<(&ReleaseView, Entry)> = ctx
         .releases
         .values()
+        .filter(|release| newer_than_current(release))
         .filter_map(|release| {
             let direct = env.accepts_ref(&release.spec.source.git_ref);
             let via_upstream = !upstream.is_empty()
@@ -618,18 +638,6 @@ fn candidates(
                 .is_empty()
         })
         .collect();
-    // Never move to an older release than the one running, except by rollback.
-    found.retain(|(release, _)| match &current_created {
-        Some(current) => {
-            (release.created, release.name.clone()) > *current || {
-                let newer = current.1.clone();
-                ctx.superseded
-                    .insert((release.name.clone(), env.name.clone()), newer);
-                false
-            }
-        }
-        None => true,
-    });
     found.sort_by(|a, b| (b.0.created, &b.0.name).cmp(&(a.0.created, &a.0.name)));
 
     let upstream_since: Vec<(String, Option<Timestamp>)> = upstream
@@ -643,8 +651,7 @@ fn candidates(
         if let Some((newer, _, created)) = &started
             && release.created <= *created
         {
-            ctx.superseded
-                .insert((release.name.clone(), env.name.clone()), newer.clone());
+            ctx.supersede(&env.name, &release.name, newer);
             let message = format!(
                 "{} was superseded in {} by {}",
                 release.spec.version,
@@ -701,17 +708,12 @@ fn candidates(
                 release.created,
             ));
         } else {
-            ctx.waiting
-                .insert((release.name.clone(), env.name.clone()), verdict.blocking);
+            ctx.wait(&env.name, &release.name, verdict.blocking);
         }
     }
     // Test results matter only while their release is still a candidate here.
-    let waiting: Vec<String> = ctx
-        .waiting
-        .keys()
-        .filter(|(_, e)| *e == env.name)
-        .map(|(r, _)| r.clone())
-        .collect();
-    status.gate_tests.retain(|r| waiting.contains(&r.release));
+    status
+        .gate_tests
+        .retain(|r| ctx.is_waiting(&r.release, &env.name));
     started.map(|(name, by, _)| (name, by))
 }

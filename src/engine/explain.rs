@@ -220,9 +220,11 @@ pub fn pipeline_status(
 pub fn finish(ctx: Ctx<'_>, status: PipelineStatus) -> Decision {
     let mut release_statuses = BTreeMap::new();
     for release in ctx.releases.values() {
-        release_statuses.insert(release.name.clone(), release_status(&ctx, &status, release));
+        if !settled(&ctx, &status, release) {
+            release_statuses.insert(release.name.clone(), release_status(&ctx, &status, release));
+        }
     }
-    let approval_statuses = approval_statuses(&ctx);
+    let approval_statuses = approval_statuses(&ctx, &release_statuses);
     let mut probes = ctx.probes;
     probes.sort_by(|a, b| a.id.cmp(&b.id));
     probes.dedup_by(|a, b| a.id == b.id);
@@ -237,6 +239,34 @@ pub fn finish(ctx: Ctx<'_>, status: PipelineStatus) -> Decision {
     }
 }
 
+/// A release whose status can no longer change: its last written status is terminal
+/// (Superseded or Failed), it waits nowhere, and no environment refers to it. It cannot
+/// become a candidate again: that needs its ref accepted somewhere (then it would be
+/// waiting there now) or running verified upstream (then that environment would refer to
+/// it). Most releases of a long-lived pipeline are settled; not projecting them again keeps
+/// a decision cheap, and their written status stays right.
+fn settled(ctx: &Ctx<'_>, status: &PipelineStatus, release: &super::snapshot::ReleaseView) -> bool {
+    let terminal = release.status.as_ref().is_some_and(|s| {
+        matches!(
+            s.phase,
+            Some(ReleasePhase::Superseded | ReleasePhase::Failed)
+        )
+    });
+    let named =
+        |r: &Option<crate::api::ReleaseRef>| r.as_ref().is_some_and(|r| r.release == release.name);
+    terminal
+        && status.environments.iter().all(|env| {
+            !named(&env.current)
+                && !named(&env.last_good)
+                && env
+                    .promotion
+                    .as_ref()
+                    .is_none_or(|p| p.release.as_deref() != Some(&release.name))
+                && !env.failed.iter().any(|m| m.release == release.name)
+                && !ctx.is_waiting(&release.name, &env.name)
+        })
+}
+
 fn release_status(
     ctx: &Ctx<'_>,
     status: &PipelineStatus,
@@ -245,7 +275,6 @@ fn release_status(
     let now = ctx.now_time();
     let mut environments = Vec::new();
     for env in &status.environments {
-        let key = (release.name.clone(), env.name.clone());
         let is = |r: &Option<crate::api::ReleaseRef>| {
             r.as_ref().is_some_and(|r| r.release == release.name)
         };
@@ -297,10 +326,13 @@ fn release_status(
                 Some(format!("rejected by {}{why}", reject.spec.approver)),
                 vec![],
             ))
-        } else if let Some(blocking) = ctx.waiting.get(&key) {
+        } else if let Some(blocking) = ctx.waiting_for(&release.name, &env.name) {
             let message = blocking.first().map(|b| b.reason.clone());
             Some((State::Waiting, None, message, blocking.clone()))
-        } else if let Some(newer) = ctx.superseded.get(&key) {
+        } else if let Some(newer) = ctx
+            .superseded_by(&release.name, &env.name)
+            .or_else(|| older_than_current(ctx, status, env, release))
+        {
             Some((
                 State::Superseded,
                 None,
@@ -438,13 +470,20 @@ fn release_status(
     }
 }
 
-fn approval_statuses(ctx: &Ctx<'_>) -> BTreeMap<String, ApprovalStatus> {
+fn approval_statuses(
+    ctx: &Ctx<'_>,
+    projected: &BTreeMap<String, ReleaseStatus>,
+) -> BTreeMap<String, ApprovalStatus> {
     let now = ctx.now_time();
     let mut out = BTreeMap::new();
     for approval in &ctx.snap.approvals {
         let Some(release) = ctx.releases.get(approval.spec.release.as_str()) else {
             continue;
         };
+        if !projected.contains_key(&release.name) && approval.status.is_some() {
+            // The release is settled, and so is what its approvals meant.
+            continue;
+        }
         let Some(env) = ctx.pipeline.environment(&approval.spec.environment) else {
             continue;
         };
@@ -510,4 +549,33 @@ fn approval_statuses(ctx: &Ctx<'_>) -> BTreeMap<String, ApprovalStatus> {
         out.insert(approval.name.clone(), ApprovalStatus { conditions });
     }
     out
+}
+
+/// The release `env` runs, if `release` reached `env` as a candidate (its ref is accepted
+/// there, or it was verified in every upstream) and is older: it was superseded there.
+fn older_than_current<'c>(
+    ctx: &Ctx<'_>,
+    status: &PipelineStatus,
+    env: &'c EnvironmentStatus,
+    release: &super::snapshot::ReleaseView,
+) -> Option<&'c String> {
+    let current = env.current.as_ref()?;
+    let running = ctx.releases.get(current.release.as_str())?;
+    let spec = ctx.pipeline.environment(&env.name)?;
+    let verified_in = |i: &usize| {
+        let name = &ctx.pipeline.environments[*i].name;
+        status
+            .environments
+            .iter()
+            .find(|e| &e.name == name)
+            .is_some_and(|e| {
+                e.history
+                    .iter()
+                    .any(|h| h.release == release.name && h.result == PromotionResult::Succeeded)
+            })
+    };
+    let entered = spec.accepts_ref(&release.spec.source.git_ref)
+        || (!spec.upstream.is_empty() && spec.upstream.iter().all(verified_in));
+    ((release.created, &release.name) < (running.created, &running.name) && entered)
+        .then_some(&current.release)
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::{
     approvals::tally,
-    clock::{TimeGate, time_gate},
+    clock::TimeGate,
     context::{Ctx, elapsed},
     decision::{Action, ProbeRequest, ProbeTarget},
     jobs::{JobKey, JobPurpose},
@@ -142,7 +142,7 @@ pub fn evaluate(
         .approvals_of(crate::api::Decision::PromoteNow, &release.name, &env.name)
         .first()
         .map(|a| a.spec.approver.clone());
-    match time_gate(&gates.schedule, &gates.freeze, promote_now.is_some(), now) {
+    match ctx.time_gate(env, promote_now.is_some()) {
         TimeGate::Open { until } => {
             if let Some(until) = until {
                 ctx.wake_at(until);

@@ -13,6 +13,6 @@ mod promotion;
 mod snapshot;
 pub mod targets;
 
-pub use decide::decide;
+pub use decide::{decide, decide_with};
 pub use decision::*;
 pub use snapshot::*;

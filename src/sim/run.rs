@@ -310,10 +310,10 @@ impl Simulation {
         }
         for (name, status) in &decision.release_statuses {
             let version = self
-                .visible_releases()
-                .into_iter()
-                .find(|r| &r.name == name)
-                .map(|r| r.spec.version);
+                .releases
+                .iter()
+                .find(|(r, _)| r.metadata.name.as_deref() == Some(name))
+                .map(|(r, _)| r.spec.version.clone());
             for env in &status.environments {
                 let key = (name.clone(), env.name.clone());
                 let shown = if env.state == crate::api::ReleaseEnvironmentState::Waiting {
