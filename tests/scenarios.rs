@@ -128,6 +128,9 @@ fn a_failing_soak_test_blocks_promotion_night_after_night() {
         "{:?}",
         main.blocked_by
     );
+    // The blocked time grows: the wait started when it first became a candidate and never reset.
+    let since = main.since.clone().expect("waiting since").0;
+    assert!(since < at("2026-11-21T10:00:00Z"), "waiting since {since}");
     let starts = sim
         .timeline
         .iter()

@@ -73,6 +73,30 @@ pub fn evaluate(
     let mut verdict = Verdict::default();
     let now = ctx.now;
 
+    // A gate test that already failed for this attempt blocks whatever the other gates
+    // say, until a person retries: it is the first thing to tell.
+    let attempt_now = attempt(ctx, &release.name, &env.name);
+    let known_failures: Vec<String> = status
+        .gate_tests
+        .iter()
+        .filter(|r| r.release == release.name && r.attempt == attempt_now && !r.passed)
+        .map(|r| {
+            format!(
+                "{} failed: {}",
+                r.test,
+                r.message.as_deref().unwrap_or("the Job failed")
+            )
+        })
+        .collect();
+    if !known_failures.is_empty() {
+        let reason = format!(
+            "{}; tests run again only if a person retries the release",
+            known_failures.join("; ")
+        );
+        verdict.block("tests", reason, None);
+    }
+    let tests_failed = !known_failures.is_empty();
+
     // checks
     let missing: Vec<String> = gates
         .checks
@@ -167,26 +191,7 @@ pub fn evaluate(
     }
     verdict.promote_now_by = promote_now;
 
-    // A gate test that already failed for this attempt blocks whatever the other gates say.
-    let attempt_now = attempt(ctx, &release.name, &env.name);
-    let known_failures: Vec<String> = status
-        .gate_tests
-        .iter()
-        .filter(|r| r.release == release.name && r.attempt == attempt_now && !r.passed)
-        .map(|r| {
-            format!(
-                "{} failed: {}",
-                r.test,
-                r.message.as_deref().unwrap_or("the Job failed")
-            )
-        })
-        .collect();
-    if !known_failures.is_empty() {
-        let reason = format!(
-            "{}; tests run again only if a person retries the release",
-            known_failures.join("; ")
-        );
-        verdict.block("tests", reason, None);
+    if tests_failed {
         return verdict;
     }
 
