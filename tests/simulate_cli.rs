@@ -141,3 +141,24 @@ fn bad_arguments_and_broken_manifests_are_refused_clearly() {
         "{out}"
     );
 }
+
+#[test]
+fn the_readme_excerpt_is_what_the_first_command_prints() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let excerpt = readme
+        .split("```text\n")
+        .nth(1)
+        .expect("README has a text excerpt")
+        .split("```")
+        .next()
+        .unwrap();
+    let (ok, out) = simulate(&NIGHTLY);
+    assert!(ok);
+    for line in excerpt.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            out.contains(line),
+            "README line not in the output of the first command:\n{line}\n---\n{out}"
+        );
+    }
+}

@@ -323,7 +323,12 @@ impl Simulation {
                             .as_ref()
                             .map(|t| format!(" until {}", super::timeline::clock(t.0)))
                             .unwrap_or_default();
-                        format!("waits for {}{until}: {}", b.gate, b.reason)
+                        format!(
+                            "{} waits for {}{until}: {}",
+                            version.as_deref().unwrap_or(name),
+                            b.gate,
+                            b.reason
+                        )
                     })
                 } else {
                     None
