@@ -28,7 +28,9 @@ fn the_nightly_example_says_when_the_build_reaches_main() {
     let (ok, out) = simulate(&NIGHTLY);
     assert!(ok, "{out}");
     assert!(
-        out.contains("main         waits for schedule until Sun 2026-11-22 02:00:00 UTC"),
+        out.contains(
+            "main         2026.11.21-0945 waits for schedule until Sun 2026-11-22 02:00:00 UTC"
+        ),
         "{out}"
     );
     assert!(out.contains("Sun 2026-11-22 02:15:31 UTC  main         deploying 2026.11.21-0945 to main (gates passed: checks, schedule, metrics, tests)"), "{out}");
