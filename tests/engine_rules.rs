@@ -156,6 +156,19 @@ fn prod_waits_until_the_release_has_soaked_in_staging() {
         .find(|e| e.name == "prod")
         .unwrap();
     assert_eq!(prod.blocked_by[0].gate, "soak");
+    let next = sim
+        .status()
+        .environments
+        .iter()
+        .find(|e| e.name == "prod")
+        .unwrap()
+        .next
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        next.starts_with("1.0.0 waits for soak (opens "),
+        "prod says what comes next: {next}"
+    );
     let opens = prod.blocked_by[0]
         .next_open
         .clone()

@@ -74,6 +74,9 @@ pub struct EnvironmentStatus {
     /// Results of gate test Jobs run for candidates of this environment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gate_tests: Vec<GateTestRecord>,
+    /// What comes next: the newest candidate waiting to enter, and what it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
     /// Recent promotions, newest first, at most `spec.historyLimit`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<PromotionRecord>,

@@ -644,6 +644,7 @@ fn candidates(
         .iter()
         .map(|u| (u.name.clone(), u.healthy_since))
         .collect();
+    let newest_waiting = found.first().map(|(release, _)| *release);
     let may_start = blocker.is_none();
     let mut tests_slot_taken = false;
     let mut started: Option<(String, Option<String>, Timestamp)> = None;
@@ -711,6 +712,18 @@ fn candidates(
             ctx.wait(&env.name, &release.name, verdict.blocking);
         }
     }
+    status.next = newest_waiting.and_then(|release| {
+        let blocking = ctx.waiting_for(&release.name, &env.name)?.first()?;
+        let until = blocking
+            .next_open
+            .as_ref()
+            .map(|t| format!(" (opens {})", t.0))
+            .unwrap_or_default();
+        Some(format!(
+            "{} waits for {}{until}: {}",
+            release.spec.version, blocking.gate, blocking.reason
+        ))
+    });
     // Test results matter only while their release is still a candidate here.
     status
         .gate_tests
