@@ -2,7 +2,7 @@
 //! failures, API errors and controller crashes. Every invariant of SPEC.md (I1 to I6) is
 //! checked on every reconcile, from the outside, without reusing the engine's gate code.
 //!
-//! `PROPTEST_CASES` raises the number of cases (default 300 per property).
+//! `PROPTEST_CASES` raises the number of cases (default 1000 per property).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -560,7 +560,7 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300)
+        .unwrap_or(1000)
 }
 
 proptest! {
