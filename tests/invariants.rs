@@ -317,7 +317,6 @@ struct Invariants<'a> {
     scenario: &'a Scenario,
     /// Environments with a failed verification awaiting rollback: since when.
     pending: BTreeMap<String, Timestamp>,
-    deploys: u32,
     checked: u64,
     rolled_away: BTreeSet<(String, String)>,
 }
@@ -327,7 +326,6 @@ impl<'a> Invariants<'a> {
         Self {
             scenario,
             pending: BTreeMap::new(),
-            deploys: 0,
             checked: 0,
             rolled_away: BTreeSet::new(),
         }
@@ -366,7 +364,6 @@ impl<'a> Invariants<'a> {
             if let Some(p) = started
                 && was != p.release
             {
-                self.deploys += 1;
                 self.check_deploy_start(snap, new, i, p.release.as_deref().unwrap(), now, old);
             }
             let rollback = env.promotion.as_ref().filter(|p| {

@@ -66,15 +66,3 @@ pub fn preserve_unknown_object(_: &mut SchemaGenerator) -> Schema {
         "x-kubernetes-preserve-unknown-fields": true,
     })
 }
-
-/// Something a gate or a verification needs, addressed by name.
-pub trait Named {
-    /// The name that keys this entry in its list.
-    fn name(&self) -> &str;
-}
-
-impl Named for JobStep {
-    fn name(&self) -> &str {
-        &self.name
-    }
-}
