@@ -8,12 +8,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
     clock::{TimeGate, time_gate},
-    decision::{Action, Event, EventType, MetricEvent, ProbeRequest, Regarding},
-    snapshot::{ApprovalView, JobView, Observation, ProbeId, ReleaseView, Snapshot},
+    decision::{Action, Event, EventType, MetricEvent, ProbeRequest, ProbeTarget, Regarding},
+    jobs::JobKey,
+    snapshot::{
+        ApprovalView, JobView, Observation, ProbeId, ProbeKind, ProbePurpose, ReleaseView, Snapshot,
+    },
 };
 use crate::{
     api::{BlockingGate, Decision as Verdict},
-    validation::{ValidEnvironment, ValidPipeline},
+    validation::{ValidEnvironment, ValidJob, ValidMetric, ValidPipeline},
 };
 
 /// Shared state of one decision.
@@ -114,6 +117,52 @@ impl<'a> Ctx<'a> {
         );
         self.time_gates.insert(key, gate.clone());
         gate
+    }
+
+    /// Asks for the Job of `key` from a step, with the release's facts as environment
+    /// variables (`GREENLIGHT_PIPELINE`, `_ENVIRONMENT`, `_RELEASE`, `_VERSION`).
+    pub fn create_job(&mut self, key: &JobKey<'_>, namespace: &str, step: &ValidJob) {
+        let version = self.version_of(key.release);
+        let vars = [
+            ("GREENLIGHT_PIPELINE", key.pipeline),
+            ("GREENLIGHT_ENVIRONMENT", key.environment),
+            ("GREENLIGHT_RELEASE", key.release),
+            ("GREENLIGHT_VERSION", version.as_str()),
+        ];
+        self.actions.push(Action::CreateJob(key.request(
+            namespace,
+            &step.template,
+            step.timeout,
+            &vars,
+        )));
+    }
+
+    /// Asks for a Prometheus probe of `metric` for `environment`; returns its id.
+    pub fn request_metric(
+        &mut self,
+        environment: &str,
+        purpose: ProbePurpose,
+        metric: &ValidMetric,
+        interval: std::time::Duration,
+    ) -> ProbeId {
+        let id = ProbeId {
+            environment: environment.to_owned(),
+            purpose,
+            kind: ProbeKind::Metric,
+            name: metric.name.clone(),
+            release: None,
+        };
+        self.probes.push(ProbeRequest {
+            id: id.clone(),
+            target: ProbeTarget::Metric {
+                address: metric.address.to_string(),
+                query: metric.query.clone(),
+                below: metric.below,
+                above: metric.above,
+            },
+            interval,
+        });
+        id
     }
 
     /// The observed Job with this name in this namespace.

@@ -243,23 +243,12 @@ fn probe_gates(
         .unwrap_or(ctx.now);
     let mut results = Vec::new();
     for metric in &env.gates.metrics {
-        let id = ProbeId {
-            environment: env.name.clone(),
-            purpose: ProbePurpose::Gate,
-            kind: ProbeKind::Metric,
-            name: metric.name.clone(),
-            release: None,
-        };
-        ctx.probes.push(ProbeRequest {
-            id: id.clone(),
-            target: ProbeTarget::Metric {
-                address: metric.address.to_string(),
-                query: metric.query.clone(),
-                below: metric.below,
-                above: metric.above,
-            },
-            interval: std::time::Duration::from_secs(60),
-        });
+        let id = ctx.request_metric(
+            &env.name,
+            ProbePurpose::Gate,
+            metric,
+            std::time::Duration::from_secs(60),
+        );
         results.push(("metrics", metric.name.clone(), id));
     }
     for hook in &env.gates.webhooks {
@@ -408,18 +397,7 @@ fn test_gates(
                 ctx.wake_at(Ctx::after(created, test.timeout));
             }
             None => {
-                let env_vars = [
-                    ("GREENLIGHT_PIPELINE", ctx.snap.pipeline.name.as_str()),
-                    ("GREENLIGHT_ENVIRONMENT", env.name.as_str()),
-                    ("GREENLIGHT_RELEASE", release.name.as_str()),
-                    ("GREENLIGHT_VERSION", release.spec.version.as_str()),
-                ];
-                ctx.actions.push(Action::CreateJob(key.request(
-                    &namespace,
-                    &test.template,
-                    test.timeout,
-                    &env_vars,
-                )));
+                ctx.create_job(&key, &namespace, test);
                 verdict.tests_running = true;
                 verdict.block(
                     "tests",

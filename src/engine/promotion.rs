@@ -198,20 +198,7 @@ fn advance_deploy(
                 }
                 Some((JobOutcome::Running, _)) => ctx.wake_at(deadline),
                 None => {
-                    let release = ctx.releases.get(release_name.as_str()).copied();
-                    let version = release.map(|r| r.spec.version.clone()).unwrap_or_default();
-                    let vars = [
-                        ("GREENLIGHT_PIPELINE", ctx.snap.pipeline.name.as_str()),
-                        ("GREENLIGHT_ENVIRONMENT", env.name.as_str()),
-                        ("GREENLIGHT_RELEASE", release_name.as_str()),
-                        ("GREENLIGHT_VERSION", version.as_str()),
-                    ];
-                    ctx.actions.push(Action::CreateJob(key.request(
-                        &env.namespace,
-                        &step.template,
-                        step.timeout,
-                        &vars,
-                    )));
+                    ctx.create_job(&key, &env.namespace, step);
                     ctx.wake_at(deadline);
                 }
             }
@@ -317,23 +304,12 @@ pub fn verify_probes(ctx: &mut Ctx<'_>, env: &ValidEnvironment) -> Vec<(ProbeId,
         ids.push((id, http.failure_threshold));
     }
     for metric in &env.verify.metrics {
-        let id = ProbeId {
-            environment: env.name.clone(),
-            purpose: ProbePurpose::Verify,
-            kind: ProbeKind::Metric,
-            name: metric.name.clone(),
-            release: None,
-        };
-        ctx.probes.push(ProbeRequest {
-            id: id.clone(),
-            target: ProbeTarget::Metric {
-                address: metric.address.to_string(),
-                query: metric.query.clone(),
-                below: metric.below,
-                above: metric.above,
-            },
-            interval: std::time::Duration::from_secs(30),
-        });
+        let id = ctx.request_metric(
+            &env.name,
+            ProbePurpose::Verify,
+            metric,
+            std::time::Duration::from_secs(30),
+        );
         ids.push((id, 1));
     }
     ids
@@ -430,19 +406,7 @@ fn verification(
                 tests_done = false;
                 ctx.wake_at(deadline);
                 if observed.is_none() {
-                    let version = ctx.version_of(release);
-                    let vars = [
-                        ("GREENLIGHT_PIPELINE", ctx.snap.pipeline.name.as_str()),
-                        ("GREENLIGHT_ENVIRONMENT", env.name.as_str()),
-                        ("GREENLIGHT_RELEASE", release),
-                        ("GREENLIGHT_VERSION", version.as_str()),
-                    ];
-                    ctx.actions.push(Action::CreateJob(key.request(
-                        &env.namespace,
-                        &test.template,
-                        test.timeout,
-                        &vars,
-                    )));
+                    ctx.create_job(&key, &env.namespace, test);
                 }
             }
         }
