@@ -4,6 +4,7 @@
 pub mod api;
 pub mod check;
 pub mod engine;
+pub mod metrics;
 pub mod sim;
 pub mod suggest;
 pub mod validation;

@@ -171,4 +171,9 @@ pub enum MetricEvent {
     },
     /// Drifted images were restored.
     DriftRepaired,
+    /// A promotion started: these gates passed.
+    GatesPassed {
+        /// The gates, by name.
+        gates: Vec<&'static str>,
+    },
 }

@@ -27,7 +27,7 @@ pub fn start_deploy(
     status: &mut EnvironmentStatus,
     release: &ReleaseView,
     requested_by: Option<String>,
-    gates_passed: &[&str],
+    gates_passed: &[&'static str],
 ) {
     // Every deploy starts with the pre-deploy stage (perhaps empty), so that the switch to
     // the rollout always goes through one place.
@@ -66,7 +66,9 @@ pub fn start_deploy(
         "PromotionStarted",
         &env.name,
         message.clone(),
-        None,
+        Some(MetricEvent::GatesPassed {
+            gates: gates_passed.to_vec(),
+        }),
     );
     ctx.event(
         Regarding::Release(release.name.clone()),

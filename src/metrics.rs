@@ -1,0 +1,378 @@
+//! The Prometheus metrics of SPEC.md "Observability", on one registry, fed by the engine's
+//! decisions. Labels are bounded: pipeline, environment, gate, trigger and result names,
+//! never a release or version, except on `greenlight_environment_info` (one series per
+//! environment, replaced when the environment moves).
+
+use std::time::{Duration, Instant};
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::{
+    api::PipelineStatus,
+    engine::{Decision, MetricEvent},
+};
+
+/// Buckets for promotion, lead and restore times: from a minute to a week.
+const SLOW_BUCKETS: &[f64] = &[
+    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14_400.0, 43_200.0, 86_400.0, 172_800.0, 604_800.0,
+];
+
+/// When the oldest candidate started waiting, by (pipeline, environment, gate).
+type BlockedSince = std::collections::BTreeMap<(String, String, String), jiff::Timestamp>;
+
+/// Every Greenlight metric.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    reconcile_total: IntCounterVec,
+    reconcile_duration: HistogramVec,
+    environment_info: IntGaugeVec,
+    environment_healthy: IntGaugeVec,
+    promotions_total: IntCounterVec,
+    rollbacks_total: IntCounterVec,
+    promotion_duration: HistogramVec,
+    lead_time: HistogramVec,
+    time_to_restore: HistogramVec,
+    promotion_blocked: GaugeVec,
+    drift_repairs_total: IntCounterVec,
+    gate_evaluations_total: IntCounterVec,
+    /// When the oldest candidate started waiting, by (pipeline, environment, gate): the
+    /// blocked-time gauge is computed from it when scraped, so it never goes stale.
+    blocked_since: std::sync::Arc<std::sync::Mutex<BlockedSince>>,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric =
+        IntCounterVec::new(Opts::new(name, help), labels).expect("metric definitions are valid");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("each metric is registered once");
+    metric
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("metric definitions are valid");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("each metric is registered once");
+    metric
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric defined.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reconcile_total = counter(
+            &registry,
+            "greenlight_reconcile_total",
+            "Reconciles by kind and result (ok or an error reason).",
+            &["kind", "result"],
+        );
+        let reconcile_duration = histogram(
+            &registry,
+            "greenlight_reconcile_duration_seconds",
+            "Time one reconcile took.",
+            &["kind"],
+            vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ],
+        );
+        let environment_info = IntGaugeVec::new(
+            Opts::new(
+                "greenlight_environment_info",
+                "1 for the release each environment runs.",
+            ),
+            &["pipeline", "environment", "version", "release"],
+        )
+        .expect("metric definitions are valid");
+        registry
+            .register(Box::new(environment_info.clone()))
+            .expect("registered once");
+        let environment_healthy = IntGaugeVec::new(
+            Opts::new(
+                "greenlight_environment_healthy",
+                "1 while the environment is healthy, else 0.",
+            ),
+            &["pipeline", "environment"],
+        )
+        .expect("metric definitions are valid");
+        registry
+            .register(Box::new(environment_healthy.clone()))
+            .expect("registered once");
+        let promotions_total = counter(
+            &registry,
+            "greenlight_promotions_total",
+            "Promotions by how they ended: succeeded, failed, rolled_back, superseded.",
+            &["pipeline", "environment", "result"],
+        );
+        let rollbacks_total = counter(
+            &registry,
+            "greenlight_rollbacks_total",
+            "Rollbacks by trigger: verification, unhealthy, manual.",
+            &["pipeline", "environment", "trigger"],
+        );
+        let promotion_duration = histogram(
+            &registry,
+            "greenlight_promotion_duration_seconds",
+            "Deploy start to verified.",
+            &["pipeline", "environment"],
+            SLOW_BUCKETS.to_vec(),
+        );
+        let lead_time = histogram(
+            &registry,
+            "greenlight_lead_time_seconds",
+            "Release created to healthy in the environment.",
+            &["pipeline", "environment"],
+            SLOW_BUCKETS.to_vec(),
+        );
+        let time_to_restore = histogram(
+            &registry,
+            "greenlight_time_to_restore_seconds",
+            "Failure to healthy again.",
+            &["pipeline", "environment"],
+            SLOW_BUCKETS.to_vec(),
+        );
+        let promotion_blocked = GaugeVec::new(
+            Opts::new("greenlight_promotion_blocked_seconds", "Age of the oldest candidate waiting for an environment, by the gate that blocks it."),
+            &["pipeline", "environment", "gate"],
+        )
+        .expect("metric definitions are valid");
+        registry
+            .register(Box::new(promotion_blocked.clone()))
+            .expect("registered once");
+        let drift_repairs_total = counter(
+            &registry,
+            "greenlight_drift_repairs_total",
+            "Drifted images restored.",
+            &["pipeline", "environment"],
+        );
+        let gate_evaluations_total = counter(
+            &registry,
+            "greenlight_gate_evaluations_total",
+            "Gate evaluations by gate and result (pass or block).",
+            &["gate", "result"],
+        );
+        Self {
+            registry,
+            reconcile_total,
+            reconcile_duration,
+            environment_info,
+            environment_healthy,
+            promotions_total,
+            rollbacks_total,
+            promotion_duration,
+            lead_time,
+            time_to_restore,
+            promotion_blocked,
+            drift_repairs_total,
+            gate_evaluations_total,
+            blocked_since: Default::default(),
+        }
+    }
+
+    /// Starts timing a reconcile of `kind`; the guard records it when dropped.
+    pub fn reconcile(&self, kind: &'static str) -> ReconcileTimer<'_> {
+        ReconcileTimer {
+            metrics: self,
+            kind,
+            started: Instant::now(),
+            result: "error",
+        }
+    }
+
+    /// Counts what a decision's Events mean. Call once per decision whose status was
+    /// written, so that nothing is counted twice.
+    pub fn record_events(&self, pipeline: &str, decision: &Decision) {
+        for event in &decision.events {
+            let (Some(metric), Some(environment)) = (&event.metric, &event.environment) else {
+                continue;
+            };
+            let labels = [pipeline, environment.as_str()];
+            match metric {
+                MetricEvent::PromotionFinished {
+                    result,
+                    duration,
+                    lead_time,
+                } => {
+                    self.promotions_total
+                        .with_label_values(&[pipeline, environment, result])
+                        .inc();
+                    if let Some(d) = duration {
+                        self.promotion_duration
+                            .with_label_values(&labels)
+                            .observe(d.as_secs_f64());
+                    }
+                    if let Some(d) = lead_time {
+                        self.lead_time
+                            .with_label_values(&labels)
+                            .observe(d.as_secs_f64());
+                    }
+                }
+                MetricEvent::Rollback { trigger } => self
+                    .rollbacks_total
+                    .with_label_values(&[pipeline, environment, trigger])
+                    .inc(),
+                MetricEvent::Restored { after } => self
+                    .time_to_restore
+                    .with_label_values(&labels)
+                    .observe(after.as_secs_f64()),
+                MetricEvent::DriftRepaired => {
+                    self.drift_repairs_total.with_label_values(&labels).inc()
+                }
+                MetricEvent::GatesPassed { gates } => {
+                    for gate in gates {
+                        self.gate_evaluations_total
+                            .with_label_values(&[gate, "pass"])
+                            .inc();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sets the gauges from a pipeline's status and its waiting candidates.
+    pub fn record_status(&self, pipeline: &str, status: &PipelineStatus, decision: &Decision) {
+        for env in &status.environments {
+            // One info series per environment: drop the old version's before setting the new.
+            let stale: Vec<_> = self.environment_info_series(pipeline, &env.name);
+            for (version, release) in stale {
+                let _ = self
+                    .environment_info
+                    .remove_label_values(&[pipeline, &env.name, &version, &release]);
+            }
+            let (version, release) = env.current.as_ref().map_or(("baseline", ""), |c| {
+                (c.version.as_str(), c.release.as_str())
+            });
+            self.environment_info
+                .with_label_values(&[pipeline, &env.name, version, release])
+                .set(1);
+            self.environment_healthy
+                .with_label_values(&[pipeline, &env.name])
+                .set(i64::from(env.healthy == Some(true)));
+        }
+        let mut since = self
+            .blocked_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        since.retain(|(p, _, _), _| p != pipeline);
+        for status in decision.release_statuses.values() {
+            for env in status
+                .environments
+                .iter()
+                .filter(|e| e.state == crate::api::ReleaseEnvironmentState::Waiting)
+            {
+                let (Some(waiting_since), Some(gate)) = (&env.since, env.blocked_by.first()) else {
+                    continue;
+                };
+                let key = (pipeline.to_owned(), env.name.clone(), gate.gate.clone());
+                let oldest = since.entry(key).or_insert(waiting_since.0);
+                *oldest = (*oldest).min(waiting_since.0);
+                self.gate_evaluations_total
+                    .with_label_values(&[&gate.gate, "block"])
+                    .inc();
+            }
+        }
+    }
+
+    fn environment_info_series(&self, pipeline: &str, environment: &str) -> Vec<(String, String)> {
+        use prometheus::core::Collector;
+        self.environment_info
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric().iter())
+            .filter_map(|m| {
+                let label = |name: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value().to_owned())
+                };
+                (label("pipeline")? == pipeline && label("environment")? == environment).then(
+                    || {
+                        (
+                            label("version").unwrap_or_default(),
+                            label("release").unwrap_or_default(),
+                        )
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The text exposition format served on `/metrics`.
+    pub fn render(&self) -> String {
+        self.render_at(jiff::Timestamp::now())
+    }
+
+    /// [`Metrics::render`] as of `now` (the simulator's clock, in tests).
+    pub fn render_at(&self, now: jiff::Timestamp) -> String {
+        self.promotion_blocked.reset();
+        for ((pipeline, environment, gate), since) in self
+            .blocked_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let age = Duration::try_from(now.duration_since(*since))
+                .unwrap_or(Duration::ZERO)
+                .as_secs_f64();
+            self.promotion_blocked
+                .with_label_values(&[pipeline, environment, gate])
+                .set(age);
+        }
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("encoding metrics to memory cannot fail");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+/// Times one reconcile; records `greenlight_reconcile_total` and the duration on drop.
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    kind: &'static str,
+    started: Instant,
+    result: &'static str,
+}
+
+impl ReconcileTimer<'_> {
+    /// Marks the reconcile as successful (otherwise it counts as `error`).
+    pub fn ok(&mut self) {
+        self.result = "ok";
+    }
+
+    /// Marks the reconcile as failed for `reason` (an error variant name).
+    pub fn failed(&mut self, reason: &'static str) {
+        self.result = reason;
+    }
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .reconcile_total
+            .with_label_values(&[self.kind, self.result])
+            .inc();
+        self.metrics
+            .reconcile_duration
+            .with_label_values(&[self.kind])
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}

@@ -1,0 +1,181 @@
+//! The Prometheus metrics, fed by real decisions from the simulator: SPEC names, bounded
+//! labels, and counts that match what happened.
+
+use greenlight::{
+    metrics::Metrics,
+    sim::{Options, Request, load},
+};
+
+fn run_nightly(failures: &[&str], hours: u64) -> (Metrics, String) {
+    let failures: Vec<greenlight::sim::Failure> =
+        failures.iter().map(|f| f.parse().unwrap()).collect();
+    let request = Request {
+        files: vec![
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/examples/nightly-smoke-promotion"
+            )
+            .into(),
+        ],
+        pipeline: None,
+        start: "2026-11-21T09:00:00Z".parse().unwrap(),
+        failures: failures.clone(),
+        approvals: vec![],
+    };
+    let mut sim = load(
+        &request,
+        Options {
+            failures,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .simulation;
+    let metrics = Metrics::new();
+    sim.run_for(std::time::Duration::from_secs(hours * 3600), &mut |step| {
+        let mut timer = metrics.reconcile("Pipeline");
+        if step.status_written {
+            metrics.record_events("sanctum", step.decision);
+            metrics.record_status("sanctum", &step.decision.pipeline_status, step.decision);
+            timer.ok();
+        } else {
+            timer.failed("StatusWriteFailed");
+        }
+    });
+    let text = metrics.render_at(sim.now);
+    (metrics, text)
+}
+
+fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn a_rollback_is_counted_once_with_its_trigger() {
+    let (_, text) = run_nightly(&["2026.11.21-0945@main:health"], 24);
+    assert_eq!(
+        sample(
+            &text,
+            r#"greenlight_promotions_total{environment="main",pipeline="sanctum",result="rolled_back"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"greenlight_rollbacks_total{environment="main",pipeline="sanctum",trigger="verification"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"greenlight_time_to_restore_seconds_count{environment="main",pipeline="sanctum"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"greenlight_environment_healthy{environment="main",pipeline="sanctum"}"#
+        ),
+        Some(1.0),
+        "healthy again after the rollback"
+    );
+}
+
+#[test]
+fn a_successful_promotion_records_duration_lead_time_and_what_runs() {
+    let (_, text) = run_nightly(&[], 24);
+    assert_eq!(
+        sample(
+            &text,
+            r#"greenlight_promotions_total{environment="main",pipeline="sanctum",result="succeeded"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"greenlight_promotion_duration_seconds_count{environment="main",pipeline="sanctum"}"#
+        ),
+        Some(1.0)
+    );
+    let lead = sample(
+        &text,
+        r#"greenlight_lead_time_seconds_sum{environment="main",pipeline="sanctum"}"#,
+    )
+    .unwrap();
+    assert!(
+        (17.0 * 3600.0..18.0 * 3600.0).contains(&lead),
+        "about 17h from build to main: {lead}"
+    );
+    let info: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("greenlight_environment_info{") && l.contains(r#"environment="main""#)
+        })
+        .collect();
+    assert_eq!(info.len(), 1, "one series per environment: {info:?}");
+    assert!(info[0].contains(r#"version="2026.11.21-0945""#), "{info:?}");
+    assert!(sample(&text, r#"greenlight_promotions_total{environment="staging",pipeline="sanctum",result="superseded"}"#).is_none(), "the older staging build was never waiting for staging");
+    assert_eq!(
+        sample(
+            &text,
+            r#"greenlight_gate_evaluations_total{gate="schedule",result="pass"}"#
+        ),
+        Some(1.0),
+        "main's promotion passed the schedule gate once"
+    );
+}
+
+#[test]
+fn a_blocked_promotion_reports_its_age_by_gate() {
+    let (_, text) = run_nightly(&["2026.11.21-0945@main:test"], 30);
+    let blocked = sample(&text, r#"greenlight_promotion_blocked_seconds{environment="main",gate="tests",pipeline="sanctum"}"#).unwrap();
+    assert!(
+        blocked > 29.0 * 3600.0,
+        "blocked since the first morning: {blocked}"
+    );
+}
+
+#[test]
+fn every_spec_metric_is_exported_with_bounded_labels() {
+    let (_, text) = run_nightly(&["2026.11.21-0945@main:health"], 24);
+    for name in [
+        "greenlight_reconcile_total",
+        "greenlight_reconcile_duration_seconds",
+        "greenlight_environment_info",
+        "greenlight_environment_healthy",
+        "greenlight_promotions_total",
+        "greenlight_rollbacks_total",
+        "greenlight_promotion_duration_seconds",
+        "greenlight_lead_time_seconds",
+        "greenlight_time_to_restore_seconds",
+        "greenlight_promotion_blocked_seconds",
+        "greenlight_gate_evaluations_total",
+    ] {
+        assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
+    }
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("greenlight_environment_info"))
+    {
+        assert!(
+            !line.contains("2026.11.") && !line.contains("sanctum-2026"),
+            "a release or version in a label: {line}"
+        );
+    }
+    assert!(
+        sample(
+            &text,
+            r#"greenlight_reconcile_total{kind="Pipeline",result="ok"}"#
+        )
+        .unwrap()
+            > 10.0
+    );
+}
