@@ -1,0 +1,247 @@
+//! From the objects the API server returns to what the engine reads: Deployments and Jobs
+//! become observations, Greenlight's own objects become views, and everything cached is
+//! trimmed of what the engine never needs (managed fields, last-applied annotations).
+
+use k8s_openapi::{
+    api::{apps::v1::Deployment, batch::v1::Job},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use kube::ResourceExt;
+
+use crate::{
+    api::{Approval, Pipeline, Release},
+    engine::{
+        ApprovalView, ContainerImage, DeploymentView, JobOutcome, JobView, PipelineView,
+        ReleaseView,
+    },
+};
+
+/// Drops what the engine never reads, to keep 20,000 cached objects small.
+pub fn trim(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// A Deployment as the engine sees it: the containers of its pod template, and its rollout.
+pub fn deployment(d: &Deployment) -> DeploymentView {
+    let spec = d.spec.as_ref();
+    let status = d.status.as_ref();
+    let containers = spec
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|pod| {
+            pod.containers
+                .iter()
+                .map(|c| ContainerImage {
+                    container: c.name.clone(),
+                    image: c.image.clone().unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let progress_deadline_exceeded = status
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c.type_ == "Progressing"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        });
+    DeploymentView {
+        namespace: d.namespace().unwrap_or_default(),
+        name: d.name_any(),
+        containers,
+        generation: d.metadata.generation.unwrap_or(0),
+        observed_generation: status.and_then(|s| s.observed_generation).unwrap_or(0),
+        // Kubernetes defaults spec.replicas to 1.
+        replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
+        updated_replicas: status.and_then(|s| s.updated_replicas).unwrap_or(0),
+        available_replicas: status.and_then(|s| s.available_replicas).unwrap_or(0),
+        total_replicas: status.and_then(|s| s.replicas).unwrap_or(0),
+        progress_deadline_exceeded,
+    }
+}
+
+/// A Job as the engine sees it: running, succeeded or failed, and why.
+pub fn job(j: &Job) -> JobView {
+    let conditions = j.status.as_ref().and_then(|s| s.conditions.as_ref());
+    let holds = |type_: &str| {
+        conditions
+            .into_iter()
+            .flatten()
+            .find(|c| c.type_ == type_ && c.status == "True")
+    };
+    let (outcome, message) = if let Some(c) = holds("Complete") {
+        (
+            JobOutcome::Succeeded,
+            c.message.clone().filter(|m| !m.is_empty()),
+        )
+    } else if let Some(c) = holds("Failed") {
+        let why = [c.reason.clone(), c.message.clone()]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(": ");
+        (
+            JobOutcome::Failed,
+            Some(if why.is_empty() {
+                "the Job failed".into()
+            } else {
+                why
+            }),
+        )
+    } else {
+        (JobOutcome::Running, None)
+    };
+    JobView {
+        namespace: j.namespace().unwrap_or_default(),
+        name: j.name_any(),
+        created: j
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(jiff::Timestamp::UNIX_EPOCH, |t| t.0),
+        outcome,
+        message,
+    }
+}
+
+fn created(meta: &ObjectMeta) -> jiff::Timestamp {
+    meta.creation_timestamp
+        .as_ref()
+        .map_or(jiff::Timestamp::UNIX_EPOCH, |t| t.0)
+}
+
+/// The Pipeline as the engine sees it.
+pub fn pipeline(p: &Pipeline) -> PipelineView {
+    PipelineView {
+        name: p.name_any(),
+        namespace: p.namespace().unwrap_or_default(),
+        generation: p.metadata.generation.unwrap_or(0),
+        spec: p.spec.clone(),
+        status: p.status.clone().unwrap_or_default(),
+    }
+}
+
+/// A Release as the engine sees it.
+pub fn release(r: &Release) -> ReleaseView {
+    ReleaseView {
+        name: r.name_any(),
+        created: created(&r.metadata),
+        spec: r.spec.clone(),
+        status: r.status.clone(),
+    }
+}
+
+/// An Approval as the engine sees it.
+pub fn approval(a: &Approval) -> ApprovalView {
+    ApprovalView {
+        name: a.name_any(),
+        created: created(&a.metadata),
+        spec: a.spec.clone(),
+        status: a.status.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+        serde_json::from_value(value).expect("test objects are well-formed")
+    }
+
+    fn deployment_json(status: serde_json::Value) -> Deployment {
+        from_json(json!({
+            "metadata": {"name": "api", "namespace": "shop-prod", "generation": 7,
+                         "managedFields": [{"manager": "kubectl"}],
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}", "team": "shop"}},
+            "spec": {"replicas": 3, "selector": {}, "template": {"spec": {"containers": [
+                {"name": "api", "image": "registry.example.com/shop/api:1.4.2"},
+                {"name": "sidecar", "image": "envoy:1.30"}
+            ]}}},
+            "status": status
+        }))
+    }
+
+    #[test]
+    fn a_finished_rollout_is_seen_as_rolled_out() {
+        let d = deployment(&deployment_json(
+            json!({"observedGeneration": 7, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}),
+        ));
+        assert_eq!(
+            d.image_of("api"),
+            Some("registry.example.com/shop/api:1.4.2")
+        );
+        assert_eq!(d.containers.len(), 2);
+        assert!(d.rolled_out() && d.available());
+    }
+
+    #[test]
+    fn a_rollout_in_progress_or_not_yet_observed_is_not_done() {
+        let stale = deployment(&deployment_json(
+            json!({"observedGeneration": 6, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}),
+        ));
+        assert!(
+            !stale.rolled_out(),
+            "the controller has not seen generation 7 yet"
+        );
+        let surging = deployment(&deployment_json(
+            json!({"observedGeneration": 7, "replicas": 4, "updatedReplicas": 3, "availableReplicas": 3}),
+        ));
+        assert!(!surging.rolled_out(), "an old pod is still there");
+        let stuck = deployment(&deployment_json(
+            json!({"observedGeneration": 7, "replicas": 4, "updatedReplicas": 1, "availableReplicas": 3,
+            "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}),
+        ));
+        assert!(stuck.progress_deadline_exceeded);
+    }
+
+    #[test]
+    fn replicas_default_to_one_as_in_kubernetes() {
+        let mut d = deployment_json(json!({}));
+        d.spec.as_mut().unwrap().replicas = None;
+        assert_eq!(deployment(&d).replicas, 1);
+    }
+
+    #[test]
+    fn job_outcomes_come_from_conditions() {
+        let running: Job = from_json(
+            json!({"metadata": {"name": "j", "namespace": "n", "creationTimestamp": "2026-11-21T09:00:00Z"}, "status": {"active": 1}}),
+        );
+        assert_eq!(job(&running).outcome, JobOutcome::Running);
+        assert_eq!(
+            job(&running).created,
+            "2026-11-21T09:00:00Z".parse::<jiff::Timestamp>().unwrap()
+        );
+        let done: Job = from_json(
+            json!({"metadata": {"name": "j", "namespace": "n"}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}),
+        );
+        assert_eq!(job(&done).outcome, JobOutcome::Succeeded);
+        let failed: Job = from_json(
+            json!({"metadata": {"name": "j", "namespace": "n"}, "status": {"conditions": [
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}}),
+        );
+        let view = job(&failed);
+        assert_eq!(view.outcome, JobOutcome::Failed);
+        assert_eq!(
+            view.message.as_deref(),
+            Some("BackoffLimitExceeded: Job has reached the specified backoff limit")
+        );
+    }
+
+    #[test]
+    fn trimming_keeps_what_the_engine_reads_and_drops_the_rest() {
+        let mut d = deployment_json(json!({}));
+        trim(&mut d.metadata);
+        assert!(d.metadata.managed_fields.is_none());
+        let annotations = d.metadata.annotations.unwrap();
+        assert!(!annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
+        assert_eq!(annotations["team"], "shop");
+    }
+}
