@@ -1,0 +1,249 @@
+//! Executes the engine's actions and writes statuses against the API server: server-side
+//! apply with one fixed field manager, every call bounded by a timeout, idempotent answers
+//! ("already exists", "not found") taken as success.
+
+use std::time::Duration;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::Deployment,
+        batch::v1::{Job, JobSpec},
+    },
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
+};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+};
+use serde_json::json;
+
+use crate::{
+    api::{API_VERSION, Pipeline, PipelineStatus, Release, ReleaseStatus},
+    engine::{Action, JobRequest},
+};
+
+/// The field manager of every write: Greenlight owns exactly the fields it applies.
+pub const FIELD_MANAGER: &str = "greenlight";
+
+/// How long one API call may take.
+pub const API_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a write failed. Variant names are the `result` label of reconcile metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server answered with an error.
+    #[error("the API server refused to {what}: {source}")]
+    Api {
+        /// What was being done.
+        what: String,
+        /// The answer.
+        #[source]
+        source: kube::Error,
+    },
+    /// No answer in time.
+    #[error("{what}: no answer within {after:?}")]
+    Timeout {
+        /// What was being done.
+        what: String,
+        /// The time limit.
+        after: Duration,
+    },
+    /// The engine asked for a Job whose template is not a valid JobSpec.
+    #[error("the Job {name} has an invalid template: {source}")]
+    InvalidJob {
+        /// The Job's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// The metric label for this error.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Api { .. } => "api_error",
+            Self::Timeout { .. } => "timeout",
+            Self::InvalidJob { .. } => "invalid_job",
+        }
+    }
+
+    /// Whether retrying can help (it cannot for an invalid template).
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, Self::InvalidJob { .. })
+    }
+}
+
+fn api_code(error: &kube::Error) -> Option<u16> {
+    match error {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+/// Writes for one Pipeline: its actions, its status and its Releases' statuses.
+pub struct Executor {
+    client: Client,
+    owner: OwnerReference,
+    namespace: String,
+    timeout: Duration,
+}
+
+impl Executor {
+    /// An executor for `pipeline`, which owns the Jobs it creates.
+    pub fn new(client: Client, pipeline: &Pipeline) -> Self {
+        let owner = OwnerReference {
+            api_version: API_VERSION.into(),
+            kind: "Pipeline".into(),
+            name: pipeline.metadata.name.clone().unwrap_or_default(),
+            uid: pipeline.metadata.uid.clone().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        };
+        Self {
+            client,
+            owner,
+            namespace: pipeline.metadata.namespace.clone().unwrap_or_default(),
+            timeout: API_TIMEOUT,
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        what: impl Fn() -> String,
+        call: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<Result<T, kube::Error>, Error> {
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: what(),
+                after: self.timeout,
+            })
+    }
+
+    /// Takes one action.
+    pub async fn apply(&self, action: &Action) -> Result<(), Error> {
+        match action {
+            Action::SetImages {
+                namespace,
+                deployment,
+                images,
+            } => {
+                let containers: Vec<_> = images
+                    .iter()
+                    .map(|i| json!({"name": i.container, "image": i.image}))
+                    .collect();
+                // Only the images: server-side apply then owns nothing else of the Deployment.
+                let patch = json!({
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": deployment, "namespace": namespace},
+                    "spec": {"template": {"spec": {"containers": containers}}},
+                });
+                let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+                let params = PatchParams::apply(FIELD_MANAGER).force();
+                let what = || format!("set the images of Deployment {namespace}/{deployment}");
+                self.bounded(what, api.patch(deployment, &params, &Patch::Apply(&patch)))
+                    .await?
+                    .map_err(|source| Error::Api {
+                        what: what(),
+                        source,
+                    })?;
+                Ok(())
+            }
+            Action::CreateJob(request) => self.create_job(request).await,
+            Action::DeleteJob { namespace, name } => {
+                let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
+                let what = || format!("delete Job {namespace}/{name}");
+                match self
+                    .bounded(what, api.delete(name, &DeleteParams::background()))
+                    .await?
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) if api_code(&e) == Some(404) => Ok(()),
+                    Err(source) => Err(Error::Api {
+                        what: what(),
+                        source,
+                    }),
+                }
+            }
+        }
+    }
+
+    async fn create_job(&self, request: &JobRequest) -> Result<(), Error> {
+        let spec: JobSpec =
+            serde_json::from_value(request.spec.clone()).map_err(|source| Error::InvalidJob {
+                name: request.name.clone(),
+                source,
+            })?;
+        let job = Job {
+            metadata: ObjectMeta {
+                name: Some(request.name.clone()),
+                namespace: Some(request.namespace.clone()),
+                labels: Some(request.labels.clone()),
+                owner_references: (request.namespace == self.namespace)
+                    .then(|| vec![self.owner.clone()]),
+                ..ObjectMeta::default()
+            },
+            spec: Some(spec),
+            status: None,
+        };
+        let api: Api<Job> = Api::namespaced(self.client.clone(), &request.namespace);
+        let what = || format!("create Job {}/{}", request.namespace, request.name);
+        match self
+            .bounded(what, api.create(&PostParams::default(), &job))
+            .await?
+        {
+            Ok(_) => Ok(()),
+            // Deterministic names: it exists because an earlier decision created it.
+            Err(e) if api_code(&e) == Some(409) => Ok(()),
+            Err(source) => Err(Error::Api {
+                what: what(),
+                source,
+            }),
+        }
+    }
+
+    /// Writes the Pipeline's status (server-side apply on the status subresource).
+    pub async fn write_pipeline_status(
+        &self,
+        name: &str,
+        status: &PipelineStatus,
+    ) -> Result<(), Error> {
+        let api: Api<Pipeline> = Api::namespaced(self.client.clone(), &self.namespace);
+        let patch = json!({"apiVersion": API_VERSION, "kind": "Pipeline", "status": status});
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let what = || format!("write the status of Pipeline {}/{name}", self.namespace);
+        self.bounded(what, api.patch_status(name, &params, &Patch::Apply(&patch)))
+            .await?
+            .map_err(|source| Error::Api {
+                what: what(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// Writes a Release's status; a Release deleted meanwhile is not an error.
+    pub async fn write_release_status(
+        &self,
+        name: &str,
+        status: &ReleaseStatus,
+    ) -> Result<(), Error> {
+        let api: Api<Release> = Api::namespaced(self.client.clone(), &self.namespace);
+        let patch = json!({"apiVersion": API_VERSION, "kind": "Release", "status": status});
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let what = || format!("write the status of Release {}/{name}", self.namespace);
+        match self
+            .bounded(what, api.patch_status(name, &params, &Patch::Apply(&patch)))
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(e) if api_code(&e) == Some(404) => Ok(()),
+            Err(source) => Err(Error::Api {
+                what: what(),
+                source,
+            }),
+        }
+    }
+}

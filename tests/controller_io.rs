@@ -1,0 +1,300 @@
+//! The controller's writes against a mocked API server: the exact requests it sends and
+//! how it takes the answers (the controller-rs `ApiServerVerifier` pattern).
+
+use std::time::Duration;
+
+use greenlight::{
+    api::{Pipeline, PipelineStatus},
+    controller::actions::{Error, Executor},
+    engine::{Action, ContainerImage, JobRequest},
+};
+use http::{Method, Request, Response};
+use kube::{Client, client::Body};
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle};
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+fn pipeline() -> Pipeline {
+    serde_json::from_value(json!({
+        "apiVersion": "greenlight.dev/v1alpha1",
+        "kind": "Pipeline",
+        "metadata": {"name": "shop", "namespace": "shop", "uid": "0b6f4d1e-uid"},
+        "spec": {"environments": [{"name": "dev", "accepts": ["main"], "target": {"namespace": "shop", "deployments": [{"name": "api"}]}}]}
+    }))
+    .unwrap()
+}
+
+fn executor() -> (Executor, ApiHandle) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    (
+        Executor::new(Client::new(service, "default"), &pipeline()),
+        handle,
+    )
+}
+
+/// One expected request: method, path, query parts; answers `status` with `body`.
+async fn expect(
+    handle: &mut ApiHandle,
+    method: Method,
+    path: &str,
+    query: &[&str],
+    status: u16,
+    body: Value,
+) -> Value {
+    let (request, send) = handle
+        .next_request()
+        .await
+        .expect("the executor sends a request");
+    assert_eq!(request.method(), method);
+    assert_eq!(request.uri().path(), path);
+    let actual_query = request.uri().query().unwrap_or_default().to_owned();
+    for part in query {
+        assert!(
+            actual_query.split('&').any(|q| q == *part),
+            "{part} missing from ?{actual_query}"
+        );
+    }
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let sent: Value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    if method == Method::PATCH {
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/apply-patch+yaml"),
+            "server-side apply"
+        );
+    }
+    send.send_response(
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap(),
+    );
+    sent
+}
+
+fn status_body(code: u16, reason: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": reason, "reason": reason, "code": code})
+}
+
+#[tokio::test]
+async fn images_are_set_by_server_side_apply_touching_only_the_container_image() {
+    let (executor, mut handle) = executor();
+    let action = Action::SetImages {
+        namespace: "shop-prod".into(),
+        deployment: "api".into(),
+        images: vec![ContainerImage {
+            container: "api".into(),
+            image: "registry.example.com/shop/api:1.4.2".into(),
+        }],
+    };
+    let server = tokio::spawn(async move {
+        expect(
+            &mut handle,
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/shop-prod/deployments/api",
+            &["fieldManager=greenlight", "force=true"],
+            200,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api"}}),
+        )
+        .await
+    });
+    executor.apply(&action).await.unwrap();
+    let sent = server.await.unwrap();
+    assert_eq!(
+        sent,
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "api", "namespace": "shop-prod"},
+            "spec": {"template": {"spec": {"containers": [{"name": "api", "image": "registry.example.com/shop/api:1.4.2"}]}}}
+        }),
+        "nothing but the image: no replicas, no selector, no other container field"
+    );
+}
+
+fn job_request(namespace: &str) -> JobRequest {
+    JobRequest {
+        namespace: namespace.into(),
+        name: "shop-1-4-2-prod-migrate-0123456789".into(),
+        labels: [("greenlight.dev/pipeline".to_owned(), "shop".to_owned())].into(),
+        spec: json!({"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "migrate:1"}]}}}),
+        timeout: Duration::from_secs(600),
+    }
+}
+
+#[tokio::test]
+async fn jobs_are_created_with_their_deterministic_name_labels_and_owner() {
+    let (executor, mut handle) = executor();
+    let server = tokio::spawn(async move {
+        expect(
+            &mut handle,
+            Method::POST,
+            "/apis/batch/v1/namespaces/shop/jobs",
+            &[],
+            201,
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"}}),
+        )
+        .await
+    });
+    executor
+        .apply(&Action::CreateJob(job_request("shop")))
+        .await
+        .unwrap();
+    let sent = server.await.unwrap();
+    assert_eq!(
+        sent["metadata"]["name"],
+        "shop-1-4-2-prod-migrate-0123456789"
+    );
+    assert_eq!(
+        sent["metadata"]["labels"]["greenlight.dev/pipeline"],
+        "shop"
+    );
+    assert_eq!(
+        sent["metadata"]["ownerReferences"][0],
+        json!({"apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline", "name": "shop", "uid": "0b6f4d1e-uid", "controller": true, "blockOwnerDeletion": true})
+    );
+    assert_eq!(sent["spec"]["template"]["spec"]["restartPolicy"], "Never");
+}
+
+#[tokio::test]
+async fn a_job_that_already_exists_counts_as_created() {
+    let (executor, mut handle) = executor();
+    let server = tokio::spawn(async move {
+        expect(
+            &mut handle,
+            Method::POST,
+            "/apis/batch/v1/namespaces/shop/jobs",
+            &[],
+            409,
+            status_body(409, "AlreadyExists"),
+        )
+        .await
+    });
+    executor
+        .apply(&Action::CreateJob(job_request("shop")))
+        .await
+        .expect("409 is success for a deterministic name");
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn jobs_in_other_namespaces_have_no_owner_reference() {
+    // Owner references cannot cross namespaces; the labels tie the Job to its pipeline.
+    let (executor, mut handle) = executor();
+    let server = tokio::spawn(async move {
+        expect(
+            &mut handle,
+            Method::POST,
+            "/apis/batch/v1/namespaces/shop-staging/jobs",
+            &[],
+            201,
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"}}),
+        )
+        .await
+    });
+    executor
+        .apply(&Action::CreateJob(job_request("shop-staging")))
+        .await
+        .unwrap();
+    let sent = server.await.unwrap();
+    assert!(sent["metadata"].get("ownerReferences").is_none(), "{sent}");
+}
+
+#[tokio::test]
+async fn deleting_a_job_that_is_gone_is_success_and_other_errors_are_reported() {
+    let (executor, mut handle) = executor();
+    let action = Action::DeleteJob {
+        namespace: "shop".into(),
+        name: "old".into(),
+    };
+    let server = tokio::spawn(async move {
+        expect(
+            &mut handle,
+            Method::DELETE,
+            "/apis/batch/v1/namespaces/shop/jobs/old",
+            &[],
+            404,
+            status_body(404, "NotFound"),
+        )
+        .await;
+        expect(
+            &mut handle,
+            Method::DELETE,
+            "/apis/batch/v1/namespaces/shop/jobs/old",
+            &[],
+            403,
+            status_body(403, "Forbidden"),
+        )
+        .await;
+    });
+    executor
+        .apply(&action)
+        .await
+        .expect("404 means already deleted");
+    let error = executor.apply(&action).await.unwrap_err();
+    assert_eq!(error.metric_label(), "api_error");
+    assert!(error.is_transient());
+    assert!(error.to_string().contains("delete Job shop/old"), "{error}");
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_pipeline_status_is_applied_on_the_status_subresource() {
+    let (executor, mut handle) = executor();
+    let status = PipelineStatus {
+        summary: Some("dev=1.4.2".into()),
+        observed_generation: Some(3),
+        ..Default::default()
+    };
+    let server = tokio::spawn(async move {
+        expect(&mut handle, Method::PATCH, "/apis/greenlight.dev/v1alpha1/namespaces/shop/pipelines/shop/status", &["fieldManager=greenlight", "force=true"], 200, json!({"apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline", "metadata": {"name": "shop"}, "spec": {"environments": []}})).await
+    });
+    executor
+        .write_pipeline_status("shop", &status)
+        .await
+        .unwrap();
+    let sent = server.await.unwrap();
+    assert_eq!(
+        sent,
+        json!({"apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline", "status": {"observedGeneration": 3, "summary": "dev=1.4.2"}})
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_job_template_is_a_permanent_error() {
+    let (executor, _handle) = executor();
+    let mut request = job_request("shop");
+    request.spec = json!({"template": {"spec": {"containers": "not a list"}}});
+    let error = executor
+        .apply(&Action::CreateJob(request))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::InvalidJob { .. }));
+    assert!(!error.is_transient());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_never_answers_times_out() {
+    let (executor, mut handle) = executor();
+    let server = tokio::spawn(async move {
+        // Take the request and never answer it.
+        let (_request, _send) = handle.next_request().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    });
+    let action = Action::DeleteJob {
+        namespace: "shop".into(),
+        name: "slow".into(),
+    };
+    let error = executor.apply(&action).await.unwrap_err();
+    assert_eq!(error.metric_label(), "timeout");
+    server.abort();
+}
