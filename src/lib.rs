@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod check;
+pub mod checks;
 pub mod controller;
 pub mod engine;
 pub mod metrics;
