@@ -4,6 +4,8 @@
 
 mod client;
 mod probe;
+mod results;
 
 pub use client::{Answer, HttpClient};
 pub use probe::{Outcome, evaluate_prometheus, run_probe};
+pub use results::Results;
