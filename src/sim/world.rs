@@ -117,7 +117,7 @@ pub struct World {
     deployments: Vec<SimDeployment>,
     jobs: BTreeMap<(String, String), SimJob>,
     probes: BTreeMap<ProbeId, SimProbe>,
-    observations: BTreeMap<ProbeId, Observation>,
+    results: crate::checks::Results,
     /// How many times each Deployment's images were changed, by `namespace/name`.
     pub image_changes: BTreeMap<String, u32>,
 }
@@ -136,7 +136,7 @@ impl World {
             deployments: vec![],
             jobs: BTreeMap::new(),
             probes: BTreeMap::new(),
-            observations: BTreeMap::new(),
+            results: crate::checks::Results::default(),
             image_changes: BTreeMap::new(),
         }
     }
@@ -187,7 +187,7 @@ impl World {
 
     /// Latest probe results.
     pub fn observations(&self) -> Vec<Observation> {
-        self.observations.values().cloned().collect()
+        self.results.observations()
     }
 
     /// Adds a failure from now on.
@@ -403,14 +403,6 @@ impl World {
                 let probe = &self.probes[&id];
                 (probe.request.clone(), self.probe_passes(&id, releases))
             };
-            let previous = self.observations.get(&id);
-            let consecutive_failures = if ok {
-                0
-            } else {
-                previous.map_or(0, |o| o.consecutive_failures) + 1
-            };
-            let flipped = previous
-                .is_none_or(|o| o.ok != ok || o.consecutive_failures != consecutive_failures);
             let message = match (&request.target, ok) {
                 (crate::engine::ProbeTarget::Http { expect_status, .. }, true) => {
                     format!("HTTP {expect_status}")
@@ -429,17 +421,12 @@ impl World {
                 (crate::engine::ProbeTarget::Webhook { .. }, true) => "HTTP 200".into(),
                 (crate::engine::ProbeTarget::Webhook { .. }, false) => "HTTP 403".into(),
             };
-            self.observations.insert(
-                id.clone(),
-                Observation {
-                    probe: id.clone(),
-                    at: now,
-                    ok,
-                    consecutive_failures,
-                    value: None,
-                    message,
-                },
-            );
+            let outcome = crate::checks::Outcome {
+                ok,
+                value: None,
+                message,
+            };
+            let (_, flipped) = self.results.record(&id, outcome, now);
             if let Some(probe) = self.probes.get_mut(&id) {
                 probe.next_at = add(now, request.interval);
             }
