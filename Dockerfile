@@ -7,10 +7,13 @@ RUN rustup target add x86_64-unknown-linux-musl \
 WORKDIR /src
 # Dependencies first, so that source edits reuse the cached dependency layer.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+# (Cargo wants every target the manifest declares to exist, the bench included.)
+RUN mkdir src benches && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+ && echo 'fn main() {}' > benches/decide.rs \
  && cargo build --release --locked --target x86_64-unknown-linux-musl \
  && rm -rf src
 COPY src src
+COPY benches benches
 RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked --target x86_64-unknown-linux-musl \
  && cp target/x86_64-unknown-linux-musl/release/greenlight /greenlight
