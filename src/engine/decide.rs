@@ -213,28 +213,28 @@ fn step_environment(
     } else {
         None
     };
-    if let Some(started) = candidates(ctx, env, status, upstream, blocker) {
-        let upstream_release = ctx.releases.get(started.0.as_str()).copied();
-        if let Some(release) = upstream_release {
-            if let Some(by) = &started.1 {
-                overrides.insert(
-                    0,
-                    OverrideRecord {
-                        approval: ctx
-                            .approvals_of(Verdict::PromoteNow, &release.name, &env.name)
-                            .first()
-                            .map(|a| a.name.clone())
-                            .unwrap_or_default(),
-                        decision: "PromoteNow".into(),
-                        release: release.name.clone(),
-                        environment: env.name.clone(),
-                        requested_by: by.clone(),
-                        at: ctx.now_time(),
-                    },
-                );
-            }
-            promotion::advance(ctx, env, status, &targets);
+    if let Some((started, promoted_now_by)) = candidates(ctx, env, status, upstream, blocker)
+        && let Some(release) = ctx.releases.get(started.as_str()).copied()
+    {
+        // Record the override only now that it took effect.
+        if let Some(by) = &promoted_now_by {
+            overrides.insert(
+                0,
+                OverrideRecord {
+                    approval: ctx
+                        .approvals_of(Verdict::PromoteNow, &release.name, &env.name)
+                        .first()
+                        .map(|a| a.name.clone())
+                        .unwrap_or_default(),
+                    decision: "PromoteNow".into(),
+                    release: release.name.clone(),
+                    environment: env.name.clone(),
+                    requested_by: by.clone(),
+                    at: ctx.now_time(),
+                },
+            );
         }
+        promotion::advance(ctx, env, status, &targets);
     }
 }
 
