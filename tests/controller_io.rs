@@ -270,6 +270,35 @@ async fn the_pipeline_status_is_applied_on_the_status_subresource() {
 }
 
 #[tokio::test]
+async fn a_release_status_write_for_a_deleted_release_is_not_an_error() {
+    let (executor, mut handle) = executor();
+    let server = tokio::spawn(async move {
+        expect(
+            &mut handle,
+            Method::PATCH,
+            "/apis/greenlight.dev/v1alpha1/namespaces/shop/releases/gone/status",
+            &["fieldManager=greenlight", "force=true"],
+            404,
+            status_body(404, "NotFound"),
+        )
+        .await
+    });
+    let status = greenlight::api::ReleaseStatus {
+        phase: Some(greenlight::api::ReleasePhase::Superseded),
+        ..Default::default()
+    };
+    executor
+        .write_release_status("gone", &status)
+        .await
+        .expect("the Release was deleted meanwhile");
+    let sent = server.await.unwrap();
+    assert_eq!(
+        sent,
+        json!({"apiVersion": "greenlight.dev/v1alpha1", "kind": "Release", "status": {"phase": "Superseded"}})
+    );
+}
+
+#[tokio::test]
 async fn an_invalid_job_template_is_a_permanent_error() {
     let (executor, _handle) = executor();
     let mut request = job_request("shop");

@@ -211,17 +211,7 @@ impl Executor {
         name: &str,
         status: &PipelineStatus,
     ) -> Result<(), Error> {
-        let api: Api<Pipeline> = Api::namespaced(self.client.clone(), &self.namespace);
-        let patch = json!({"apiVersion": API_VERSION, "kind": "Pipeline", "status": status});
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        let what = || format!("write the status of Pipeline {}/{name}", self.namespace);
-        self.bounded(what, api.patch_status(name, &params, &Patch::Apply(&patch)))
-            .await?
-            .map_err(|source| Error::Api {
-                what: what(),
-                source,
-            })?;
-        Ok(())
+        self.apply_status::<Pipeline>(name, status, false).await
     }
 
     /// Writes a Release's status; a Release deleted meanwhile is not an error.
@@ -230,16 +220,32 @@ impl Executor {
         name: &str,
         status: &ReleaseStatus,
     ) -> Result<(), Error> {
-        let api: Api<Release> = Api::namespaced(self.client.clone(), &self.namespace);
-        let patch = json!({"apiVersion": API_VERSION, "kind": "Release", "status": status});
+        self.apply_status::<Release>(name, status, true).await
+    }
+
+    async fn apply_status<K>(
+        &self,
+        name: &str,
+        status: &impl serde::Serialize,
+        gone_is_fine: bool,
+    ) -> Result<(), Error>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let kind = K::kind(&());
+        let api: Api<K> = Api::namespaced(self.client.clone(), &self.namespace);
+        let patch = json!({"apiVersion": API_VERSION, "kind": kind, "status": status});
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        let what = || format!("write the status of Release {}/{name}", self.namespace);
+        let what = || format!("write the status of {kind} {}/{name}", self.namespace);
         match self
             .bounded(what, api.patch_status(name, &params, &Patch::Apply(&patch)))
             .await?
         {
             Ok(_) => Ok(()),
-            Err(e) if api_code(&e) == Some(404) => Ok(()),
+            Err(e) if gone_is_fine && api_code(&e) == Some(404) => Ok(()),
             Err(source) => Err(Error::Api {
                 what: what(),
                 source,
