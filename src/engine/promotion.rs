@@ -17,7 +17,7 @@ use crate::{
         EnvironmentPhase, EnvironmentStatus, PromotionKind, PromotionRecord, PromotionResult,
         PromotionStage, PromotionState, ReleaseMark, ReleaseRef,
     },
-    validation::{ValidEnvironment, format_duration},
+    validation::{ValidEnvironment, ValidJob, format_duration},
 };
 
 /// Starts deploying `release` into the environment.
@@ -155,21 +155,16 @@ fn advance_deploy(
             let Some(step) = env.pre_deploy.get(p.step as usize) else {
                 return begin_rollout(ctx, env, status, targets, &target);
             };
-            let key = JobKey {
-                pipeline: &ctx.snap.pipeline.name,
-                environment: &env.name,
-                release: &release_name,
-                purpose: JobPurpose::PreDeploy,
-                step: &step.name,
-                attempt: p.attempt,
-            };
-            let name = key.name();
-            let deadline = Ctx::after(stage_started, step.timeout);
-            match ctx
-                .job(&env.namespace, &name)
-                .map(|j| (j.outcome, j.message.clone()))
-            {
-                Some((JobOutcome::Succeeded, _)) => {
+            match run_step(
+                ctx,
+                env,
+                &release_name,
+                JobPurpose::PreDeploy,
+                step,
+                p.attempt,
+                stage_started,
+            ) {
+                StepState::Succeeded => {
                     let next = p.step + 1;
                     if next as usize >= env.pre_deploy.len() {
                         begin_rollout(ctx, env, status, targets, &target);
@@ -178,19 +173,11 @@ fn advance_deploy(
                         promotion.stage_started_at = ctx.now_time();
                     }
                 }
-                Some((JobOutcome::Failed, message)) => {
-                    let reason = format!(
-                        "pre-deploy Job {} failed: {}",
-                        step.name,
-                        message.unwrap_or_else(|| "see the Job's logs".into())
-                    );
+                StepState::Failed(message) => {
+                    let reason = format!("pre-deploy Job {} failed: {message}", step.name);
                     fail_before_change(ctx, env, status, p, reason);
                 }
-                _ if ctx.now >= deadline => {
-                    ctx.actions.push(Action::DeleteJob {
-                        namespace: env.namespace.clone(),
-                        name,
-                    });
+                StepState::TimedOut => {
                     let reason = format!(
                         "pre-deploy Job {} did not finish within {}",
                         step.name,
@@ -198,11 +185,7 @@ fn advance_deploy(
                     );
                     fail_before_change(ctx, env, status, p, reason);
                 }
-                Some((JobOutcome::Running, _)) => ctx.wake_at(deadline),
-                None => {
-                    ctx.create_job(&key, &env.namespace, step);
-                    ctx.wake_at(deadline);
-                }
+                StepState::Running => {}
             }
         }
         PromotionStage::Rollout => {
@@ -245,6 +228,60 @@ fn advance_deploy(
                 Check::Pending => {}
                 Check::Passed => succeed(ctx, env, status, p),
             }
+        }
+    }
+}
+
+/// Where one Job step stands.
+enum StepState {
+    Succeeded,
+    Failed(String),
+    TimedOut,
+    Running,
+}
+
+/// Runs one Job step of a promotion that started at `started`: asks for the Job if it does
+/// not exist, deletes it when it outlives its timeout, and wakes the engine at the deadline.
+fn run_step(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    release: &str,
+    purpose: JobPurpose,
+    step: &ValidJob,
+    attempt: u32,
+    started: jiff::Timestamp,
+) -> StepState {
+    let key = JobKey {
+        pipeline: &ctx.snap.pipeline.name,
+        environment: &env.name,
+        release,
+        purpose,
+        step: &step.name,
+        attempt,
+    };
+    let name = key.name();
+    let deadline = Ctx::after(started, step.timeout);
+    match ctx
+        .job(&env.namespace, &name)
+        .map(|j| (j.outcome, j.message.clone()))
+    {
+        Some((JobOutcome::Succeeded, _)) => StepState::Succeeded,
+        Some((JobOutcome::Failed, message)) => {
+            StepState::Failed(message.unwrap_or_else(|| "see the Job's logs".into()))
+        }
+        _ if ctx.now >= deadline => {
+            ctx.actions.push(Action::DeleteJob {
+                namespace: env.namespace.clone(),
+                name,
+            });
+            StepState::TimedOut
+        }
+        observed => {
+            if observed.is_none() {
+                ctx.create_job(&key, &env.namespace, step);
+            }
+            ctx.wake_at(deadline);
+            StepState::Running
         }
     }
 }
@@ -371,46 +408,27 @@ fn verification(
     };
     let mut tests_done = true;
     for test in &env.verify.tests {
-        let key = JobKey {
-            pipeline: &ctx.snap.pipeline.name,
-            environment: &env.name,
+        match run_step(
+            ctx,
+            env,
             release,
-            purpose: JobPurpose::Verify,
-            step: &test.name,
-            attempt: p.attempt,
-        };
-        let name = key.name();
-        let deadline = Ctx::after(since, test.timeout);
-        match ctx
-            .job(&env.namespace, &name)
-            .map(|j| (j.outcome, j.message.clone()))
-        {
-            Some((JobOutcome::Succeeded, _)) => {}
-            Some((JobOutcome::Failed, message)) => {
-                return Check::Failed(format!(
-                    "verification test {} failed: {}",
-                    test.name,
-                    message.unwrap_or_else(|| "see the Job's logs".into())
-                ));
+            JobPurpose::Verify,
+            test,
+            p.attempt,
+            since,
+        ) {
+            StepState::Succeeded => {}
+            StepState::Failed(message) => {
+                return Check::Failed(format!("verification test {} failed: {message}", test.name));
             }
-            _ if ctx.now >= deadline => {
-                ctx.actions.push(Action::DeleteJob {
-                    namespace: env.namespace.clone(),
-                    name,
-                });
+            StepState::TimedOut => {
                 return Check::Failed(format!(
                     "verification test {} did not finish within {}",
                     test.name,
                     format_duration(test.timeout)
                 ));
             }
-            observed => {
-                tests_done = false;
-                ctx.wake_at(deadline);
-                if observed.is_none() {
-                    ctx.create_job(&key, &env.namespace, test);
-                }
-            }
+            StepState::Running => tests_done = false,
         }
     }
     let window_end = Ctx::after(since, env.verify.window);
