@@ -15,6 +15,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller against the cluster of the kubeconfig (or the in-cluster
+    /// config): watch Pipelines, Releases, Approvals, target Deployments and Jobs, and act
+    /// on the engine's decisions.
+    Controller(ControllerArgs),
     /// Print the CustomResourceDefinitions as YAML (the content of crds/).
     Crds,
     /// Validate Pipelines, Releases and Approvals offline: schema, CEL rules, upstream
@@ -54,6 +58,34 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct ControllerArgs {
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+    /// Elect a leader with a coordination.k8s.io Lease, so that several replicas can run
+    /// and only one acts.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(long, default_value = "greenlight-controller")]
+    lease_name: String,
+    /// Namespace of the Lease. Default: $POD_NAMESPACE, else the kubeconfig's namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// This replica's identity in the Lease and in Events. Default: $POD_NAME, else the
+    /// host name.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Watch and act in this namespace only (Pipelines, Releases, Approvals, target
+    /// Deployments and Jobs must all live in it). Default: the whole cluster.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// text for people, json for clusters. The level comes from RUST_LOG (default info).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
 /// `7d`, or any duration `greenlight check` accepts (`36h`, `90m`).
 fn parse_span(text: &str) -> Result<std::time::Duration, String> {
     if let Some(days) = text.strip_suffix('d').and_then(|d| d.parse::<u64>().ok()) {
@@ -64,6 +96,7 @@ fn parse_span(text: &str) -> Result<std::time::Duration, String> {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Controller(args) => controller(args),
         Command::Crds => {
             print!("{}", greenlight::api::crds_yaml());
             ExitCode::SUCCESS
@@ -129,4 +162,57 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+fn controller(args: ControllerArgs) -> ExitCode {
+    greenlight::controller::logging::init(args.log_format == "json");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("could not start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let client = match kube::Client::try_default().await {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!(%error, "no kubeconfig or in-cluster config");
+                return ExitCode::FAILURE;
+            }
+        };
+        let identity = args
+            .identity
+            .unwrap_or_else(greenlight::controller::logging::host_name);
+        let leader_election = args.leader_elect.then(|| {
+            let namespace = args
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned());
+            greenlight::controller::leader::LeaseConfig::new(
+                &namespace,
+                &args.lease_name,
+                &identity,
+            )
+        });
+        let options = greenlight::controller::run::Options {
+            namespace: args.namespace,
+            metrics_addr: args.metrics_addr,
+            leader_election,
+            instance: identity,
+        };
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            greenlight::controller::logging::termination().await;
+            tracing::info!("shutting down: finishing reconciles and handing the Lease over");
+            let _ = stop.send(true);
+        });
+        match greenlight::controller::run::run(client, options, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(%error, "the controller stopped");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

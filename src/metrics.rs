@@ -39,6 +39,7 @@ pub struct Metrics {
     promotion_blocked: GaugeVec,
     drift_repairs_total: IntCounterVec,
     gate_evaluations_total: IntCounterVec,
+    api_requests_total: IntCounterVec,
     /// When the oldest candidate started waiting, by (pipeline, environment, gate): the
     /// blocked-time gauge is computed from it when scraped, so it never goes stale.
     blocked_since: std::sync::Arc<std::sync::Mutex<BlockedSince>>,
@@ -168,6 +169,13 @@ impl Metrics {
             "Gate evaluations by gate and result (pass or block).",
             &["gate", "result"],
         );
+        // Not in SPEC's list: every API call the controller makes is counted here.
+        let api_requests_total = counter(
+            &registry,
+            "greenlight_api_requests_total",
+            "Kubernetes API calls made by the controller, by verb, resource and result.",
+            &["verb", "resource", "result"],
+        );
         Self {
             registry,
             reconcile_total,
@@ -182,6 +190,7 @@ impl Metrics {
             promotion_blocked,
             drift_repairs_total,
             gate_evaluations_total,
+            api_requests_total,
             blocked_since: Default::default(),
         }
     }
@@ -194,6 +203,13 @@ impl Metrics {
             started: Instant::now(),
             result: "error",
         }
+    }
+
+    /// Counts one Kubernetes API call; `result` is `ok`, `timeout`, or the HTTP status class.
+    pub fn api_request(&self, verb: &'static str, resource: &'static str, result: &'static str) {
+        self.api_requests_total
+            .with_label_values(&[verb, resource, result])
+            .inc();
     }
 
     /// Counts what a decision's Events mean. Call once per decision whose status was

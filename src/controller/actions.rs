@@ -18,8 +18,12 @@ use kube::{
 use serde_json::json;
 
 use crate::{
-    api::{API_VERSION, Pipeline, PipelineStatus, Release, ReleaseStatus},
+    api::{
+        API_VERSION, Approval, ApprovalStatus, Pipeline, PipelineStatus, Release, ReleaseStatus,
+    },
+    controller::leader::Leadership,
     engine::{Action, JobRequest},
+    metrics::Metrics,
 };
 
 /// The field manager of every write: Greenlight owns exactly the fields it applies.
@@ -48,6 +52,12 @@ pub enum Error {
         /// The time limit.
         after: Duration,
     },
+    /// This replica no longer holds the lease: it must not write anything.
+    #[error("not the leader any more; {what} was not done")]
+    NotLeader {
+        /// What would have been done.
+        what: String,
+    },
     /// The engine asked for a Job whose template is not a valid JobSpec.
     #[error("the Job {name} has an invalid template: {source}")]
     InvalidJob {
@@ -66,12 +76,14 @@ impl Error {
             Self::Api { .. } => "api_error",
             Self::Timeout { .. } => "timeout",
             Self::InvalidJob { .. } => "invalid_job",
+            Self::NotLeader { .. } => "not_leader",
         }
     }
 
-    /// Whether retrying can help (it cannot for an invalid template).
+    /// Whether retrying can help (it cannot for an invalid template, and a replica that
+    /// lost the lease waits to win it back instead).
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Self::InvalidJob { .. })
+        !matches!(self, Self::InvalidJob { .. } | Self::NotLeader { .. })
     }
 }
 
@@ -82,12 +94,28 @@ fn api_code(error: &kube::Error) -> Option<u16> {
     }
 }
 
+/// The metric label of an API call's result.
+fn result_label(result: &Result<impl Sized, kube::Error>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) => match api_code(e) {
+            Some(404) => "not_found",
+            Some(409) => "conflict",
+            Some(400..=499) => "client_error",
+            Some(_) => "server_error",
+            None => "error",
+        },
+    }
+}
+
 /// Writes for one Pipeline: its actions, its status and its Releases' statuses.
 pub struct Executor {
     client: Client,
     owner: OwnerReference,
     namespace: String,
     timeout: Duration,
+    metrics: Option<Metrics>,
+    leadership: Option<Leadership>,
 }
 
 impl Executor {
@@ -106,20 +134,42 @@ impl Executor {
             owner,
             namespace: pipeline.metadata.namespace.clone().unwrap_or_default(),
             timeout: API_TIMEOUT,
+            metrics: None,
+            leadership: None,
         }
     }
 
-    async fn bounded<T>(
+    /// Counts every API call in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Writes nothing unless `leadership` says this replica leads, checked before each call.
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leadership = Some(leadership);
+        self
+    }
+
+    /// Makes one API call: only while leading, bounded by the timeout, and counted.
+    async fn call<T>(
         &self,
+        (verb, resource): (&'static str, &'static str),
         what: impl Fn() -> String,
         call: impl std::future::Future<Output = Result<T, kube::Error>>,
     ) -> Result<Result<T, kube::Error>, Error> {
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| Error::Timeout {
-                what: what(),
-                after: self.timeout,
-            })
+        if self.leadership.as_ref().is_some_and(|l| !l.is_leading()) {
+            return Err(Error::NotLeader { what: what() });
+        }
+        let answer = tokio::time::timeout(self.timeout, call).await;
+        if let Some(metrics) = &self.metrics {
+            let result = answer.as_ref().map_or("timeout", result_label);
+            metrics.api_request(verb, resource, result);
+        }
+        answer.map_err(|_| Error::Timeout {
+            what: what(),
+            after: self.timeout,
+        })
     }
 
     /// Takes one action.
@@ -144,12 +194,16 @@ impl Executor {
                 let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
                 let params = PatchParams::apply(FIELD_MANAGER).force();
                 let what = || format!("set the images of Deployment {namespace}/{deployment}");
-                self.bounded(what, api.patch(deployment, &params, &Patch::Apply(&patch)))
-                    .await?
-                    .map_err(|source| Error::Api {
-                        what: what(),
-                        source,
-                    })?;
+                self.call(
+                    ("patch", "deployments"),
+                    what,
+                    api.patch(deployment, &params, &Patch::Apply(&patch)),
+                )
+                .await?
+                .map_err(|source| Error::Api {
+                    what: what(),
+                    source,
+                })?;
                 Ok(())
             }
             Action::CreateJob(request) => self.create_job(request).await,
@@ -157,7 +211,11 @@ impl Executor {
                 let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
                 let what = || format!("delete Job {namespace}/{name}");
                 match self
-                    .bounded(what, api.delete(name, &DeleteParams::background()))
+                    .call(
+                        ("delete", "jobs"),
+                        what,
+                        api.delete(name, &DeleteParams::background()),
+                    )
                     .await?
                 {
                     Ok(_) => Ok(()),
@@ -192,7 +250,11 @@ impl Executor {
         let api: Api<Job> = Api::namespaced(self.client.clone(), &request.namespace);
         let what = || format!("create Job {}/{}", request.namespace, request.name);
         match self
-            .bounded(what, api.create(&PostParams::default(), &job))
+            .call(
+                ("create", "jobs"),
+                what,
+                api.create(&PostParams::default(), &job),
+            )
             .await?
         {
             Ok(_) => Ok(()),
@@ -211,7 +273,8 @@ impl Executor {
         name: &str,
         status: &PipelineStatus,
     ) -> Result<(), Error> {
-        self.apply_status::<Pipeline>(name, status, false).await
+        self.apply_status::<Pipeline>("pipelines/status", name, status, false)
+            .await
     }
 
     /// Writes a Release's status; a Release deleted meanwhile is not an error.
@@ -220,11 +283,23 @@ impl Executor {
         name: &str,
         status: &ReleaseStatus,
     ) -> Result<(), Error> {
-        self.apply_status::<Release>(name, status, true).await
+        self.apply_status::<Release>("releases/status", name, status, true)
+            .await
+    }
+
+    /// Writes an Approval's status; an Approval deleted meanwhile is not an error.
+    pub async fn write_approval_status(
+        &self,
+        name: &str,
+        status: &ApprovalStatus,
+    ) -> Result<(), Error> {
+        self.apply_status::<Approval>("approvals/status", name, status, true)
+            .await
     }
 
     async fn apply_status<K>(
         &self,
+        resource: &'static str,
         name: &str,
         status: &impl serde::Serialize,
         gone_is_fine: bool,
@@ -241,7 +316,11 @@ impl Executor {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let what = || format!("write the status of {kind} {}/{name}", self.namespace);
         match self
-            .bounded(what, api.patch_status(name, &params, &Patch::Apply(&patch)))
+            .call(
+                ("patch", resource),
+                what,
+                api.patch_status(name, &params, &Patch::Apply(&patch)),
+            )
             .await?
         {
             Ok(_) => Ok(()),

@@ -129,12 +129,12 @@ impl<'a> Ctx<'a> {
             ("GREENLIGHT_RELEASE", key.release),
             ("GREENLIGHT_VERSION", version.as_str()),
         ];
-        self.actions.push(Action::CreateJob(key.request(
-            namespace,
-            &step.template,
-            step.timeout,
-            &vars,
-        )));
+        let mut request = key.request(namespace, &step.template, step.timeout, &vars);
+        request.labels.insert(
+            super::jobs::labels::PIPELINE_NAMESPACE.to_owned(),
+            self.snap.pipeline.namespace.clone(),
+        );
+        self.actions.push(Action::CreateJob(request));
     }
 
     /// Asks for a Prometheus probe of `metric` for `environment`; returns its id.

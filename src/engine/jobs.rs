@@ -35,6 +35,9 @@ impl JobPurpose {
 pub mod labels {
     /// The Pipeline's name.
     pub const PIPELINE: &str = "greenlight.dev/pipeline";
+    /// The Pipeline's namespace: Jobs may run in other namespaces, and a watch maps each
+    /// back to its Pipeline by these two labels.
+    pub const PIPELINE_NAMESPACE: &str = "greenlight.dev/pipeline-namespace";
     /// The environment.
     pub const ENVIRONMENT: &str = "greenlight.dev/environment";
     /// The Release's name.

@@ -1,0 +1,401 @@
+//! One reconcile of one Pipeline: read the world from the stores, let the engine decide,
+//! write the Pipeline's status, take the actions, write the Releases' and Approvals'
+//! statuses, publish the Events, and come back at the engine's next instant.
+//!
+//! The status is written before any action, and every action is derived from the status,
+//! so a failure at any point is repaired by the next reconcile: nothing is lost.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::{
+    Client, Resource, ResourceExt,
+    runtime::{
+        controller::Action as Requeue,
+        events::{Event as KubeEvent, EventType as KubeEventType, Recorder},
+        reflector::ObjectRef,
+    },
+};
+
+use super::{
+    actions::{self, Executor},
+    leader::Leadership,
+    probes::Prober,
+    world::Stores,
+};
+use crate::{
+    api::{Pipeline, PipelineStatus},
+    engine::{Decision, Event, EventType, Regarding, decide, decide_with},
+    metrics::Metrics,
+    validation::{ValidPipeline, validate_pipeline},
+};
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A write failed; the status written so far stands, the rest is redone next time.
+    #[error(transparent)]
+    Write(#[from] actions::Error),
+}
+
+impl Error {
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Write(e) => e.metric_label(),
+        }
+    }
+}
+
+/// The spec of one Pipeline generation, checked once.
+type CheckedSpec = (i64, Option<Arc<ValidPipeline>>);
+
+/// A status this replica wrote, and the resourceVersion it was decided from: until the
+/// store moves past that version, the written status is the truth, not the store's.
+type Written = (Option<String>, PipelineStatus);
+
+/// Everything a reconcile needs, shared by all of them.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// The reflector stores.
+    pub stores: Stores,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Events.
+    pub recorder: Recorder,
+    /// The probe scheduler.
+    pub prober: Prober,
+    /// Whether this replica may act.
+    pub leadership: Leadership,
+    specs: Mutex<HashMap<ObjectRef<Pipeline>, CheckedSpec>>,
+    written: Mutex<HashMap<ObjectRef<Pipeline>, Written>>,
+    failures: Mutex<HashMap<ObjectRef<Pipeline>, u32>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Context {
+    /// A context over these parts.
+    pub fn new(
+        client: Client,
+        stores: Stores,
+        metrics: Metrics,
+        recorder: Recorder,
+        prober: Prober,
+        leadership: Leadership,
+    ) -> Self {
+        Self {
+            client,
+            stores,
+            metrics,
+            recorder,
+            prober,
+            leadership,
+            specs: Mutex::default(),
+            written: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// The checked spec of this generation, validating it only when the generation changed.
+    fn checked_spec(
+        &self,
+        key: &ObjectRef<Pipeline>,
+        pipeline: &Pipeline,
+    ) -> Option<Arc<ValidPipeline>> {
+        let generation = pipeline.metadata.generation.unwrap_or(0);
+        let mut specs = lock(&self.specs);
+        if let Some((checked, valid)) = specs.get(key)
+            && *checked == generation
+        {
+            return valid.clone();
+        }
+        let valid = validate_pipeline(&pipeline.spec).0.map(Arc::new);
+        specs.insert(key.clone(), (generation, valid.clone()));
+        valid
+    }
+
+    /// The status the decision starts from: ours if the store has not caught up yet.
+    fn current_status(
+        &self,
+        key: &ObjectRef<Pipeline>,
+        pipeline: &Pipeline,
+    ) -> Option<PipelineStatus> {
+        let mut written = lock(&self.written);
+        match written.get(key) {
+            Some((version, status)) if *version == pipeline.metadata.resource_version => {
+                Some(status.clone())
+            }
+            Some(_) => {
+                written.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Forgets a deleted Pipeline: its probes stop and its caches go.
+    pub fn forget(&self, key: &ObjectRef<Pipeline>) {
+        self.prober.set(key, &[]);
+        lock(&self.specs).remove(key);
+        lock(&self.written).remove(key);
+        lock(&self.failures).remove(key);
+    }
+}
+
+/// Reconciles one Pipeline.
+pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let mut timer = ctx.metrics.reconcile("Pipeline");
+    if !ctx.leadership.is_leading() {
+        // A standby keeps its caches warm and acts once elected (every Pipeline is
+        // reconciled then).
+        timer.ok();
+        return Ok(Requeue::await_change());
+    }
+    let key = ObjectRef::from_obj(pipeline.as_ref());
+    if pipeline.metadata.deletion_timestamp.is_some() {
+        ctx.forget(&key);
+        timer.ok();
+        return Ok(Requeue::await_change());
+    }
+    let now = jiff::Timestamp::now();
+    let mut snapshot = ctx
+        .stores
+        .snapshot(&pipeline, now, ctx.prober.observations(&key));
+    if let Some(status) = ctx.current_status(&key, &pipeline) {
+        snapshot.pipeline.status = status;
+    }
+    let decision = match ctx.checked_spec(&key, &pipeline) {
+        Some(valid) => decide_with(&snapshot, &valid),
+        None => decide(&snapshot),
+    };
+    let result = execute(&ctx, &pipeline, &key, &snapshot.pipeline.status, &decision).await;
+    match &result {
+        Ok(()) => {
+            timer.ok();
+            lock(&ctx.failures).remove(&key);
+        }
+        Err(error) => timer.failed(error.metric_label()),
+    }
+    result?;
+    Ok(requeue_at(decision.requeue_at, now))
+}
+
+/// Writes the decision: status first, then actions, then the other statuses and Events.
+async fn execute(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    key: &ObjectRef<Pipeline>,
+    before: &PipelineStatus,
+    decision: &Decision,
+) -> Result<(), Error> {
+    let name = pipeline.name_any();
+    let executor = Executor::new(ctx.client.clone(), pipeline)
+        .with_metrics(ctx.metrics.clone())
+        .with_leadership(ctx.leadership.clone());
+    let status_changed = decision.pipeline_status != *before;
+    if status_changed {
+        executor
+            .write_pipeline_status(&name, &decision.pipeline_status)
+            .await?;
+        lock(&ctx.written).insert(
+            key.clone(),
+            (
+                pipeline.metadata.resource_version.clone(),
+                decision.pipeline_status.clone(),
+            ),
+        );
+        // Counted once: the next decision starts from this status and sees no transition.
+        ctx.metrics.record_events(&name, decision);
+    }
+    ctx.metrics
+        .record_status(&name, &decision.pipeline_status, decision);
+    ctx.prober.set(key, &decision.probes);
+
+    // Each action is independent: one failing does not hold back the others.
+    let mut first_error = None;
+    for action in &decision.actions {
+        if let Err(error) = executor.apply(action).await {
+            tracing::warn!(pipeline = %key, %error, "action failed; retrying with backoff");
+            first_error.get_or_insert(error);
+        }
+    }
+    let namespace = pipeline.namespace().unwrap_or_default();
+    for (release, status) in &decision.release_statuses {
+        let stored = ctx
+            .stores
+            .releases
+            .get(&ObjectRef::new(release).within(&namespace));
+        if stored.is_some_and(|r| r.status.as_ref() != Some(status))
+            && let Err(error) = executor.write_release_status(release, status).await
+        {
+            first_error.get_or_insert(error);
+        }
+    }
+    for (approval, status) in &decision.approval_statuses {
+        let stored = ctx
+            .stores
+            .approvals
+            .get(&ObjectRef::new(approval).within(&namespace));
+        if stored.is_some_and(|a| a.status.as_ref() != Some(status))
+            && let Err(error) = executor.write_approval_status(approval, status).await
+        {
+            first_error.get_or_insert(error);
+        }
+    }
+    if status_changed {
+        publish_events(ctx, pipeline, &decision.events).await;
+    }
+    match first_error {
+        Some(error) => Err(error.into()),
+        None => Ok(()),
+    }
+}
+
+/// Publishes the decision's Events. They are best effort: a lost Event loses no state.
+async fn publish_events(ctx: &Context, pipeline: &Pipeline, events: &[Event]) {
+    let namespace = pipeline.namespace().unwrap_or_default();
+    for event in events {
+        let Some(regarding) = regarding(ctx, pipeline, &namespace, &event.regarding) else {
+            continue;
+        };
+        let kube_event = kube_event(event);
+        if let Err(error) = ctx.recorder.publish(&kube_event, &regarding).await {
+            ctx.metrics.api_request("create", "events", "error");
+            tracing::warn!(%error, reason = event.reason, "could not publish an Event");
+        } else {
+            ctx.metrics.api_request("create", "events", "ok");
+        }
+    }
+}
+
+fn regarding(
+    ctx: &Context,
+    pipeline: &Pipeline,
+    namespace: &str,
+    regarding: &Regarding,
+) -> Option<ObjectReference> {
+    match regarding {
+        Regarding::Pipeline => Some(pipeline.object_ref(&())),
+        Regarding::Release(name) => ctx
+            .stores
+            .releases
+            .get(&ObjectRef::new(name).within(namespace))
+            .map(|r| r.object_ref(&())),
+    }
+}
+
+/// The Kubernetes Event for an engine Event (notes are limited to 1 kB).
+pub fn kube_event(event: &Event) -> KubeEvent {
+    let mut note = match &event.environment {
+        Some(env) => format!("{env}: {}", event.message),
+        None => event.message.clone(),
+    };
+    if note.len() > 1024 {
+        let mut cut = 1021;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push_str("...");
+    }
+    KubeEvent {
+        type_: match event.kind {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        },
+        reason: event.reason.to_owned(),
+        note: Some(note),
+        action: event.reason.to_owned(),
+        secondary: None,
+    }
+}
+
+/// When to come back: at the engine's next instant (a hair after, so the clock has
+/// passed it), or when something changes.
+pub fn requeue_at(at: Option<jiff::Timestamp>, now: jiff::Timestamp) -> Requeue {
+    match at {
+        Some(at) => {
+            let wait = at.duration_since(now);
+            let wait = Duration::try_from(wait).unwrap_or(Duration::ZERO);
+            Requeue::requeue(wait + Duration::from_millis(5))
+        }
+        None => Requeue::await_change(),
+    }
+}
+
+/// After a failure: transient errors back off (1 s doubling to 5 min); others wait for a
+/// change to the Pipeline or what it watches.
+pub fn error_policy(pipeline: Arc<Pipeline>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    let Error::Write(write) = error;
+    if !write.is_transient() {
+        tracing::warn!(pipeline = %pipeline.name_any(), %error, "reconcile failed; waiting for a change");
+        return Requeue::await_change();
+    }
+    let key = ObjectRef::from_obj(pipeline.as_ref());
+    let mut failures = lock(&ctx.failures);
+    let count = failures.entry(key).or_insert(0);
+    *count = count.saturating_add(1);
+    let delay = backoff(*count);
+    tracing::warn!(pipeline = %pipeline.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Requeue::requeue(delay)
+}
+
+/// 1 s, 2 s, 4 s, ... up to 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(9);
+    Duration::from_secs(1 << exponent).min(Duration::from_secs(300))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(4), Duration::from_secs(8));
+        assert_eq!(backoff(40), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn the_requeue_lands_just_after_the_engines_instant() {
+        let now: jiff::Timestamp = "2026-11-21T09:59:59.400Z".parse().unwrap();
+        let at: jiff::Timestamp = "2026-11-21T10:00:00Z".parse().unwrap();
+        assert_eq!(
+            requeue_at(Some(at), now),
+            Requeue::requeue(Duration::from_millis(605))
+        );
+        assert_eq!(requeue_at(None, now), Requeue::await_change());
+        assert_eq!(
+            requeue_at(Some(now), at),
+            Requeue::requeue(Duration::from_millis(5)),
+            "an instant already passed means now"
+        );
+    }
+
+    #[test]
+    fn long_event_notes_are_cut_at_a_character_boundary() {
+        let event = Event {
+            regarding: Regarding::Pipeline,
+            kind: EventType::Warning,
+            reason: "VerificationFailed",
+            message: "é".repeat(800),
+            environment: Some("prod".into()),
+            metric: None,
+        };
+        let k = kube_event(&event);
+        let note = k.note.unwrap();
+        assert!(note.len() <= 1024 && note.starts_with("prod: é") && note.ends_with("..."));
+        assert!(matches!(k.type_, KubeEventType::Warning));
+    }
+}

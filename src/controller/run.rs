@@ -1,0 +1,257 @@
+//! Wires the daemon together: watches feeding reflector stores, the kube-runtime
+//! `Controller` reconciling Pipelines, the probe scheduler, leader election and the
+//! metrics server, and a graceful shutdown that hands the Lease over.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use futures::{Stream, StreamExt, TryStreamExt};
+use k8s_openapi::api::{apps::v1::Deployment, batch::v1::Job};
+use kube::{
+    Api, Client, Resource,
+    runtime::{
+        Controller, WatchStreamExt,
+        events::{Recorder, Reporter},
+        reflector::{self, ObjectRef},
+        watcher,
+    },
+};
+use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, watch};
+
+use super::{
+    leader::{Elector, Leadership, LeaseConfig},
+    probes::Prober,
+    reconcile::{Context, error_policy, reconcile},
+    server::{self, Health},
+    world::{self, Stores},
+};
+use crate::{
+    api::{Approval, Pipeline, Release},
+    checks::HttpClient,
+    engine::jobs::labels,
+    metrics::Metrics,
+};
+
+/// How the daemon runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Watch only this namespace (Pipelines, Releases, Approvals, targets and Jobs all
+    /// live in it); otherwise the whole cluster.
+    pub namespace: Option<String>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served.
+    pub metrics_addr: SocketAddr,
+    /// The Lease to elect a leader with; `None` runs as the only replica.
+    pub leader_election: Option<LeaseConfig>,
+    /// The name this replica reports Events as.
+    pub instance: String,
+}
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The metrics port could not be bound.
+    #[error("could not listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The probes' HTTP client could not load the system's CA certificates.
+    #[error("could not set up the probes' HTTP client: {0}")]
+    Probes(#[source] std::io::Error),
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A watch of `K` (trimmed by `trim` before it is stored) feeding a store; the stream of
+/// touched objects drives the store and the Controller's triggers.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+) -> (
+    reflector::Store<K>,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(trim)
+        .reflect(writer);
+    (reader, stream)
+}
+
+/// Runs the daemon until `shutdown` turns true.
+pub async fn run(
+    client: Client,
+    options: Options,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let metrics = Metrics::new();
+    let health = Arc::new(Health::default());
+    let listener = server::bind(options.metrics_addr)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: options.metrics_addr,
+            source,
+        })?;
+    tracing::info!(addr = %options.metrics_addr, "serving /metrics, /healthz and /readyz");
+    let server = tokio::spawn(server::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
+
+    let leadership = match &options.leader_election {
+        Some(_) => Leadership::standby(),
+        None => Leadership::always(),
+    };
+    let elector = options.leader_election.clone().map(|config| {
+        tokio::spawn(Elector::new(client.clone(), config, leadership.clone()).run(shutdown.clone()))
+    });
+
+    let ns = options.namespace.as_deref();
+    let (pipelines, pipeline_events) = reflect(
+        api::<Pipeline>(&client, ns),
+        watcher::Config::default(),
+        world::trim_own,
+    );
+    let (releases, release_events) = reflect(
+        api::<Release>(&client, ns),
+        watcher::Config::default(),
+        world::trim_own,
+    );
+    let (approvals, approval_events) = reflect(
+        api::<Approval>(&client, ns),
+        watcher::Config::default(),
+        world::trim_own,
+    );
+    let (deployments, deployment_events) = reflect(
+        api::<Deployment>(&client, ns),
+        watcher::Config::default(),
+        world::trim_deployment,
+    );
+    let (jobs, job_events) = reflect(
+        api::<Job>(&client, ns),
+        watcher::Config::default().labels(&format!("{}=greenlight", labels::MANAGED_BY)),
+        world::trim_job,
+    );
+    let stores = Stores {
+        pipelines: pipelines.clone(),
+        releases: releases.clone(),
+        approvals,
+        deployments,
+        jobs,
+    };
+
+    let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<ObjectRef<Pipeline>>();
+    let prober = Prober::new(HttpClient::new().map_err(Error::Probes)?, probe_tx);
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "greenlight".into(),
+            instance: Some(options.instance.clone()),
+        },
+    );
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        stores.clone(),
+        metrics,
+        recorder,
+        prober.clone(),
+        leadership.clone(),
+    ));
+
+    {
+        let (stores, health) = (stores.clone(), health.clone());
+        tokio::spawn(async move {
+            if stores.wait_until_ready().await {
+                tracing::info!("caches synced; ready");
+                health.set_synced();
+            }
+        });
+    }
+
+    // A deleted Pipeline's probes stop at once.
+    let forget = ctx.clone();
+    let pipeline_objects = pipeline_events
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(p) = event {
+                forget.forget(&ObjectRef::from_obj(p));
+            }
+        })
+        .applied_objects();
+
+    // Elected: reconcile everything. Deposed: stop probing at once.
+    let gained = futures::stream::unfold(
+        (leadership.subscribe(), prober.clone()),
+        |(mut elected, probes)| async move {
+            loop {
+                elected.changed().await.ok()?;
+                if *elected.borrow_and_update() {
+                    return Some(((), (elected, probes)));
+                }
+                probes.stop_all();
+            }
+        },
+    );
+    let probe_results = futures::stream::poll_fn(move |cx| probe_rx.poll_recv(cx));
+
+    let releases_for_approvals = releases.clone();
+    let pipelines_for_deployments = pipelines.clone();
+    let mut stopping = shutdown.clone();
+    let controller = Controller::for_stream(pipeline_objects, pipelines)
+        .watches_stream(release_events.touched_objects(), |r| {
+            world::pipeline_of_release(&r)
+        })
+        .watches_stream(approval_events.touched_objects(), move |a| {
+            world::pipeline_of_approval(&releases_for_approvals, &a)
+        })
+        .watches_stream(deployment_events.touched_objects(), move |d| {
+            world::pipelines_of_deployment(&pipelines_for_deployments, &d)
+        })
+        .watches_stream(job_events.touched_objects(), |j| world::pipeline_of_job(&j))
+        .reconcile_on(probe_results)
+        .reconcile_all_on(gained)
+        .graceful_shutdown_on(async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((pipeline, _)) => tracing::debug!(%pipeline, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile did not complete"),
+            }
+        });
+    controller.await;
+
+    health.set_stopping();
+    prober.stop_all();
+    if let Some(elector) = elector {
+        // The elector hands the Lease over when it sees the shutdown.
+        let _ = elector.await;
+    }
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(())
+}

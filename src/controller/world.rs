@@ -1,0 +1,285 @@
+//! What the controller knows: one reflector store per kind, kept small by trimming each
+//! object to what the engine reads, and how every object maps back to its Pipeline.
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec},
+        batch::v1::{Job, JobStatus},
+        core::v1::{Container, PodSpec, PodTemplateSpec},
+    },
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+
+use super::observe;
+use crate::{
+    api::{Approval, Pipeline, Release},
+    engine::{Observation, Snapshot, jobs::labels},
+};
+
+/// The reflector stores the controller reads the world from.
+#[derive(Clone)]
+pub struct Stores {
+    /// Pipelines.
+    pub pipelines: Store<Pipeline>,
+    /// Releases.
+    pub releases: Store<Release>,
+    /// Approvals.
+    pub approvals: Store<Approval>,
+    /// Deployments (trimmed to their containers' images and rollout status).
+    pub deployments: Store<Deployment>,
+    /// Jobs Greenlight created (trimmed to labels and conditions).
+    pub jobs: Store<Job>,
+}
+
+/// Keeps what identifies an object and drops the rest of its metadata: managed fields
+/// and annotations are often larger than the object itself.
+fn keep_identity(meta: &mut ObjectMeta, keep_labels: bool) {
+    *meta = ObjectMeta {
+        name: meta.name.take(),
+        namespace: meta.namespace.take(),
+        uid: meta.uid.take(),
+        generation: meta.generation.take(),
+        resource_version: meta.resource_version.take(),
+        creation_timestamp: meta.creation_timestamp.take(),
+        deletion_timestamp: meta.deletion_timestamp.take(),
+        labels: if keep_labels {
+            meta.labels.take()
+        } else {
+            None
+        },
+        ..ObjectMeta::default()
+    };
+}
+
+/// Trims a Greenlight object (Pipeline, Release, Approval): its spec and status are read.
+pub fn trim_own<K: Resource>(object: &mut K) {
+    keep_identity(object.meta_mut(), false);
+}
+
+/// Trims a Deployment to its containers' names and images, replicas and status.
+pub fn trim_deployment(deployment: &mut Deployment) {
+    keep_identity(&mut deployment.metadata, false);
+    if let Some(spec) = deployment.spec.take() {
+        let containers = spec
+            .template
+            .spec
+            .map(|pod| {
+                pod.containers
+                    .into_iter()
+                    .map(|c| Container {
+                        name: c.name,
+                        image: c.image,
+                        ..Container::default()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        deployment.spec = Some(DeploymentSpec {
+            replicas: spec.replicas,
+            template: PodTemplateSpec {
+                metadata: None,
+                spec: Some(PodSpec {
+                    containers,
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        });
+    }
+    if let Some(status) = deployment.status.as_mut()
+        && let Some(conditions) = status.conditions.as_mut()
+    {
+        conditions.retain(|c| c.type_ == "Progressing");
+    }
+}
+
+/// Trims a Job to its labels, creation time and conditions.
+pub fn trim_job(job: &mut Job) {
+    keep_identity(&mut job.metadata, true);
+    job.spec = None;
+    job.status = job.status.take().map(|s| JobStatus {
+        conditions: s.conditions,
+        ..JobStatus::default()
+    });
+}
+
+/// The Pipeline a Release belongs to.
+pub fn pipeline_of_release(release: &Release) -> Option<ObjectRef<Pipeline>> {
+    Some(ObjectRef::new(&release.spec.pipeline).within(&release.namespace()?))
+}
+
+/// The Pipeline an Approval's Release belongs to, if that Release is known.
+pub fn pipeline_of_approval(
+    releases: &Store<Release>,
+    approval: &Approval,
+) -> Option<ObjectRef<Pipeline>> {
+    let namespace = approval.namespace()?;
+    let release = releases.get(&ObjectRef::new(&approval.spec.release).within(&namespace))?;
+    pipeline_of_release(&release)
+}
+
+/// The Pipeline that created a Job, from its labels.
+pub fn pipeline_of_job(job: &Job) -> Option<ObjectRef<Pipeline>> {
+    let labels = job.metadata.labels.as_ref()?;
+    let name = labels.get(labels::PIPELINE)?;
+    // Jobs in the Pipeline's namespace may predate the namespace label.
+    let namespace = labels
+        .get(labels::PIPELINE_NAMESPACE)
+        .cloned()
+        .or_else(|| job.namespace())?;
+    Some(ObjectRef::new(name).within(&namespace))
+}
+
+/// The Pipelines that deploy to a Deployment.
+pub fn pipelines_of_deployment(
+    pipelines: &Store<Pipeline>,
+    deployment: &Deployment,
+) -> Vec<ObjectRef<Pipeline>> {
+    let (Some(namespace), name) = (deployment.namespace(), deployment.name_any()) else {
+        return Vec::new();
+    };
+    pipelines
+        .state()
+        .iter()
+        .filter(|p| {
+            p.spec.environments.iter().any(|e| {
+                e.target.namespace == namespace
+                    && e.target.deployments.iter().any(|d| d.name == name)
+            })
+        })
+        .map(|p| ObjectRef::from_obj(p.as_ref()))
+        .collect()
+}
+
+impl Stores {
+    /// Whether every store has its initial list.
+    pub async fn wait_until_ready(&self) -> bool {
+        let (a, b, c, d, e) = futures::join!(
+            self.pipelines.wait_until_ready(),
+            self.releases.wait_until_ready(),
+            self.approvals.wait_until_ready(),
+            self.deployments.wait_until_ready(),
+            self.jobs.wait_until_ready(),
+        );
+        a.is_ok() && b.is_ok() && c.is_ok() && d.is_ok() && e.is_ok()
+    }
+
+    /// Everything one decision about `pipeline` reads, at `now`.
+    pub fn snapshot(
+        &self,
+        pipeline: &Pipeline,
+        now: jiff::Timestamp,
+        observations: Vec<Observation>,
+    ) -> Snapshot {
+        let view = observe::pipeline(pipeline);
+        let (namespace, name) = (view.namespace.clone(), view.name.clone());
+        let mut releases: Vec<_> = self
+            .releases
+            .state_filter(|r| {
+                r.spec.pipeline == name && r.metadata.namespace.as_deref() == Some(&namespace)
+            })
+            .iter()
+            .map(|r| observe::release(r))
+            .collect();
+        releases.sort_by(|a, b| a.name.cmp(&b.name));
+        let release_names: BTreeSet<&str> = releases.iter().map(|r| r.name.as_str()).collect();
+        let mut approvals: Vec<_> = self
+            .approvals
+            .state_filter(|a| {
+                a.metadata.namespace.as_deref() == Some(&namespace)
+                    && release_names.contains(a.spec.release.as_str())
+            })
+            .iter()
+            .map(|a| observe::approval(a))
+            .collect();
+        approvals.sort_by(|a, b| a.name.cmp(&b.name));
+        let deployments = pipeline
+            .spec
+            .environments
+            .iter()
+            .flat_map(|e| {
+                e.target.deployments.iter().filter_map(|d| {
+                    let key = ObjectRef::new(&d.name).within(&e.target.namespace);
+                    self.deployments.get(&key).map(|d| observe::deployment(&d))
+                })
+            })
+            .collect();
+        let ours = ObjectRef::from_obj(pipeline);
+        let mut jobs: Vec<_> = self
+            .jobs
+            .state_filter(|j| pipeline_of_job(j).as_ref() == Some(&ours))
+            .iter()
+            .map(|j| observe::job(j))
+            .collect();
+        jobs.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Snapshot {
+            now,
+            pipeline: view,
+            releases,
+            approvals,
+            deployments,
+            jobs,
+            observations,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_trimmed_deployment_keeps_what_the_engine_reads() {
+        let mut d: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "api", "namespace": "shop", "generation": 3,
+                         "annotations": {"big": "x"}, "managedFields": [{"manager": "kubectl"}]},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}},
+                     "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [
+                        {"name": "api", "image": "api:1", "env": [{"name": "A", "value": "b"}]}]}}},
+            "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2,
+                       "conditions": [{"type": "Available", "status": "True"},
+                                      {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}
+        }))
+        .unwrap();
+        let before = observe::deployment(&d);
+        trim_deployment(&mut d);
+        assert_eq!(observe::deployment(&d), before);
+        assert!(d.metadata.annotations.is_none() && d.metadata.managed_fields.is_none());
+        let container = &d
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0];
+        assert!(container.env.is_none());
+    }
+
+    #[test]
+    fn a_trimmed_job_keeps_its_labels_and_outcome() {
+        let mut j: Job = serde_json::from_value(json!({
+            "metadata": {"name": "t", "namespace": "shop", "labels": {
+                "greenlight.dev/pipeline": "shop", "greenlight.dev/pipeline-namespace": "ci"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "t", "image": "t"}]}}},
+            "status": {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
+        }))
+        .unwrap();
+        let before = observe::job(&j);
+        trim_job(&mut j);
+        assert_eq!(observe::job(&j), before);
+        assert!(j.spec.is_none());
+        assert_eq!(
+            pipeline_of_job(&j),
+            Some(ObjectRef::new("shop").within("ci")),
+            "the Job maps to its Pipeline's namespace, not its own"
+        );
+    }
+}
