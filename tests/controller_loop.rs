@@ -1,0 +1,432 @@
+//! The whole controller, in-process, against a fake API server on loopback: watches,
+//! stores, reconciles, writes, Events and leader election, with the exact requests
+//! asserted. (The real API server runs in `tests/e2e.rs`, when a cluster is given.)
+
+mod support;
+
+use std::time::Duration;
+
+use greenlight::controller::{
+    leader::{Elector, Leadership, LeaseConfig},
+    run::{Options, run},
+};
+use serde_json::{Value, json};
+use support::fake_api::{FakeApi, Recorded};
+use tokio::sync::watch;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn deployment(namespace: &str, image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "api", "namespace": namespace, "labels": {"app": "api"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}},
+                 "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [
+                    {"name": "api", "image": image, "ports": [{"containerPort": 8080}]},
+                    {"name": "proxy", "image": "envoy:1.30"}]}}}
+    })
+}
+
+/// dev (accepts main, a test Job) -> prod (one approval).
+fn pipeline(dev_tests: bool) -> Value {
+    let tests = if dev_tests {
+        json!([{"name": "smoke", "timeout": "5m", "template": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "t", "image": "tests:1"}]}}}}])
+    } else {
+        json!([])
+    };
+    json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {"environments": [
+            {"name": "dev", "accepts": ["main"],
+             "target": {"namespace": "shop-dev", "deployments": [{"name": "api", "container": "api"}]},
+             "verify": {"tests": tests}},
+            {"name": "prod", "upstream": ["dev"],
+             "target": {"namespace": "shop-prod", "deployments": [{"name": "api", "container": "api"}]},
+             "gates": {"approvals": [{"name": "owners", "count": 1}]}}
+        ]}
+    })
+}
+
+fn release(name: &str, version: &str) -> Value {
+    json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Release",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"pipeline": "shop", "version": version,
+                 "artifacts": {"api": format!("registry.example.com/shop/api:{version}")},
+                 "source": {"ref": "main", "commit": "3f2a9c1", "author": "carol"},
+                 "requestedBy": "ci-bot"}
+    })
+}
+
+fn approval(name: &str, release: &str) -> Value {
+    json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Approval",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"release": release, "environment": "prod", "decision": "Approve", "approver": "alice"}
+    })
+}
+
+fn options(leader_election: Option<LeaseConfig>) -> Options {
+    Options {
+        namespace: None,
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        leader_election,
+        instance: "test-replica".into(),
+    }
+}
+
+/// Starts the controller; dropping the returned sender stops nothing, sending `true` does.
+fn start(api: &FakeApi, options: Options) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, shutdown) = watch::channel(false);
+    let client = api.client();
+    let task = tokio::spawn(async move {
+        run(client, options, shutdown)
+            .await
+            .expect("the controller runs");
+    });
+    (stop, task)
+}
+
+fn is_image_patch(r: &Recorded, namespace: &str, image: &str) -> bool {
+    r.method == http::Method::PATCH
+        && r.path == format!("/apis/apps/v1/namespaces/{namespace}/deployments/api")
+        && r.body.to_string().contains(image)
+}
+
+fn seed(api: &FakeApi, dev_tests: bool) {
+    api.put(deployment(
+        "shop-dev",
+        "registry.example.com/shop/api:0.9.0",
+    ));
+    api.put(deployment(
+        "shop-prod",
+        "registry.example.com/shop/api:0.9.0",
+    ));
+    api.put(pipeline(dev_tests));
+}
+
+fn env_status(api: &FakeApi, env: &str) -> Value {
+    let pipeline = api
+        .get("greenlight.dev/v1alpha1", "Pipeline", "shop", "shop")
+        .unwrap();
+    pipeline["status"]["environments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == env)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_in_the_watch_stream_leads_to_the_image_patch() {
+    let api = FakeApi::start(true).await;
+    seed(&api, false);
+    let (stop, task) = start(&api, options(None));
+    api.put(release("shop-1-0-0", "1.0.0"));
+
+    let dev = api
+        .wait_for_request(WAIT, |r| is_image_patch(r, "shop-dev", "api:1.0.0"))
+        .await
+        .expect("the release is deployed into dev");
+    // Server-side apply with Greenlight's field manager, touching only the container image.
+    assert_eq!(dev.content_type, "application/apply-patch+yaml");
+    assert!(dev.query.contains("fieldManager=greenlight") && dev.query.contains("force=true"));
+    assert_eq!(
+        dev.body,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "api", "namespace": "shop-dev"},
+               "spec": {"template": {"spec": {"containers": [
+                   {"name": "api", "image": "registry.example.com/shop/api:1.0.0"}]}}}})
+    );
+    // The status was applied to the status subresource before the image changed.
+    let requests = api.requests();
+    let status_write = requests
+        .iter()
+        .position(|r| {
+            r.method == http::Method::PATCH
+                && r.path == "/apis/greenlight.dev/v1alpha1/namespaces/shop/pipelines/shop/status"
+        })
+        .expect("the Pipeline status is written");
+    let patch = requests
+        .iter()
+        .position(|r| is_image_patch(r, "shop-dev", "api:1.0.0"))
+        .unwrap();
+    assert!(
+        status_write < patch,
+        "the status is written before any action"
+    );
+    assert_eq!(
+        requests[status_write].content_type,
+        "application/apply-patch+yaml"
+    );
+    assert!(
+        requests[status_write]
+            .query
+            .contains("fieldManager=greenlight")
+    );
+
+    // prod waits for the approval, and says so.
+    let waiting = api
+        .wait_for(WAIT, || {
+            let r = api.get("greenlight.dev/v1alpha1", "Release", "shop", "shop-1-0-0")?;
+            let prod = r["status"]["environments"]
+                .as_array()?
+                .iter()
+                .find(|e| e["name"] == "prod")?
+                .clone();
+            (prod["state"] == "Waiting").then_some(prod)
+        })
+        .await
+        .expect("the release waits for prod's approval");
+    assert_eq!(waiting["blockedBy"][0]["gate"], "approvals");
+    assert!(
+        !api.requests()
+            .iter()
+            .any(|r| is_image_patch(r, "shop-prod", "api:1.0.0")),
+        "nothing reaches prod before the approval"
+    );
+
+    api.put(approval("alice-approves", "shop-1-0-0"));
+    api.wait_for_request(WAIT, |r| is_image_patch(r, "shop-prod", "api:1.0.0"))
+        .await
+        .expect("the approval promotes the release into prod");
+    api.wait_for(WAIT, || {
+        (env_status(&api, "prod")["current"]["release"] == "shop-1-0-0"
+            && env_status(&api, "prod")["healthy"] == true)
+            .then_some(())
+    })
+    .await
+    .expect("prod runs the release and is healthy");
+
+    // Events went out through the events.k8s.io API, about the Pipeline and the Release.
+    let events: Vec<Value> = api
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == http::Method::POST
+                && r.path == "/apis/events.k8s.io/v1/namespaces/shop/events"
+        })
+        .map(|r| r.body)
+        .collect();
+    let reasons: Vec<&str> = events.iter().filter_map(|e| e["reason"].as_str()).collect();
+    assert!(reasons.contains(&"PromotionStarted"), "{reasons:?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["reportingController"] == "greenlight")
+    );
+    assert!(events.iter().any(|e| e["regarding"]["kind"] == "Release"));
+    // The approval's status says it counted.
+    let counted = api
+        .wait_for(WAIT, || {
+            let a = api.get(
+                "greenlight.dev/v1alpha1",
+                "Approval",
+                "shop",
+                "alice-approves",
+            )?;
+            (!a["status"]["conditions"].is_null()).then_some(a)
+        })
+        .await
+        .expect("the Approval's status is written");
+    assert_eq!(
+        counted["status"]["conditions"][0]["status"], "True",
+        "{counted}"
+    );
+
+    // Each image was set exactly once: no double deploy.
+    let prod_patches = api
+        .requests()
+        .iter()
+        .filter(|r| is_image_patch(r, "shop-prod", "api:1.0.0"))
+        .count();
+    assert_eq!(prod_patches, 1);
+    stop.send(true).unwrap();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("a graceful stop")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_job_is_created_and_its_outcome_read_back() {
+    let api = FakeApi::start(true).await;
+    seed(&api, true);
+    let (stop, task) = start(&api, options(None));
+    api.put(release("shop-1-0-0", "1.0.0"));
+    let create = api
+        .wait_for_request(WAIT, |r| {
+            r.method == http::Method::POST && r.path == "/apis/batch/v1/namespaces/shop-dev/jobs"
+        })
+        .await
+        .expect("the verification test Job is created");
+    let labels = &create.body["metadata"]["labels"];
+    assert_eq!(labels["greenlight.dev/pipeline"], "shop");
+    assert_eq!(labels["greenlight.dev/pipeline-namespace"], "shop");
+    assert_eq!(labels["greenlight.dev/purpose"], "verify");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "greenlight");
+    assert!(
+        create.body["metadata"]["ownerReferences"].is_null(),
+        "the Job runs in another namespace than the Pipeline: no owner reference"
+    );
+    let name = create.body["metadata"]["name"].as_str().unwrap().to_owned();
+    assert_eq!(
+        env_status(&api, "dev")["healthy"],
+        Value::Null,
+        "not healthy while the test runs"
+    );
+
+    // The kubelet's part: the Job completes.
+    let mut job = api.get("batch/v1", "Job", "shop-dev", &name).unwrap();
+    job["status"] = json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]});
+    api.put(job);
+    api.wait_for(WAIT, || {
+        (env_status(&api, "dev")["healthy"] == true
+            && env_status(&api, "dev")["current"]["release"] == "shop-1-0-0")
+            .then_some(())
+    })
+    .await
+    .expect("dev is healthy once its test Job completed");
+    let creates = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == http::Method::POST && r.path.ends_with("/jobs"))
+        .count();
+    assert_eq!(creates, 1, "the Job is created once");
+    stop.send(true).unwrap();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("a graceful stop")
+        .unwrap();
+}
+
+fn lease(holder: Option<&str>) -> Value {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "greenlight-controller", "namespace": "greenlight"},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                 "renewTime": "2026-11-21T09:00:00.000000Z"}
+    })
+}
+
+fn fast_lease(identity: &str) -> LeaseConfig {
+    LeaseConfig {
+        duration: Duration::from_secs(3),
+        renew_deadline: Duration::from_secs(2),
+        retry: Duration::from_millis(200),
+        ..LeaseConfig::new("greenlight", "greenlight-controller", identity)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_replica_acts_only_once_the_lease_is_handed_over() {
+    let api = FakeApi::start(true).await;
+    seed(&api, false);
+    api.put(lease(Some("other-replica")));
+    let (stop, task) = start(&api, options(Some(fast_lease("test-replica"))));
+    api.put(release("shop-1-0-0", "1.0.0"));
+    // The holder keeps renewing for a while: this replica must not act.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut held = api
+            .get(
+                "coordination.k8s.io/v1",
+                "Lease",
+                "greenlight",
+                "greenlight-controller",
+            )
+            .unwrap();
+        held["spec"]["renewTime"] = json!(jiff::Timestamp::now().to_string());
+        api.put(held);
+    }
+    let writes: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == http::Method::PATCH && !r.path.contains("/leases/"))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "a standby wrote: {:?}",
+        writes.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+
+    // The other replica shuts down and hands the Lease over.
+    let mut released = api
+        .get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "greenlight",
+            "greenlight-controller",
+        )
+        .unwrap();
+    released["spec"]["holderIdentity"] = Value::Null;
+    api.put(released);
+    api.wait_for_request(WAIT, |r| is_image_patch(r, "shop-dev", "api:1.0.0"))
+        .await
+        .expect("the new leader acts");
+    let held = api
+        .get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "greenlight",
+            "greenlight-controller",
+        )
+        .unwrap();
+    assert_eq!(held["spec"]["holderIdentity"], "test-replica");
+    assert_eq!(held["spec"]["leaseTransitions"], 1);
+
+    // SIGTERM: this replica hands the Lease over in turn.
+    stop.send(true).unwrap();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("a graceful stop")
+        .unwrap();
+    let after = api
+        .get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "greenlight",
+            "greenlight-controller",
+        )
+        .unwrap();
+    assert!(after["spec"]["holderIdentity"].is_null(), "{after}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_electors_never_lead_at_once_and_a_silent_leader_is_replaced() {
+    let api = FakeApi::start(false).await;
+    let (a, b) = (Leadership::standby(), Leadership::standby());
+    let (stop_a, shutdown_a) = watch::channel(false);
+    let (_stop_b, shutdown_b) = watch::channel(false);
+    let task_a =
+        tokio::spawn(Elector::new(api.client(), fast_lease("a"), a.clone()).run(shutdown_a));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let task_b =
+        tokio::spawn(Elector::new(api.client(), fast_lease("b"), b.clone()).run(shutdown_b));
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!(a.is_leading() && b.is_leading()), "two leaders at once");
+    }
+    assert!(
+        a.is_leading() && !b.is_leading(),
+        "the first replica leads, the second waits"
+    );
+
+    // `a` stops renewing without handing over (a crash): `b` takes over after a lease
+    // duration, not before.
+    task_a.abort();
+    let crashed_at = std::time::Instant::now();
+    api.wait_for(WAIT, || b.is_leading().then_some(()))
+        .await
+        .expect("the standby takes over an expired Lease");
+    let waited = crashed_at.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2),
+        "took over after only {waited:?}"
+    );
+    drop(stop_a);
+    task_b.abort();
+}

@@ -1,0 +1,646 @@
+//! A small Kubernetes API server on loopback, enough for the controller's whole loop:
+//! list and watch (with resourceVersions, label selectors and replay), get, create,
+//! replace with optimistic concurrency, delete, and apply patches on objects and their
+//! status. Every request is recorded with the instant it arrived, so tests assert the
+//! exact requests and benches measure reaction times.
+//!
+//! With `auto_kubelet`, a Deployment whose spec changed is rolled out at once (its status
+//! says every replica is updated and available), as a kubelet and Deployment controller
+//! would do.
+//!
+//! Apply patches are merged, not fully server-side-applied: lists of objects merge by
+//! `name`, and a status apply replaces the status (Greenlight always applies its whole
+//! status).
+
+#![allow(dead_code)]
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::{body::Frame, service::service_fn};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, sync::broadcast};
+
+/// One request the server received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// When it arrived.
+    pub at: Instant,
+    /// Method.
+    pub method: Method,
+    /// Path.
+    pub path: String,
+    /// Query string.
+    pub query: String,
+    /// Content-Type header.
+    pub content_type: String,
+    /// Body as JSON (Null if empty).
+    pub body: Value,
+}
+
+/// Where a collection lives: `apis/apps/v1` + `deployments`.
+type Collection = (String, String);
+
+#[derive(Default)]
+struct State {
+    version: u64,
+    objects: HashMap<Collection, BTreeMap<(String, String), Value>>,
+    /// Every change: (resourceVersion, collection, namespace, event JSON).
+    log: Vec<(u64, Collection, String, Value)>,
+    requests: Vec<Recorded>,
+    auto_kubelet: bool,
+}
+
+/// The server.
+#[derive(Clone)]
+pub struct FakeApi {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    changes: broadcast::Sender<()>,
+}
+
+/// The collection of a `kind` (the kinds Greenlight reads and writes).
+pub fn collection_of(api_version: &str, kind: &str) -> Collection {
+    let prefix = if api_version == "v1" {
+        "api/v1".to_owned()
+    } else {
+        format!("apis/{api_version}")
+    };
+    let plural = match kind {
+        "Pipeline" => "pipelines",
+        "Release" => "releases",
+        "Approval" => "approvals",
+        "Deployment" => "deployments",
+        "Job" => "jobs",
+        "Lease" => "leases",
+        "Event" => "events",
+        other => panic!("the fake API server does not know {other}"),
+    };
+    (prefix, plural.to_owned())
+}
+
+fn kind_of(resource: &str) -> &'static str {
+    match resource {
+        "pipelines" => "Pipeline",
+        "releases" => "Release",
+        "approvals" => "Approval",
+        "deployments" => "Deployment",
+        "jobs" => "Job",
+        "leases" => "Lease",
+        "events" => "Event",
+        _ => "Unknown",
+    }
+}
+
+/// A parsed path: collection, namespace, name, subresource.
+struct Target {
+    collection: Collection,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (prefix, rest) = match *parts.first()? {
+        "api" => (parts[..2].join("/"), &parts[2..]),
+        "apis" => (parts.get(..3)?.join("/"), &parts[3..]),
+        _ => return None,
+    };
+    let (namespace, rest) = if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
+        (Some(rest[1].to_owned()), &rest[2..])
+    } else {
+        (None, rest)
+    };
+    Some(Target {
+        collection: (prefix, rest.first()?.to_string()),
+        namespace,
+        name: rest.get(1).map(|s| s.to_string()),
+        subresource: rest.get(2).map(|s| s.to_string()),
+    })
+}
+
+fn query_param(query: &str, key: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn matches_selector(object: &Value, selector: Option<&str>) -> bool {
+    let Some(selector) = selector.filter(|s| !s.is_empty()) else {
+        return true;
+    };
+    selector.split(',').all(|term| {
+        let (key, value) = term.split_once('=').unwrap_or((term, ""));
+        object["metadata"]["labels"][key].as_str() == Some(value)
+    })
+}
+
+/// Deep merge: objects key by key, lists of named objects by name, the rest replaced.
+fn merge(into: &mut Value, patch: &Value) {
+    match (into, patch) {
+        (Value::Object(into), Value::Object(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    into.remove(key);
+                } else {
+                    merge(into.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (Value::Array(into), Value::Array(patch))
+            if patch.iter().all(|v| v["name"].is_string()) && !patch.is_empty() =>
+        {
+            for item in patch {
+                match into.iter_mut().find(|i| i["name"] == item["name"]) {
+                    Some(existing) => merge(existing, item),
+                    None => into.push(item.clone()),
+                }
+            }
+        }
+        (into, patch) => *into = patch.clone(),
+    }
+}
+
+fn status_response(code: u16, reason: &str, message: String) -> (StatusCode, Value) {
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": message, "reason": reason, "code": code}),
+    )
+}
+
+impl State {
+    fn bump(&mut self) -> u64 {
+        self.version += 1;
+        self.version
+    }
+
+    /// Stores `object` and logs the event; returns the stored object.
+    fn store(&mut self, collection: &Collection, mut object: Value, kind: &str) -> Value {
+        let version = self.bump();
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let name = object["metadata"]["name"].as_str().unwrap_or("").to_owned();
+        object["metadata"]["resourceVersion"] = json!(version.to_string());
+        self.objects
+            .entry(collection.clone())
+            .or_default()
+            .insert((namespace.clone(), name), object.clone());
+        self.log.push((
+            version,
+            collection.clone(),
+            namespace,
+            json!({"type": kind, "object": object}),
+        ));
+        object
+    }
+
+    fn get(&self, collection: &Collection, namespace: &str, name: &str) -> Option<Value> {
+        self.objects
+            .get(collection)?
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    fn create(&mut self, collection: &Collection, mut object: Value) -> Value {
+        let version = self.version + 1;
+        let meta = &mut object["metadata"];
+        meta["uid"] = json!(format!("uid-{version}"));
+        meta["generation"] = json!(1);
+        if meta["creationTimestamp"].is_null() {
+            meta["creationTimestamp"] = json!(
+                jiff::Timestamp::now()
+                    .round(jiff::Unit::Second)
+                    .unwrap()
+                    .to_string()
+            );
+        }
+        let object = self.store(collection, object, "ADDED");
+        self.kubelet(collection, &object);
+        object
+    }
+
+    fn update(&mut self, collection: &Collection, old: &Value, mut object: Value) -> Value {
+        let spec_changed = old["spec"] != object["spec"];
+        let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+        object["metadata"]["generation"] = json!(if spec_changed {
+            generation + 1
+        } else {
+            generation
+        });
+        for key in ["uid", "creationTimestamp"] {
+            object["metadata"][key] = old["metadata"][key].clone();
+        }
+        let object = self.store(collection, object, "MODIFIED");
+        if spec_changed {
+            self.kubelet(collection, &object);
+        }
+        object
+    }
+
+    /// The kubelet and the Deployment controller, instantly.
+    fn kubelet(&mut self, collection: &Collection, object: &Value) {
+        if !self.auto_kubelet || collection.1 != "deployments" {
+            return;
+        }
+        let mut rolled = object.clone();
+        let replicas = rolled["spec"]["replicas"].as_i64().unwrap_or(1);
+        rolled["status"] = json!({
+            "observedGeneration": rolled["metadata"]["generation"],
+            "replicas": replicas, "updatedReplicas": replicas,
+            "readyReplicas": replicas, "availableReplicas": replicas,
+        });
+        self.store(collection, rolled, "MODIFIED");
+    }
+}
+
+impl FakeApi {
+    /// Starts a server on a free loopback port.
+    pub async fn start(auto_kubelet: bool) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let (changes, _) = broadcast::channel(1024);
+        let api = Self {
+            url: format!("http://{addr}"),
+            state: Arc::new(Mutex::new(State {
+                auto_kubelet,
+                ..State::default()
+            })),
+            changes,
+        };
+        let server = api.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let server = server.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let server = server.clone();
+                        async move { Ok::<_, Infallible>(server.handle(request).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        api
+    }
+
+    /// A client of this server, with `default` as its namespace.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.url.parse().expect("a valid URL"));
+        kube::Client::try_from(config).expect("a client for the fake API server")
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Creates or replaces an object as another client would (CI, a person, the kubelet).
+    pub fn put(&self, object: Value) -> Value {
+        let collection = collection_of(
+            object["apiVersion"].as_str().expect("apiVersion"),
+            object["kind"].as_str().expect("kind"),
+        );
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_owned();
+        let stored = {
+            let mut state = self.state();
+            match state.get(&collection, &namespace, &name) {
+                Some(old) => state.update(&collection, &old, object),
+                None => state.create(&collection, object),
+            }
+        };
+        let _ = self.changes.send(());
+        stored
+    }
+
+    /// The stored object, if any.
+    pub fn get(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+        self.state()
+            .get(&collection_of(api_version, kind), namespace, name)
+    }
+
+    /// Every stored object of a kind.
+    pub fn list(&self, api_version: &str, kind: &str) -> Vec<Value> {
+        self.state()
+            .objects
+            .get(&collection_of(api_version, kind))
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state().requests.clone()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        self.state().requests.clear();
+    }
+
+    /// Waits for a request matching `matches` (one already received counts).
+    pub async fn wait_for_request(
+        &self,
+        timeout: Duration,
+        matches: impl Fn(&Recorded) -> bool,
+    ) -> Option<Recorded> {
+        self.wait_for(timeout, || self.requests().into_iter().find(|r| matches(r)))
+            .await
+    }
+
+    /// Polls `found` after every change until it returns something or time runs out.
+    pub async fn wait_for<T>(&self, timeout: Duration, found: impl Fn() -> Option<T>) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = self.changes.subscribe();
+        loop {
+            if let Some(found) = found() {
+                return Some(found);
+            }
+            let wait = tokio::time::timeout_at(deadline, changes.recv()).await;
+            if wait.is_err() {
+                return found();
+            }
+        }
+    }
+
+    async fn handle(
+        &self,
+        request: Request<hyper::body::Incoming>,
+    ) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+        let at = Instant::now();
+        let (parts, body) = request.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let body: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .or_else(|_| serde_yaml::from_slice(&bytes))
+                .unwrap_or(Value::Null)
+        };
+        let query = parts.uri.query().unwrap_or("").to_owned();
+        let recorded = Recorded {
+            at,
+            method: parts.method.clone(),
+            path: parts.uri.path().to_owned(),
+            query: query.clone(),
+            content_type: parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned(),
+            body: body.clone(),
+        };
+        let watching = matches!(query_param(&query, "watch").as_deref(), Some("true" | "1"));
+        let Some(target) = parse_path(parts.uri.path()) else {
+            return full(status_response(
+                404,
+                "NotFound",
+                format!("no route {}", parts.uri.path()),
+            ));
+        };
+        if watching {
+            return self.watch(target, &query);
+        }
+        let answer = self.answer(&parts.method, &target, &query, body);
+        // Recorded once answered: whoever sees the request also sees its effect.
+        self.state().requests.push(recorded);
+        let _ = self.changes.send(());
+        full(answer)
+    }
+
+    fn answer(
+        &self,
+        method: &Method,
+        target: &Target,
+        query: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let mut state = self.state();
+        let namespace = target.namespace.clone().unwrap_or_default();
+        let kind = kind_of(&target.collection.1);
+        match (method, &target.name) {
+            (&Method::GET, None) => {
+                let selector = query_param(query, "labelSelector");
+                let items: Vec<Value> = state
+                    .objects
+                    .get(&target.collection)
+                    .map(|m| {
+                        m.iter()
+                            .filter(|((ns, _), _)| {
+                                target.namespace.as_ref().is_none_or(|t| t == ns)
+                            })
+                            .filter(|(_, o)| matches_selector(o, selector.as_deref()))
+                            .map(|(_, o)| o.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (
+                    StatusCode::OK,
+                    json!({"kind": format!("{kind}List"), "apiVersion": "v1",
+                           "metadata": {"resourceVersion": state.version.to_string()}, "items": items}),
+                )
+            }
+            (&Method::GET, Some(name)) => match state.get(&target.collection, &namespace, name) {
+                Some(object) => (StatusCode::OK, object),
+                None => status_response(
+                    404,
+                    "NotFound",
+                    format!("{kind} {namespace}/{name} not found"),
+                ),
+            },
+            (&Method::POST, None) => {
+                let name = body["metadata"]["name"].as_str().unwrap_or("").to_owned();
+                if state.get(&target.collection, &namespace, &name).is_some() {
+                    return status_response(
+                        409,
+                        "AlreadyExists",
+                        format!("{kind} {namespace}/{name} already exists"),
+                    );
+                }
+                let mut object = body;
+                object["metadata"]["namespace"] = json!(namespace);
+                (
+                    StatusCode::CREATED,
+                    state.create(&target.collection, object),
+                )
+            }
+            (&Method::PUT, Some(name)) => {
+                let Some(old) = state.get(&target.collection, &namespace, name) else {
+                    return status_response(
+                        404,
+                        "NotFound",
+                        format!("{kind} {namespace}/{name} not found"),
+                    );
+                };
+                if body["metadata"]["resourceVersion"] != old["metadata"]["resourceVersion"] {
+                    return status_response(409, "Conflict", "the object has been modified".into());
+                }
+                (StatusCode::OK, state.update(&target.collection, &old, body))
+            }
+            (&Method::PATCH, Some(name)) => {
+                let Some(old) = state.get(&target.collection, &namespace, name) else {
+                    return status_response(
+                        404,
+                        "NotFound",
+                        format!("{kind} {namespace}/{name} not found"),
+                    );
+                };
+                let mut object = old.clone();
+                if target.subresource.as_deref() == Some("status") {
+                    object["status"] = body["status"].clone();
+                } else {
+                    let mut patch = body;
+                    if let Some(map) = patch.as_object_mut() {
+                        map.remove("status");
+                        map.remove("apiVersion");
+                        map.remove("kind");
+                    }
+                    merge(&mut object, &patch);
+                }
+                (
+                    StatusCode::OK,
+                    state.update(&target.collection, &old, object),
+                )
+            }
+            (&Method::DELETE, Some(name)) => {
+                let key = (namespace.clone(), name.clone());
+                let removed = state
+                    .objects
+                    .get_mut(&target.collection)
+                    .and_then(|m| m.remove(&key));
+                match removed {
+                    Some(object) => {
+                        let version = state.bump();
+                        state.log.push((
+                            version,
+                            target.collection.clone(),
+                            namespace,
+                            json!({"type": "DELETED", "object": object}),
+                        ));
+                        (StatusCode::OK, object)
+                    }
+                    None => status_response(
+                        404,
+                        "NotFound",
+                        format!("{kind} {namespace}/{name} not found"),
+                    ),
+                }
+            }
+            _ => status_response(
+                405,
+                "MethodNotAllowed",
+                format!("{method} is not supported here"),
+            ),
+        }
+    }
+
+    /// Streams the events after the requested resourceVersion, then every new one.
+    fn watch(&self, target: Target, query: &str) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+        let from: u64 = query_param(query, "resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let selector = query_param(query, "labelSelector");
+        let state = self.state.clone();
+        let changes = self.changes.subscribe();
+        let stream = futures::stream::unfold(
+            (from, changes, state),
+            move |(mut seen, mut changes, state)| {
+                let (target_collection, target_ns, selector) = (
+                    target.collection.clone(),
+                    target.namespace.clone(),
+                    selector.clone(),
+                );
+                async move {
+                    loop {
+                        let next: Vec<Value> = {
+                            let state = state
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            let events: Vec<_> = state
+                                .log
+                                .iter()
+                                .filter(|(v, c, ns, _)| {
+                                    *v > seen
+                                        && *c == target_collection
+                                        && target_ns.as_ref().is_none_or(|t| t == ns)
+                                })
+                                .collect();
+                            seen = state.version.max(seen);
+                            events
+                                .into_iter()
+                                .filter(|(_, _, _, e)| {
+                                    matches_selector(&e["object"], selector.as_deref())
+                                })
+                                .map(|(_, _, _, e)| e.clone())
+                                .collect()
+                        };
+                        if !next.is_empty() {
+                            let mut chunk = Vec::new();
+                            for event in next {
+                                chunk.extend(serde_json::to_vec(&event).unwrap());
+                                chunk.push(b'\n');
+                            }
+                            return Some((
+                                Ok::<_, Infallible>(Frame::data(Bytes::from(chunk))),
+                                (seen, changes, state),
+                            ));
+                        }
+                        if let Err(broadcast::error::RecvError::Closed) = changes.recv().await {
+                            return None;
+                        }
+                    }
+                }
+            },
+        );
+        let mut response = Response::new(UnsyncBoxBody::new(StreamBody::new(stream.boxed())));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+fn full((status, body): (StatusCode, Value)) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+    let mut response = Response::new(UnsyncBoxBody::new(Full::new(Bytes::from(body.to_string()))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
