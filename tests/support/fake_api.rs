@@ -55,8 +55,9 @@ type Collection = (String, String);
 struct State {
     version: u64,
     objects: HashMap<Collection, BTreeMap<(String, String), Value>>,
-    /// Every change: (resourceVersion, collection, namespace, event JSON).
-    log: Vec<(u64, Collection, String, Value)>,
+    /// Every change of each collection, in resourceVersion order: (version, namespace,
+    /// event JSON). Watches find their place by binary search.
+    log: HashMap<Collection, Vec<(u64, String, Value)>>,
     requests: Vec<Recorded>,
     auto_kubelet: bool,
 }
@@ -200,9 +201,8 @@ impl State {
             .entry(collection.clone())
             .or_default()
             .insert((namespace.clone(), name), object.clone());
-        self.log.push((
+        self.log.entry(collection.clone()).or_default().push((
             version,
-            collection.clone(),
             namespace,
             json!({"type": kind, "object": object}),
         ));
@@ -360,6 +360,11 @@ impl FakeApi {
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state().requests.clone()
+    }
+
+    /// How many requests arrived so far.
+    pub fn request_count(&self) -> usize {
+        self.state().requests.len()
     }
 
     /// Forgets the recorded requests.
@@ -545,12 +550,15 @@ impl FakeApi {
                 match removed {
                     Some(object) => {
                         let version = state.bump();
-                        state.log.push((
-                            version,
-                            target.collection.clone(),
-                            namespace,
-                            json!({"type": "DELETED", "object": object}),
-                        ));
+                        state
+                            .log
+                            .entry(target.collection.clone())
+                            .or_default()
+                            .push((
+                                version,
+                                namespace,
+                                json!({"type": "DELETED", "object": object}),
+                            ));
                         (StatusCode::OK, object)
                     }
                     None => status_response(
@@ -590,22 +598,20 @@ impl FakeApi {
                             let state = state
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-                            let events: Vec<_> = state
+                            let log = state
                                 .log
-                                .iter()
-                                .filter(|(v, c, ns, _)| {
-                                    *v > seen
-                                        && *c == target_collection
-                                        && target_ns.as_ref().is_none_or(|t| t == ns)
-                                })
-                                .collect();
+                                .get(&target_collection)
+                                .map(Vec::as_slice)
+                                .unwrap_or(&[]);
+                            let start = log.partition_point(|(v, _, _)| *v <= seen);
                             seen = state.version.max(seen);
-                            events
-                                .into_iter()
-                                .filter(|(_, _, _, e)| {
-                                    matches_selector(&e["object"], selector.as_deref())
+                            log[start..]
+                                .iter()
+                                .filter(|(_, ns, e)| {
+                                    target_ns.as_ref().is_none_or(|t| t == ns)
+                                        && matches_selector(&e["object"], selector.as_deref())
                                 })
-                                .map(|(_, _, _, e)| e.clone())
+                                .map(|(_, _, e)| e.clone())
                                 .collect()
                         };
                         if !next.is_empty() {

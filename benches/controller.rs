@@ -1,0 +1,370 @@
+//! The controller's reaction time and footprint, against the fake API server on loopback
+//! (`tests/support/fake_api.rs`).
+//!
+//! - Reaction: from an Approval appearing in the watch stream to the Deployment patch,
+//!   over many promotions (p50/p95/p99/max); and from a schedule window opening to the
+//!   patch (one sample, it waits for the next whole minute; skip with `--no-window`).
+//! - Footprint: `greenlight controller` as a child process (release build) with 1,000
+//!   Pipelines, 20,000 Releases and 5,000 Deployments in its caches: RSS once synced and
+//!   after every Pipeline was reconciled, and CPU while idle.
+//!
+//! Run: `cargo bench --bench controller` (add `-- --no-window` to skip the minute-long
+//! window sample, `-- --quick` for fewer objects).
+
+#[path = "../tests/support/fake_api.rs"]
+mod fake_api;
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use fake_api::{FakeApi, Recorded};
+use greenlight::controller::run::{Options, run};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn deployment(namespace: &str, name: &str, image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace,
+                     "labels": {"app": name, "team": "shop"},
+                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(1500)}},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
+                    {"name": name, "image": image, "ports": [{"containerPort": 8080}],
+                     "env": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "REGION", "value": "eu-west-1"}],
+                     "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}}},
+        "status": {"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}
+    })
+}
+
+fn environment(name: &str, namespace: &str, upstream: Option<&str>, gates: Value) -> Value {
+    let mut env = json!({
+        "name": name,
+        "target": {"namespace": namespace, "deployments": [{"name": "api", "container": "api"}]},
+        "gates": gates,
+        "verify": {"progressDeadline": "10m"},
+        "rollback": {"automatic": true}
+    });
+    match upstream {
+        Some(up) => env["upstream"] = json!([up]),
+        None => env["accepts"] = json!(["main"]),
+    }
+    env
+}
+
+fn release(namespace: &str, pipeline: &str, name: &str, version: &str) -> Value {
+    json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Release",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"pipeline": pipeline, "version": version,
+                 "artifacts": {"api": format!("registry.example.com/{pipeline}/api:{version}")},
+                 "source": {"ref": "main", "commit": "3f2a9c1d", "author": "carol"},
+                 "requestedBy": "ci-bot",
+                 "checks": [{"name": "test", "state": "Passed"}, {"name": "security", "state": "Passed"}]}
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn is_patch(r: &Recorded, namespace: &str, image: &str) -> bool {
+    r.method == http::Method::PATCH
+        && r.path == format!("/apis/apps/v1/namespaces/{namespace}/deployments/api")
+        && r.body.to_string().contains(image)
+}
+
+async fn start_controller(api: &FakeApi) -> tokio::sync::watch::Sender<bool> {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let client = api.client();
+    tokio::spawn(async move {
+        let options = Options {
+            namespace: None,
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            leader_election: None,
+            instance: "bench".into(),
+        };
+        run(client, options, shutdown)
+            .await
+            .expect("the controller runs");
+    });
+    stop
+}
+
+async fn approval_reaction(samples: usize) {
+    let api = FakeApi::start(true).await;
+    api.put(deployment(
+        "shop-dev",
+        "api",
+        "registry.example.com/shop/api:0.0.0",
+    ));
+    api.put(deployment(
+        "shop-prod",
+        "api",
+        "registry.example.com/shop/api:0.0.0",
+    ));
+    api.put(json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {"environments": [
+            environment("dev", "shop-dev", None, json!({})),
+            environment("prod", "shop-prod", Some("dev"), json!({"approvals": [{"name": "owners", "count": 1}]}))
+        ]}
+    }));
+    // Enough other Releases in the stores that each snapshot has something to filter.
+    for i in 0..200 {
+        api.put(release(
+            "other",
+            "other",
+            &format!("other-{i}"),
+            &format!("0.{i}.0"),
+        ));
+    }
+    let stop = start_controller(&api).await;
+    let mut latencies = Vec::new();
+    for i in 1..=samples {
+        // Zero-padded: Releases created in the same second are ordered by name.
+        let (name, version) = (format!("shop-{i:04}"), format!("1.{i}.0"));
+        api.put(release("shop", "shop", &name, &version));
+        let waiting = api
+            .wait_for(WAIT, || {
+                let r = api.get("greenlight.dev/v1alpha1", "Release", "shop", &name)?;
+                let waits = r["status"]["environments"]
+                    .as_array()?
+                    .iter()
+                    .any(|e| e["name"] == "prod" && e["state"] == "Waiting");
+                waits.then_some(())
+            })
+            .await;
+        assert!(
+            waiting.is_some(),
+            "release {name} never waited for prod's approval"
+        );
+        let image = format!("api:{version}");
+        let created = Instant::now();
+        api.put(json!({
+            "apiVersion": "greenlight.dev/v1alpha1", "kind": "Approval",
+            "metadata": {"name": format!("approve-{i}"), "namespace": "shop"},
+            "spec": {"release": name, "environment": "prod", "decision": "Approve", "approver": "alice"}
+        }));
+        let patch = api
+            .wait_for_request(WAIT, |r| is_patch(r, "shop-prod", &image))
+            .await
+            .expect("the approval leads to the prod patch");
+        latencies.push(patch.at.saturating_duration_since(created));
+        api.clear_requests();
+    }
+    latencies.sort();
+    println!(
+        "reaction, Approval in the watch stream -> prod Deployment patch ({samples} promotions): \
+         p50 {:.1?}  p95 {:.1?}  p99 {:.1?}  max {:.1?}",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.95),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap()
+    );
+    let _ = stop.send(true);
+}
+
+async fn window_reaction() {
+    let api = FakeApi::start(true).await;
+    api.put(deployment(
+        "win-dev",
+        "api",
+        "registry.example.com/win/api:0.0.0",
+    ));
+    api.put(deployment(
+        "win-prod",
+        "api",
+        "registry.example.com/win/api:0.0.0",
+    ));
+    // The window opens at the next whole minute at least 5 s away.
+    let now = jiff::Timestamp::now();
+    let opens = jiff::Timestamp::from_second((now.as_second() + 5 + 59) / 60 * 60).unwrap();
+    let at = opens.to_zoned(jiff::tz::TimeZone::UTC);
+    let cron = format!("{} {} * * *", at.minute(), at.hour());
+    api.put(json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
+        "metadata": {"name": "win", "namespace": "win"},
+        "spec": {"environments": [
+            environment("dev", "win-dev", None, json!({})),
+            environment("prod", "win-prod", Some("dev"), json!({"schedule": [{"cron": cron, "timeZone": "UTC", "duration": "10m"}]}))
+        ]}
+    }));
+    let stop = start_controller(&api).await;
+    api.put(release("win", "win", "win-1", "1.0.0"));
+    println!("waiting for the window that opens at {opens} ...");
+    let patch = api
+        .wait_for_request(Duration::from_secs(90), |r| {
+            is_patch(r, "win-prod", "api:1.0.0")
+        })
+        .await
+        .expect("the window opens and the release is deployed");
+    let patched_at = jiff::Timestamp::now()
+        - jiff::SignedDuration::try_from(patch.at.elapsed()).unwrap_or_default();
+    println!(
+        "reaction, schedule window opening -> prod Deployment patch: {:.1?} after {opens}",
+        patched_at.duration_since(opens)
+    );
+    let _ = stop.send(true);
+}
+
+fn proc_status(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    fields
+        .get(11)
+        .and_then(|u| u.parse::<u64>().ok())
+        .unwrap_or(0)
+        + fields
+            .get(12)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+}
+
+async fn footprint(pipelines: usize, releases_per_pipeline: usize) {
+    let api = FakeApi::start(true).await;
+    let started = Instant::now();
+    for p in 0..pipelines {
+        let (ns, name) = (format!("team-{p}"), format!("app-{p}"));
+        let envs: Vec<Value> = ["dev", "test", "staging", "canary", "prod"]
+            .iter()
+            .enumerate()
+            .map(|(i, env)| {
+                let target = format!("{ns}-{env}");
+                api.put(deployment(&target, "api", &format!("registry.example.com/{name}/api:0.0.0")));
+                let upstream = (i > 0).then(|| ["dev", "test", "staging", "canary"][i - 1]);
+                let gates = if *env == "prod" {
+                    json!({"approvals": [{"name": "owners", "count": 2}], "checks": ["test", "security"]})
+                } else {
+                    json!({"checks": ["test"]})
+                };
+                environment(env, &target, upstream, gates)
+            })
+            .collect();
+        api.put(json!({
+            "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
+            "metadata": {"name": name, "namespace": ns, "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(2000)}},
+            "spec": {"environments": envs}
+        }));
+        for r in 0..releases_per_pipeline {
+            api.put(release(
+                &ns,
+                &name,
+                &format!("{name}-{r}"),
+                &format!("1.{r}.0"),
+            ));
+        }
+    }
+    println!(
+        "footprint: {pipelines} Pipelines, {} Releases, {} Deployments in the fake API ({:.1?})",
+        pipelines * releases_per_pipeline,
+        pipelines * 5,
+        started.elapsed()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"{}\"}}}}]\n\
+             users: [{{name: fake, user: {{}}}}]\n\
+             contexts: [{{name: fake, context: {{cluster: fake, user: fake, namespace: default}}}}]\n\
+             current-context: fake\n",
+            api.url
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let launched = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_greenlight"))
+        .args(["controller", "--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the greenlight binary starts");
+    let pid = child.id();
+    let probes = greenlight::checks::HttpClient::new().unwrap();
+    let ready_url = format!("http://127.0.0.1:{port}/readyz");
+    loop {
+        if let Ok(answer) = probes.get(&ready_url, Duration::from_secs(1)).await
+            && answer.status == 200
+        {
+            break;
+        }
+        assert!(launched.elapsed() < Duration::from_secs(300), "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ready_after = launched.elapsed();
+    let synced_rss = proc_status(pid, "VmRSS:");
+    // Settled: no request for 3 s (every Pipeline reconciled, statuses written).
+    let mut last = (api.request_count(), Instant::now());
+    while last.1.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let count = api.request_count();
+        if count != last.0 {
+            last = (count, Instant::now());
+        }
+    }
+    let settled_after = launched.elapsed();
+    let settled_rss = proc_status(pid, "VmRSS:");
+    let before = cpu_ticks(pid);
+    let requests_before = api.request_count();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let idle_ticks = cpu_ticks(pid) - before;
+    let idle_requests = api.request_count() - requests_before;
+    println!(
+        "footprint: ready (caches synced) after {ready_after:.1?} with RSS {:.1} MiB; \
+         settled after {settled_after:.1?} ({} API requests) with RSS {:.1} MiB, peak {:.1} MiB",
+        synced_rss as f64 / 1024.0,
+        requests_before,
+        settled_rss as f64 / 1024.0,
+        proc_status(pid, "VmHWM:") as f64 / 1024.0,
+    );
+    println!(
+        "footprint: idle for 10 s: {idle_ticks} CPU ticks (1 tick = 10 ms), {idle_requests} API requests"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        // `cargo test --benches` lists benchmarks: there is nothing to list here.
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    approval_reaction(if quick { 20 } else { 200 }).await;
+    if !args.iter().any(|a| a == "--no-window") && !quick {
+        window_reaction().await;
+    }
+    if quick {
+        footprint(50, 20).await;
+    } else {
+        footprint(1_000, 20).await;
+    }
+}
