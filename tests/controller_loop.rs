@@ -430,3 +430,92 @@ async fn two_electors_never_lead_at_once_and_a_silent_leader_is_replaced() {
     drop(stop_a);
     task_b.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_api_server_is_retried_with_backoff_and_nothing_is_lost() {
+    let api = FakeApi::start(true).await;
+    seed(&api, false);
+    let path = "/apis/apps/v1/namespaces/shop-dev/deployments/api";
+    // 500: kube's client itself retries 429, 503 and 504 a few times; this tests our backoff.
+    api.fail(http::Method::PATCH, path, 500, 2);
+    let (stop, task) = start(&api, options(None));
+    api.put(release("shop-1-0-0", "1.0.0"));
+    api.wait_for(WAIT, || {
+        (env_status(&api, "dev")["healthy"] == true
+            && env_status(&api, "dev")["current"]["release"] == "shop-1-0-0")
+            .then_some(())
+    })
+    .await
+    .expect("dev gets the release despite the outage");
+    let attempts: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == http::Method::PATCH && r.path == path)
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(attempts.len(), 3, "two failures, then one success");
+    // Backoff, not a hot loop: after the second failure in a row the retry waits 2 s. (The
+    // first retry may come sooner: the status written before the failed patch comes back
+    // through the watch, and a change always reconciles.)
+    assert!(
+        attempts[2] - attempts[1] >= Duration::from_millis(1900),
+        "retried after {:?}: {:#?}",
+        attempts[2] - attempts[1],
+        api.requests()
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect::<Vec<_>>()
+    );
+    stop.send(true).unwrap();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("a graceful stop")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_pipeline_gets_a_condition_and_waits_for_a_fix() {
+    let api = FakeApi::start(true).await;
+    seed(&api, false);
+    let mut broken = pipeline(false);
+    broken["spec"]["environments"][1]["gates"]["schedule"] =
+        json!([{"cron": "61 * * * *", "duration": "1h"}]);
+    api.put(broken);
+    api.put(release("shop-1-0-0", "1.0.0"));
+    let (stop, task) = start(&api, options(None));
+    let ready = api
+        .wait_for(WAIT, || {
+            let p = api.get("greenlight.dev/v1alpha1", "Pipeline", "shop", "shop")?;
+            p["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")
+                .cloned()
+        })
+        .await
+        .expect("the Pipeline gets a Ready condition");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "InvalidSpec");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.environments[1].gates.schedule[0].cron"),
+        "the message names the field: {message}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !api.requests()
+            .iter()
+            .any(|r| r.path.contains("/deployments/")),
+        "an invalid Pipeline deploys nothing"
+    );
+
+    api.put(pipeline(false));
+    api.wait_for_request(WAIT, |r| is_image_patch(r, "shop-dev", "api:1.0.0"))
+        .await
+        .expect("the fixed Pipeline deploys");
+    stop.send(true).unwrap();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("a graceful stop")
+        .unwrap();
+}

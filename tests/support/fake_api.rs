@@ -60,6 +60,8 @@ struct State {
     log: HashMap<Collection, Vec<(u64, String, Value)>>,
     requests: Vec<Recorded>,
     auto_kubelet: bool,
+    /// Injected failures: (method, path, HTTP code, how many more times).
+    faults: Vec<(Method, String, u16, usize)>,
 }
 
 /// The server.
@@ -362,6 +364,13 @@ impl FakeApi {
         self.state().requests.clone()
     }
 
+    /// Answers the next `times` requests of `method` on `path` with `code` (an outage).
+    pub fn fail(&self, method: Method, path: &str, code: u16, times: usize) {
+        self.state()
+            .faults
+            .push((method, path.to_owned(), code, times));
+    }
+
     /// How many requests arrived so far.
     pub fn request_count(&self) -> usize {
         self.state().requests.len()
@@ -440,7 +449,21 @@ impl FakeApi {
         if watching {
             return self.watch(target, &query);
         }
-        let answer = self.answer(&parts.method, &target, &query, body);
+        let fault = {
+            let mut state = self.state();
+            let fault = state
+                .faults
+                .iter_mut()
+                .find(|(m, p, _, left)| *m == parts.method && p == parts.uri.path() && *left > 0);
+            fault.map(|(_, _, code, left)| {
+                *left -= 1;
+                *code
+            })
+        };
+        let answer = match fault {
+            Some(code) => status_response(code, "ServiceUnavailable", "injected failure".into()),
+            None => self.answer(&parts.method, &target, &query, body),
+        };
         // Recorded once answered: whoever sees the request also sees its effect.
         self.state().requests.push(recorded);
         let _ = self.changes.send(());
