@@ -89,6 +89,15 @@ fn start(api: &FakeApi, options: Options) -> (watch::Sender<bool>, tokio::task::
     (stop, task)
 }
 
+/// SIGTERM, in-process: the controller must stop within the deadline.
+async fn shut_down(stop: watch::Sender<bool>, task: tokio::task::JoinHandle<()>) {
+    stop.send(true).unwrap();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("a graceful stop")
+        .expect("the controller task ends without panicking");
+}
+
 fn is_image_patch(r: &Recorded, namespace: &str, image: &str) -> bool {
     r.method == http::Method::PATCH
         && r.path == format!("/apis/apps/v1/namespaces/{namespace}/deployments/api")
@@ -244,11 +253,7 @@ async fn an_approval_in_the_watch_stream_leads_to_the_image_patch() {
         .filter(|r| is_image_patch(r, "shop-prod", "api:1.0.0"))
         .count();
     assert_eq!(prod_patches, 1);
-    stop.send(true).unwrap();
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("a graceful stop")
-        .unwrap();
+    shut_down(stop, task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,11 +301,7 @@ async fn a_test_job_is_created_and_its_outcome_read_back() {
         .filter(|r| r.method == http::Method::POST && r.path.ends_with("/jobs"))
         .count();
     assert_eq!(creates, 1, "the Job is created once");
-    stop.send(true).unwrap();
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("a graceful stop")
-        .unwrap();
+    shut_down(stop, task).await;
 }
 
 fn lease(holder: Option<&str>) -> Value {
@@ -379,11 +380,7 @@ async fn a_standby_replica_acts_only_once_the_lease_is_handed_over() {
     assert_eq!(held["spec"]["leaseTransitions"], 1);
 
     // SIGTERM: this replica hands the Lease over in turn.
-    stop.send(true).unwrap();
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("a graceful stop")
-        .unwrap();
+    shut_down(stop, task).await;
     let after = api
         .get(
             "coordination.k8s.io/v1",
@@ -466,11 +463,7 @@ async fn an_unavailable_api_server_is_retried_with_backoff_and_nothing_is_lost()
             .map(|r| format!("{} {}", r.method, r.path))
             .collect::<Vec<_>>()
     );
-    stop.send(true).unwrap();
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("a graceful stop")
-        .unwrap();
+    shut_down(stop, task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -513,9 +506,5 @@ async fn an_invalid_pipeline_gets_a_condition_and_waits_for_a_fix() {
     api.wait_for_request(WAIT, |r| is_image_patch(r, "shop-dev", "api:1.0.0"))
         .await
         .expect("the fixed Pipeline deploys");
-    stop.send(true).unwrap();
-    tokio::time::timeout(WAIT, task)
-        .await
-        .expect("a graceful stop")
-        .unwrap();
+    shut_down(stop, task).await;
 }
