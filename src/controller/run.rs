@@ -10,7 +10,7 @@ use kube::{
     Api, Client, Resource,
     runtime::{
         Controller, WatchStreamExt,
-        events::{Recorder, Reporter},
+        events::Reporter,
         reflector::{self, ObjectRef},
         watcher,
     },
@@ -166,18 +166,15 @@ pub async fn run(
 
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<ObjectRef<Pipeline>>();
     let prober = Prober::new(HttpClient::new().map_err(Error::Probes)?, probe_tx);
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "greenlight".into(),
-            instance: Some(options.instance.clone()),
-        },
-    );
+    let reporter = Reporter {
+        controller: "greenlight".into(),
+        instance: Some(options.instance.clone()),
+    };
     let ctx = Arc::new(Context::new(
         client.clone(),
         stores.clone(),
         metrics,
-        recorder,
+        reporter,
         prober.clone(),
         leadership.clone(),
     ));
