@@ -230,6 +230,7 @@ fn init_logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_test_writer()
+        .with_ansi(false)
         .try_init();
 }
 
@@ -334,6 +335,13 @@ fn restricted_pod(restart_policy: &str, container: Value) -> Value {
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
+    })
+}
+
+fn namespace_manifest(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": name, "labels": {CREATED_BY.0: CREATED_BY.1}},
     })
 }
 
@@ -581,9 +589,17 @@ fn version_of_job(j: &Job) -> Option<String> {
         .and_then(|e| e.value.clone())
 }
 
+/// An API error in one line.
+fn describe_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
+        other => other.to_string(),
+    }
+}
+
 /// `Err` with the reason, for the polls' "last seen".
 fn api_err(what: &str) -> impl Fn(kube::Error) -> String + '_ {
-    move |e| format!("could not {what}: {e}")
+    move |e| format!("could not {what}: {}", describe_error(&e))
 }
 
 fn is_not_found(e: &kube::Error) -> bool {
@@ -830,7 +846,10 @@ async fn fake_kubelet_pass(client: &Client, namespace: &str, hold: bool) -> Vec<
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     match tokio::time::timeout(API_CALL, deployments.list(&ListParams::default())).await {
         Err(_) => problems.push(format!("listing Deployments in {namespace} timed out")),
-        Ok(Err(e)) => problems.push(format!("could not list Deployments in {namespace}: {e}")),
+        Ok(Err(e)) => problems.push(format!(
+            "could not list Deployments in {namespace}: {}",
+            describe_error(&e)
+        )),
         Ok(Ok(list)) => {
             for d in list.items.iter().filter(|d| status_stale(d)) {
                 let generation = d.metadata.generation.unwrap_or(0);
@@ -849,8 +868,9 @@ async fn fake_kubelet_pass(client: &Client, namespace: &str, hold: bool) -> Vec<
                     .await
                 {
                     problems.push(format!(
-                        "could not write the status of Deployment {namespace}/{}: {e}",
-                        d.name_any()
+                        "could not write the status of Deployment {namespace}/{}: {}",
+                        d.name_any(),
+                        describe_error(&e)
                     ));
                 }
             }
@@ -860,7 +880,10 @@ async fn fake_kubelet_pass(client: &Client, namespace: &str, hold: bool) -> Vec<
     let managed = ListParams::default().labels("app.kubernetes.io/managed-by=greenlight");
     match tokio::time::timeout(API_CALL, jobs.list(&managed)).await {
         Err(_) => problems.push(format!("listing Jobs in {namespace} timed out")),
-        Ok(Err(e)) => problems.push(format!("could not list Jobs in {namespace}: {e}")),
+        Ok(Err(e)) => problems.push(format!(
+            "could not list Jobs in {namespace}: {}",
+            describe_error(&e)
+        )),
         Ok(Ok(list)) => {
             for j in list.items.iter().filter(|j| job_finished(j).is_none()) {
                 let now = now_rfc3339();
@@ -895,8 +918,9 @@ async fn fake_kubelet_pass(client: &Client, namespace: &str, hold: bool) -> Vec<
                     .await
                 {
                     problems.push(format!(
-                        "could not write the status of Job {namespace}/{}: {e}",
-                        j.name_any()
+                        "could not write the status of Job {namespace}/{}: {}",
+                        j.name_any(),
+                        describe_error(&e)
                     ));
                 }
             }
@@ -1035,7 +1059,10 @@ async fn delete_everything(config: Config, names: &Names) {
     let report = |what: &str, result: Result<(), kube::Error>| match result {
         Ok(()) => {}
         Err(e) if is_not_found(&e) => {}
-        Err(e) => eprintln!("e2e: cleanup: could not delete {what}: {e}"),
+        Err(e) => eprintln!(
+            "e2e: cleanup: could not delete {what}: {}",
+            describe_error(&e)
+        ),
     };
     // Greenlight's objects first, so that no controller acts on them while the namespace
     // terminates (without a namespace controller it never does).
@@ -1207,7 +1234,7 @@ impl Harness {
                 match self.api::<Deployment>(&ns).get_opt("api").await {
                     Ok(Some(d)) => lines.push(format!("  Deployment {}", describe_deployment(&d))),
                     Ok(None) => lines.push(format!("  Deployment {ns}/api: missing")),
-                    Err(e) => lines.push(format!("  Deployment {ns}/api: {e}")),
+                    Err(e) => lines.push(format!("  Deployment {ns}/api: {}", describe_error(&e))),
                 }
                 match self.api::<Job>(&ns).list(&ListParams::default()).await {
                     Ok(jobs) => lines.extend(
@@ -1215,7 +1242,7 @@ impl Harness {
                             .iter()
                             .map(|j| format!("  Job {}", describe_job(j))),
                     ),
-                    Err(e) => lines.push(format!("  Jobs in {ns}: {e}")),
+                    Err(e) => lines.push(format!("  Jobs in {ns}: {}", describe_error(&e))),
                 }
             }
             if let Some(kubelet) = &self.kubelet {
@@ -1449,12 +1476,8 @@ async fn create_namespaces_and_deployments(h: &mut Harness) {
     phase("2: creating the namespaces and Deployments");
     let namespaces: Api<Namespace> = Api::all(h.client.clone());
     for name in h.names.all_namespaces() {
-        let namespace = json!({
-            "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "labels": {CREATED_BY.0: CREATED_BY.1}},
-        });
         namespaces
-            .create(&PostParams::default(), &typed::<Namespace>(namespace))
+            .create(&PostParams::default(), &typed(namespace_manifest(&name)))
             .await
             .unwrap_or_else(|e| panic!("could not create namespace {name}: {e}"));
     }
@@ -1998,6 +2021,14 @@ fn the_e2e_manifests_pass_greenlight_check() {
     }
     let _: Pipeline = typed(pipeline_manifest(&names, &cron));
     let _: Deployment = typed(deployment_manifest("ns"));
+    let namespace: Namespace = typed(namespace_manifest("ns"));
+    assert_eq!(
+        namespace
+            .labels()
+            .get("app.kubernetes.io/created-by")
+            .map(String::as_str),
+        Some("greenlight-e2e")
+    );
     assert!(
         names.all_namespaces().iter().all(|n| n.len() <= 63),
         "{:?}",
