@@ -129,6 +129,16 @@ fn env_status(api: &FakeApi, env: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Waits until `env` runs `release` and is healthy.
+async fn wait_healthy(api: &FakeApi, env: &str, release: &str, why: &str) {
+    api.wait_for(WAIT, || {
+        let status = env_status(api, env);
+        (status["current"]["release"] == release && status["healthy"] == true).then_some(())
+    })
+    .await
+    .expect(why);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_in_the_watch_stream_leads_to_the_image_patch() {
     let api = FakeApi::start(true).await;
@@ -202,13 +212,13 @@ async fn an_approval_in_the_watch_stream_leads_to_the_image_patch() {
     api.wait_for_request(WAIT, |r| is_image_patch(r, "shop-prod", "api:1.0.0"))
         .await
         .expect("the approval promotes the release into prod");
-    api.wait_for(WAIT, || {
-        (env_status(&api, "prod")["current"]["release"] == "shop-1-0-0"
-            && env_status(&api, "prod")["healthy"] == true)
-            .then_some(())
-    })
-    .await
-    .expect("prod runs the release and is healthy");
+    wait_healthy(
+        &api,
+        "prod",
+        "shop-1-0-0",
+        "prod runs the release and is healthy",
+    )
+    .await;
 
     // Events went out through the events.k8s.io API, about the Pipeline and the Release.
     let events: Vec<Value> = api
@@ -288,13 +298,13 @@ async fn a_test_job_is_created_and_its_outcome_read_back() {
     let mut job = api.get("batch/v1", "Job", "shop-dev", &name).unwrap();
     job["status"] = json!({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]});
     api.put(job);
-    api.wait_for(WAIT, || {
-        (env_status(&api, "dev")["healthy"] == true
-            && env_status(&api, "dev")["current"]["release"] == "shop-1-0-0")
-            .then_some(())
-    })
-    .await
-    .expect("dev is healthy once its test Job completed");
+    wait_healthy(
+        &api,
+        "dev",
+        "shop-1-0-0",
+        "dev is healthy once its test Job completed",
+    )
+    .await;
     let creates = api
         .requests()
         .iter()
@@ -437,13 +447,13 @@ async fn an_unavailable_api_server_is_retried_with_backoff_and_nothing_is_lost()
     api.fail(http::Method::PATCH, path, 500, 2);
     let (stop, task) = start(&api, options(None));
     api.put(release("shop-1-0-0", "1.0.0"));
-    api.wait_for(WAIT, || {
-        (env_status(&api, "dev")["healthy"] == true
-            && env_status(&api, "dev")["current"]["release"] == "shop-1-0-0")
-            .then_some(())
-    })
-    .await
-    .expect("dev gets the release despite the outage");
+    wait_healthy(
+        &api,
+        "dev",
+        "shop-1-0-0",
+        "dev gets the release despite the outage",
+    )
+    .await;
     let attempts: Vec<_> = api
         .requests()
         .into_iter()
