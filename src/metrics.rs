@@ -31,6 +31,7 @@ pub struct Metrics {
     reconcile_duration: HistogramVec,
     environment_info: IntGaugeVec,
     environment_healthy: IntGaugeVec,
+    environment_degraded: IntGaugeVec,
     promotions_total: IntCounterVec,
     rollbacks_total: IntCounterVec,
     promotion_duration: HistogramVec,
@@ -116,6 +117,18 @@ impl Metrics {
         registry
             .register(Box::new(environment_healthy.clone()))
             .expect("registered once");
+        // Not in SPEC's list, but its alert (a Degraded environment) needs a series.
+        let environment_degraded = IntGaugeVec::new(
+            Opts::new(
+                "greenlight_environment_degraded",
+                "1 while the environment is Degraded (a failed rollback, or a failed release held with rollback off): nothing enters until a person acts.",
+            ),
+            &["pipeline", "environment"],
+        )
+        .expect("metric definitions are valid");
+        registry
+            .register(Box::new(environment_degraded.clone()))
+            .expect("registered once");
         let promotions_total = counter(
             &registry,
             "greenlight_promotions_total",
@@ -182,6 +195,7 @@ impl Metrics {
             reconcile_duration,
             environment_info,
             environment_healthy,
+            environment_degraded,
             promotions_total,
             rollbacks_total,
             promotion_duration,
@@ -281,6 +295,11 @@ impl Metrics {
             self.environment_healthy
                 .with_label_values(&[pipeline, &env.name])
                 .set(i64::from(env.healthy == Some(true)));
+            self.environment_degraded
+                .with_label_values(&[pipeline, &env.name])
+                .set(i64::from(
+                    env.phase == Some(crate::api::EnvironmentPhase::Degraded),
+                ));
         }
         let mut since = self
             .blocked_since

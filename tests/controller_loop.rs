@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use greenlight::controller::{
     leader::{Elector, Leadership, LeaseConfig},
+    rbac,
     run::{Options, run},
 };
 use serde_json::{Value, json};
@@ -139,6 +140,28 @@ async fn wait_healthy(api: &FakeApi, env: &str, release: &str, why: &str) {
     .expect(why);
 }
 
+/// Every request the controller made is one the documented RBAC grants
+/// (`greenlight::controller::rbac::REQUIRED`, which the chart's Roles are checked against).
+fn assert_rbac_covers_every_request(api: &FakeApi) {
+    let requests = api.requests();
+    assert!(!requests.is_empty(), "the controller made requests");
+    for r in requests {
+        let path = if r.query.is_empty() {
+            r.path.clone()
+        } else {
+            format!("{}?{}", r.path, r.query)
+        };
+        let Some(attributes) = rbac::attributes(r.method.as_str(), &path) else {
+            continue; // discovery and /version need no RBAC rule
+        };
+        assert!(
+            rbac::granted(&attributes),
+            "{} {path} needs {attributes:?}, which the RBAC table does not grant",
+            r.method
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_in_the_watch_stream_leads_to_the_image_patch() {
     let api = FakeApi::start(true).await;
@@ -264,6 +287,7 @@ async fn an_approval_in_the_watch_stream_leads_to_the_image_patch() {
         .count();
     assert_eq!(prod_patches, 1);
     shut_down(stop, task).await;
+    assert_rbac_covers_every_request(&api);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,6 +336,7 @@ async fn a_test_job_is_created_and_its_outcome_read_back() {
         .count();
     assert_eq!(creates, 1, "the Job is created once");
     shut_down(stop, task).await;
+    assert_rbac_covers_every_request(&api);
 }
 
 fn lease(holder: Option<&str>) -> Value {
@@ -400,6 +425,7 @@ async fn a_standby_replica_acts_only_once_the_lease_is_handed_over() {
         )
         .unwrap();
     assert!(after["spec"]["holderIdentity"].is_null(), "{after}");
+    assert_rbac_covers_every_request(&api);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

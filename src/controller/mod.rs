@@ -6,6 +6,7 @@ pub mod leader;
 pub mod logging;
 pub mod observe;
 pub mod probes;
+pub mod rbac;
 pub mod reconcile;
 pub mod run;
 pub mod server;
