@@ -24,6 +24,39 @@ use greenlight::controller::run::{Options, run};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
+/// How long the footprint run may take to reconcile everything before it is reported as
+/// not settled.
+const SETTLE_LIMIT: Duration = Duration::from_secs(600);
+
+/// Requests counted by method and collection (`PATCH releases/status: 20000`).
+fn requests_by_kind(requests: &[Recorded]) -> String {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for r in requests {
+        let segments: Vec<&str> = r.path.trim_matches('/').split('/').collect();
+        let rest = match segments.iter().position(|s| *s == "namespaces") {
+            Some(i) => &segments[(i + 2).min(segments.len())..],
+            None => &segments[segments.len().min(if segments[0] == "api" { 2 } else { 3 })..],
+        };
+        let kind = match rest {
+            [resource] | [resource, _] => (*resource).to_owned(),
+            [resource, _, sub, ..] => format!("{resource}/{sub}"),
+            [] => r.path.clone(),
+        };
+        let watch = if r.query.contains("watch=true") {
+            " (watch)"
+        } else {
+            ""
+        };
+        *counts
+            .entry(format!("{} {kind}{watch}", r.method))
+            .or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 fn deployment(namespace: &str, name: &str, image: &str) -> Value {
     json!({
@@ -319,15 +352,34 @@ async fn footprint(pipelines: usize, releases_per_pipeline: usize) {
     }
     let ready_after = launched.elapsed();
     let synced_rss = proc_status(pid, "VmRSS:");
-    // Settled: no request for 3 s (every Pipeline reconciled, statuses written).
+    // Settled: no request for 3 s (every Pipeline reconciled, statuses written). Progress
+    // every 10 s, so a run that does not settle shows what it keeps doing.
     let mut last = (api.request_count(), Instant::now());
+    let mut report = Instant::now();
     while last.1.elapsed() < Duration::from_secs(3) {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let count = api.request_count();
         if count != last.0 {
             last = (count, Instant::now());
         }
+        if report.elapsed() >= Duration::from_secs(10) {
+            report = Instant::now();
+            println!(
+                "footprint: {:.0?} after launch, {count} requests, RSS {:.1} MiB, {} CPU ticks",
+                launched.elapsed(),
+                proc_status(pid, "VmRSS:") as f64 / 1024.0,
+                cpu_ticks(pid)
+            );
+        }
+        if launched.elapsed() > SETTLE_LIMIT {
+            println!("footprint: NOT settled after {SETTLE_LIMIT:?}");
+            break;
+        }
     }
+    println!(
+        "footprint: requests by kind: {}",
+        requests_by_kind(&api.requests())
+    );
     let settled_after = launched.elapsed();
     let settled_rss = proc_status(pid, "VmRSS:");
     let before = cpu_ticks(pid);

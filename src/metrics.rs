@@ -23,6 +23,10 @@ const SLOW_BUCKETS: &[f64] = &[
 /// When the oldest candidate started waiting, by (pipeline, environment, gate).
 type BlockedSince = std::collections::BTreeMap<(String, String, String), jiff::Timestamp>;
 
+/// The version and release each environment's info series carries, by (pipeline,
+/// environment): the series to remove when the environment moves.
+type InfoSeries = std::collections::BTreeMap<(String, String), (String, String)>;
+
 /// Every Greenlight metric.
 #[derive(Clone)]
 pub struct Metrics {
@@ -44,6 +48,36 @@ pub struct Metrics {
     /// When the oldest candidate started waiting, by (pipeline, environment, gate): the
     /// blocked-time gauge is computed from it when scraped, so it never goes stale.
     blocked_since: std::sync::Arc<std::sync::Mutex<BlockedSince>>,
+    /// The labels of each environment's info series. Kept here because finding them by
+    /// collecting the metric costs a pass over every series, per environment, per
+    /// reconcile: quadratic at 1,000 Pipelines.
+    info_series: std::sync::Arc<std::sync::Mutex<InfoSeries>>,
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes every series of `vec` whose `pipeline` label is `pipeline`.
+fn remove_pipeline<T: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<T>,
+    pipeline: &str,
+) {
+    use prometheus::core::Collector;
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: std::collections::HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if labels.get("pipeline") == Some(&pipeline) {
+                let _ = vec.remove(&labels);
+            }
+        }
+    }
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -206,6 +240,7 @@ impl Metrics {
             gate_evaluations_total,
             api_requests_total,
             blocked_since: Default::default(),
+            info_series: Default::default(),
         }
     }
 
@@ -280,15 +315,22 @@ impl Metrics {
     pub fn record_status(&self, pipeline: &str, status: &PipelineStatus, decision: &Decision) {
         for env in &status.environments {
             // One info series per environment: drop the old version's before setting the new.
-            let stale: Vec<_> = self.environment_info_series(pipeline, &env.name);
-            for (version, release) in stale {
-                let _ = self
-                    .environment_info
-                    .remove_label_values(&[pipeline, &env.name, &version, &release]);
-            }
             let (version, release) = env.current.as_ref().map_or(("baseline", ""), |c| {
                 (c.version.as_str(), c.release.as_str())
             });
+            let labels = (version.to_owned(), release.to_owned());
+            let previous =
+                lock(&self.info_series).insert((pipeline.to_owned(), env.name.clone()), labels);
+            if let Some((old_version, old_release)) = previous
+                && (old_version != version || old_release != release)
+            {
+                let _ = self.environment_info.remove_label_values(&[
+                    pipeline,
+                    &env.name,
+                    &old_version,
+                    &old_release,
+                ]);
+            }
             self.environment_info
                 .with_label_values(&[pipeline, &env.name, version, release])
                 .set(1);
@@ -301,10 +343,7 @@ impl Metrics {
                     env.phase == Some(crate::api::EnvironmentPhase::Degraded),
                 ));
         }
-        let mut since = self
-            .blocked_since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut since = lock(&self.blocked_since);
         since.retain(|(p, _, _), _| p != pipeline);
         for status in decision.release_statuses.values() {
             for env in status
@@ -325,29 +364,21 @@ impl Metrics {
         }
     }
 
-    fn environment_info_series(&self, pipeline: &str, environment: &str) -> Vec<(String, String)> {
-        use prometheus::core::Collector;
-        self.environment_info
-            .collect()
-            .iter()
-            .flat_map(|family| family.get_metric().iter())
-            .filter_map(|m| {
-                let label = |name: &str| {
-                    m.get_label()
-                        .iter()
-                        .find(|l| l.name() == name)
-                        .map(|l| l.value().to_owned())
-                };
-                (label("pipeline")? == pipeline && label("environment")? == environment).then(
-                    || {
-                        (
-                            label("version").unwrap_or_default(),
-                            label("release").unwrap_or_default(),
-                        )
-                    },
-                )
-            })
-            .collect()
+    /// Drops every series of a deleted Pipeline, so that its environments no longer
+    /// show (or alert) and the label set stays bounded by the Pipelines that exist.
+    pub fn forget_pipeline(&self, pipeline: &str) {
+        lock(&self.info_series).retain(|(p, _), _| p != pipeline);
+        lock(&self.blocked_since).retain(|(p, _, _), _| p != pipeline);
+        remove_pipeline(&self.environment_info, pipeline);
+        remove_pipeline(&self.environment_healthy, pipeline);
+        remove_pipeline(&self.environment_degraded, pipeline);
+        remove_pipeline(&self.promotions_total, pipeline);
+        remove_pipeline(&self.rollbacks_total, pipeline);
+        remove_pipeline(&self.promotion_duration, pipeline);
+        remove_pipeline(&self.lead_time, pipeline);
+        remove_pipeline(&self.time_to_restore, pipeline);
+        remove_pipeline(&self.promotion_blocked, pipeline);
+        remove_pipeline(&self.drift_repairs_total, pipeline);
     }
 
     /// The text exposition format served on `/metrics`.
@@ -358,12 +389,7 @@ impl Metrics {
     /// [`Metrics::render`] as of `now` (the simulator's clock, in tests).
     pub fn render_at(&self, now: jiff::Timestamp) -> String {
         self.promotion_blocked.reset();
-        for ((pipeline, environment, gate), since) in self
-            .blocked_since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-        {
+        for ((pipeline, environment, gate), since) in lock(&self.blocked_since).iter() {
             let age = Duration::try_from(now.duration_since(*since))
                 .unwrap_or(Duration::ZERO)
                 .as_secs_f64();

@@ -151,6 +151,7 @@ fn every_spec_metric_is_exported_with_bounded_labels() {
         "greenlight_reconcile_duration_seconds",
         "greenlight_environment_info",
         "greenlight_environment_healthy",
+        "greenlight_environment_degraded",
         "greenlight_promotions_total",
         "greenlight_rollbacks_total",
         "greenlight_promotion_duration_seconds",
@@ -177,5 +178,34 @@ fn every_spec_metric_is_exported_with_bounded_labels() {
         )
         .unwrap()
             > 10.0
+    );
+}
+
+#[test]
+fn a_deleted_pipeline_leaves_no_series_behind() {
+    let (metrics, text) = run_nightly(&["2026.11.21-0945@main:health"], 24);
+    assert_eq!(
+        sample(
+            &text,
+            r#"greenlight_environment_degraded{environment="main",pipeline="sanctum"}"#
+        ),
+        Some(0.0),
+        "main rolled back to a healthy release: not Degraded"
+    );
+    assert!(text.contains(r#"pipeline="sanctum""#));
+    metrics.forget_pipeline("sanctum");
+    let after = metrics.render();
+    let left: Vec<&str> = after
+        .lines()
+        .filter(|l| l.contains(r#"pipeline="sanctum""#))
+        .collect();
+    assert!(left.is_empty(), "series of the deleted Pipeline: {left:?}");
+    assert!(
+        sample(
+            &after,
+            r#"greenlight_reconcile_total{kind="Pipeline",result="ok"}"#
+        )
+        .is_some(),
+        "series without a pipeline label stay"
     );
 }

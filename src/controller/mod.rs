@@ -10,4 +10,5 @@ pub mod rbac;
 pub mod reconcile;
 pub mod run;
 pub mod server;
+pub mod unseen;
 pub mod world;

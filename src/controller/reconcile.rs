@@ -6,7 +6,7 @@
 //! so a failure at any point is repaired by the next reconcile: nothing is lost.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -17,7 +17,7 @@ use kube::{
     runtime::{
         controller::Action as Requeue,
         events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter},
-        reflector::ObjectRef,
+        reflector::{ObjectRef, Store},
     },
 };
 
@@ -25,6 +25,7 @@ use super::{
     actions::{self, Executor},
     leader::Leadership,
     probes::Prober,
+    unseen::Unseen,
     world::Stores,
 };
 use crate::{
@@ -74,6 +75,10 @@ pub struct Context {
     specs: Mutex<HashMap<ObjectRef<Pipeline>, CheckedSpec>>,
     written: Mutex<HashMap<ObjectRef<Pipeline>, Written>>,
     failures: Mutex<HashMap<ObjectRef<Pipeline>, u32>>,
+    /// Release statuses written that the store has not shown yet.
+    pub unseen_releases: Unseen,
+    /// Approval statuses written that the store has not shown yet.
+    pub unseen_approvals: Unseen,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -102,6 +107,8 @@ impl Context {
             specs: Mutex::default(),
             written: Mutex::default(),
             failures: Mutex::default(),
+            unseen_releases: Unseen::default(),
+            unseen_approvals: Unseen::default(),
         }
     }
 
@@ -142,9 +149,10 @@ impl Context {
         }
     }
 
-    /// Forgets a deleted Pipeline: its probes stop and its caches go.
+    /// Forgets a deleted Pipeline: its probes stop, its caches and metric series go.
     pub fn forget(&self, key: &ObjectRef<Pipeline>) {
         self.prober.set(key, &[]);
+        self.metrics.forget_pipeline(&key.name);
         lock(&self.specs).remove(key);
         lock(&self.written).remove(key);
         lock(&self.failures).remove(key);
@@ -229,26 +237,38 @@ async fn execute(
         }
     }
     let namespace = pipeline.namespace().unwrap_or_default();
-    for (release, status) in &decision.release_statuses {
-        let stored = ctx
-            .stores
-            .releases
-            .get(&ObjectRef::new(release).within(&namespace));
-        if stored.is_some_and(|r| r.status.as_ref() != Some(status))
-            && let Err(error) = executor.write_release_status(release, status).await
-        {
-            first_error.get_or_insert(error);
+    let pending = unwritten(
+        &ctx.stores.releases,
+        &ctx.unseen_releases,
+        &namespace,
+        &decision.release_statuses,
+        |r| r.status.as_ref(),
+    );
+    for (name, status, over) in pending {
+        match executor.write_release_status(name, status).await {
+            Ok(()) => ctx
+                .unseen_releases
+                .wrote((&namespace, name), over.as_deref(), status),
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
         }
     }
-    for (approval, status) in &decision.approval_statuses {
-        let stored = ctx
-            .stores
-            .approvals
-            .get(&ObjectRef::new(approval).within(&namespace));
-        if stored.is_some_and(|a| a.status.as_ref() != Some(status))
-            && let Err(error) = executor.write_approval_status(approval, status).await
-        {
-            first_error.get_or_insert(error);
+    let pending = unwritten(
+        &ctx.stores.approvals,
+        &ctx.unseen_approvals,
+        &namespace,
+        &decision.approval_statuses,
+        |a| a.status.as_ref(),
+    );
+    for (name, status, over) in pending {
+        match executor.write_approval_status(name, status).await {
+            Ok(()) => ctx
+                .unseen_approvals
+                .wrote((&namespace, name), over.as_deref(), status),
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
         }
     }
     if status_changed {
@@ -258,6 +278,37 @@ async fn execute(
         Some(error) => Err(error.into()),
         None => Ok(()),
     }
+}
+
+/// The statuses of one kind to write: those the store does not show and this replica
+/// has not already written over the cached version, each with that cached version.
+fn unwritten<'a, K, S>(
+    store: &Store<K>,
+    unseen: &Unseen,
+    namespace: &str,
+    statuses: &'a BTreeMap<String, S>,
+    cached_status: fn(&K) -> Option<&S>,
+) -> Vec<(&'a str, &'a S, Option<String>)>
+where
+    K: Resource<DynamicType = ()> + Clone,
+    S: serde::Serialize + PartialEq,
+{
+    statuses
+        .iter()
+        .filter_map(|(name, status)| {
+            // A Release or Approval deleted meanwhile needs no status.
+            let cached = store.get(&ObjectRef::new(name).within(namespace))?;
+            let over = cached.meta().resource_version.clone();
+            unseen
+                .needs_write(
+                    (namespace, name),
+                    over.as_deref(),
+                    cached_status(&cached),
+                    status,
+                )
+                .then_some((name.as_str(), status, over))
+        })
+        .collect()
 }
 
 /// Publishes the decision's Events. They are best effort: a lost Event loses no state.

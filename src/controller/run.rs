@@ -100,6 +100,15 @@ where
     (reader, stream)
 }
 
+/// (namespace, name) of an object.
+fn key_of<K: Resource>(object: &K) -> (&str, &str) {
+    let meta = object.meta();
+    (
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
+
 /// Runs the daemon until `shutdown` turns true.
 pub async fn run(
     client: Client,
@@ -214,6 +223,18 @@ pub async fn run(
     );
     let probe_results = futures::stream::poll_fn(move |cx| probe_rx.poll_recv(cx));
 
+    // A deleted Release's or Approval's pending status write is forgotten.
+    let (forget_release, forget_approval) = (ctx.clone(), ctx.clone());
+    let release_events = release_events.inspect_ok(move |event| {
+        if let watcher::Event::Delete(r) = event {
+            forget_release.unseen_releases.forget(key_of(r));
+        }
+    });
+    let approval_events = approval_events.inspect_ok(move |event| {
+        if let watcher::Event::Delete(a) = event {
+            forget_approval.unseen_approvals.forget(key_of(a));
+        }
+    });
     let releases_for_approvals = releases.clone();
     let pipelines_for_deployments = pipelines.clone();
     let mut stopping = shutdown.clone();

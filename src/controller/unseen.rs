@@ -1,0 +1,151 @@
+//! Status writes the store has not shown yet.
+//!
+//! A reconcile compares each Release and Approval status it decided with the cached one
+//! and writes only what differs. Under load the watch lags behind the writes, so the
+//! cache still holds the old status when the next reconcile runs: without this memo the
+//! same status would be written again, and each write's watch event would trigger yet
+//! another reconcile. A fingerprint per written status (not the status itself) keeps the
+//! memo small; an entry goes as soon as the store shows the status, or anything else
+//! changes the object.
+
+use std::{
+    collections::HashMap,
+    hash::{DefaultHasher, Hasher},
+    sync::Mutex,
+};
+
+use serde::Serialize;
+
+/// (namespace, name) of an object.
+type Key = (String, String);
+
+/// What was written over which cached version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Written {
+    /// The resourceVersion of the cached object the write was decided from.
+    over: Option<String>,
+    /// A fingerprint of the status written.
+    fingerprint: u64,
+}
+
+/// Statuses written since the cached version, by object.
+#[derive(Default)]
+pub struct Unseen {
+    written: Mutex<HashMap<Key, Written>>,
+}
+
+/// Feeds serialized bytes into a hasher without building the string.
+struct HashWriter(DefaultHasher);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.write(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn fingerprint<S: Serialize>(status: &S) -> u64 {
+    let mut writer = HashWriter(DefaultHasher::new());
+    // Statuses are plain data: serializing them cannot fail, and if it did the
+    // fingerprint would merely differ, causing one extra write.
+    let _ = serde_json::to_writer(&mut writer, status);
+    writer.0.finish()
+}
+
+impl Unseen {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Written>> {
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `status` must be written to the object cached at `cached_version` with
+    /// `cached_status`: not if the cache already shows it, nor if this replica already
+    /// wrote it over that same cached version.
+    pub fn needs_write<S: Serialize + PartialEq>(
+        &self,
+        key: (&str, &str),
+        cached_version: Option<&str>,
+        cached_status: Option<&S>,
+        status: &S,
+    ) -> bool {
+        let key = (key.0.to_owned(), key.1.to_owned());
+        if cached_status == Some(status) {
+            self.lock().remove(&key);
+            return false;
+        }
+        let pending = Written {
+            over: cached_version.map(str::to_owned),
+            fingerprint: fingerprint(status),
+        };
+        self.lock().get(&key) != Some(&pending)
+    }
+
+    /// Records that `status` was written over the cached version `cached_version`.
+    pub fn wrote<S: Serialize>(&self, key: (&str, &str), cached_version: Option<&str>, status: &S) {
+        self.lock().insert(
+            (key.0.to_owned(), key.1.to_owned()),
+            Written {
+                over: cached_version.map(str::to_owned),
+                fingerprint: fingerprint(status),
+            },
+        );
+    }
+
+    /// Forgets a deleted object.
+    pub fn forget(&self, key: (&str, &str)) {
+        self.lock().remove(&(key.0.to_owned(), key.1.to_owned()));
+    }
+
+    /// How many writes the store has not shown yet.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether every write has been seen.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: (&str, &str) = ("shop", "shop-1-0-0");
+
+    #[test]
+    fn a_status_is_written_once_until_the_cache_moves() {
+        let unseen = Unseen::default();
+        let (old, new) = ("waiting".to_owned(), "deploying".to_owned());
+        assert!(unseen.needs_write(KEY, Some("7"), Some(&old), &new));
+        unseen.wrote(KEY, Some("7"), &new);
+        assert!(
+            !unseen.needs_write(KEY, Some("7"), Some(&old), &new),
+            "the cache still shows version 7: the write is in flight, not lost"
+        );
+        assert!(
+            unseen.needs_write(KEY, Some("7"), Some(&old), &"healthy".to_owned()),
+            "a different status is written"
+        );
+        assert!(
+            unseen.needs_write(KEY, Some("9"), Some(&"failed".to_owned()), &new),
+            "someone else changed the object since: decide from what the cache shows"
+        );
+        assert!(!unseen.needs_write(KEY, Some("8"), Some(&new), &new));
+        assert!(unseen.is_empty(), "seen in the cache: the memo entry goes");
+    }
+
+    #[test]
+    fn a_deleted_object_is_forgotten() {
+        let unseen = Unseen::default();
+        unseen.wrote(KEY, Some("7"), &"a");
+        unseen.wrote(("shop", "other"), Some("3"), &"b");
+        unseen.forget(("shop", "other"));
+        assert_eq!(unseen.len(), 1);
+    }
+}
