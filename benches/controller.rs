@@ -330,7 +330,13 @@ async fn footprint(pipelines: usize, releases_per_pipeline: usize) {
         .unwrap()
         .port();
     let launched = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_greenlight"))
+    // GREENLIGHT_BENCH_WRAP="heaptrack" (or "valgrind --tool=massif", ...) runs the child
+    // under a profiler; the RSS and CPU figures are then the wrapper's, not the controller's.
+    let wrap = std::env::var("GREENLIGHT_BENCH_WRAP").unwrap_or_default();
+    let mut command: Vec<String> = wrap.split_whitespace().map(str::to_owned).collect();
+    command.push(env!("CARGO_BIN_EXE_greenlight").to_owned());
+    let mut child = Command::new(&command[0])
+        .args(&command[1..])
         .args(["controller", "--metrics-addr", &format!("127.0.0.1:{port}")])
         .env("KUBECONFIG", &kubeconfig)
         .env("RUST_LOG", "warn")

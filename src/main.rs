@@ -56,6 +56,10 @@ enum Command {
         #[arg(long, default_value = "text", value_parser = ["text", "json"])]
         output: String,
     },
+    /// Open-loop HTTP load or soak test for a Pipeline's test Job: send --rps requests per
+    /// second for --duration, judge error rate and latency percentiles against the
+    /// thresholds. Exit 0 passed, 1 a threshold violated, 2 usage error.
+    Loadtest(greenlight::loadtest::Args),
 }
 
 #[derive(clap::Args)]
@@ -95,8 +99,13 @@ fn parse_span(text: &str) -> Result<std::time::Duration, String> {
 }
 
 fn main() -> ExitCode {
+    // Installed as `kubectl-greenlight`, the binary is the kubectl plugin.
+    if greenlight::plugin::invoked_as_plugin(std::env::args_os().next().as_deref()) {
+        return greenlight::plugin::main(std::env::args_os());
+    }
     match Cli::parse().command {
         Command::Controller(args) => controller(args),
+        Command::Loadtest(args) => loadtest(args),
         Command::Crds => {
             print!("{}", greenlight::api::crds_yaml());
             ExitCode::SUCCESS
@@ -162,6 +171,18 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+fn loadtest(args: greenlight::loadtest::Args) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("could not start the async runtime: {error}");
+            return ExitCode::from(greenlight::loadtest::EXIT_USAGE);
+        }
+    };
+    let interrupt = greenlight::controller::logging::termination();
+    ExitCode::from(runtime.block_on(greenlight::loadtest::cli(args, interrupt)))
 }
 
 fn controller(args: ControllerArgs) -> ExitCode {

@@ -339,6 +339,62 @@ async fn a_test_job_is_created_and_its_outcome_read_back() {
     assert_rbac_covers_every_request(&api);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_test_jobs_termination_message_reaches_the_status() {
+    let api = FakeApi::start(true).await;
+    seed(&api, true);
+    let (stop, task) = start(&api, options(None));
+    api.put(release("shop-1-0-0", "1.0.0"));
+    let create = api
+        .wait_for_request(WAIT, |r| {
+            r.method == http::Method::POST && r.path == "/apis/batch/v1/namespaces/shop-dev/jobs"
+        })
+        .await
+        .expect("the verification test Job is created");
+    let name = create.body["metadata"]["name"].as_str().unwrap().to_owned();
+
+    // The kubelet's part: the Job's only Pod ends with what `greenlight loadtest` writes
+    // to its termination log, and the Job fails.
+    let summary = "failed: error rate 0.0510 > 0.02; 6000 requests at 100 rps for 1m0s, \
+                   errors 306 (0.0510), p50 3ms p95 9ms p99 15ms";
+    api.put(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("{name}-x7k2p"), "namespace": "shop-dev",
+                     "labels": {"batch.kubernetes.io/job-name": name}},
+        "status": {"containerStatuses": [{
+            "name": "test", "image": "registry.example.com/greenlight:0.1.0", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": summary}}
+        }]}
+    }));
+    let mut job = api.get("batch/v1", "Job", "shop-dev", &name).unwrap();
+    job["status"] = json!({"failed": 1, "conditions": [
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+         "message": "Job has reached the specified backoff limit"}]});
+    api.put(job);
+
+    let failed = api
+        .wait_for(WAIT, || {
+            let marks = env_status(&api, "dev")["failed"].as_array()?.clone();
+            marks.into_iter().find(|m| m["release"] == "shop-1-0-0")
+        })
+        .await
+        .expect("dev marks the release failed");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(summary),
+        "the Pod's termination message is in the status: {reason}"
+    );
+    let pod_lists = api
+        .requests()
+        .iter()
+        .filter(|r| r.method == http::Method::GET && r.path == "/api/v1/namespaces/shop-dev/pods")
+        .count();
+    assert_eq!(pod_lists, 1, "the Job's Pods are read once");
+    shut_down(stop, task).await;
+    assert_rbac_covers_every_request(&api);
+}
+
 fn lease(holder: Option<&str>) -> Value {
     json!({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",

@@ -41,6 +41,12 @@ impl HttpClient {
         })
     }
 
+    /// The pooled hyper client underneath, for the load generator: it streams answers
+    /// without buffering them and must tell a failed connect from other failures.
+    pub(crate) fn pooled(&self) -> &Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
+        &self.inner
+    }
+
     /// Sends `request`; an error or no answer within `timeout` is an `Err` in words.
     pub async fn send(
         &self,

@@ -8,12 +8,13 @@ use k8s_openapi::{
     api::{
         apps::v1::Deployment,
         batch::v1::{Job, JobSpec},
+        core::v1::Pod,
     },
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 
@@ -260,6 +261,27 @@ impl Executor {
             Ok(_) => Ok(()),
             // Deterministic names: it exists because an earlier decision created it.
             Err(e) if api_code(&e) == Some(409) => Ok(()),
+            Err(source) => Err(Error::Api {
+                what: what(),
+                source,
+            }),
+        }
+    }
+
+    /// The termination message a finished Job's Pod left (see
+    /// [`observe::termination_message`](super::observe::termination_message)): what a
+    /// test Job such as `greenlight loadtest` reports, for the status. One list of the
+    /// Job's Pods by the label Kubernetes puts on them.
+    pub async fn job_termination_message(
+        &self,
+        namespace: &str,
+        job: &str,
+    ) -> Result<Option<String>, Error> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
+        let what = || format!("list the Pods of Job {namespace}/{job}");
+        match self.call(("list", "pods"), what, api.list(&params)).await? {
+            Ok(pods) => Ok(super::observe::termination_message(&pods.items)),
             Err(source) => Err(Error::Api {
                 what: what(),
                 source,

@@ -3,7 +3,7 @@
 //! trimmed of what the engine never needs (managed fields, last-applied annotations).
 
 use k8s_openapi::{
-    api::{apps::v1::Deployment, batch::v1::Job},
+    api::{apps::v1::Deployment, batch::v1::Job, core::v1::Pod},
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::ResourceExt;
@@ -107,6 +107,31 @@ pub fn job(j: &Job) -> JobView {
         outcome,
         message,
     }
+}
+
+/// Kubernetes keeps at most this much of a termination message; a longer one is cut.
+const TERMINATION_MESSAGE_LIMIT: usize = 4096;
+
+/// The termination message of a Job's newest Pod that left one (a failed Job may have
+/// retried in several Pods; the last attempt speaks for it), from its first container
+/// that wrote one.
+pub fn termination_message(pods: &[Pod]) -> Option<String> {
+    let mut pods: Vec<&Pod> = pods.iter().collect();
+    pods.sort_by_key(|p| std::cmp::Reverse(created(&p.metadata)));
+    pods.into_iter().find_map(|pod| {
+        let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+        statuses.iter().find_map(|c| {
+            let message = c.state.as_ref()?.terminated.as_ref()?.message.as_deref()?;
+            let message = message.trim();
+            (!message.is_empty()).then(|| {
+                let mut end = message.len().min(TERMINATION_MESSAGE_LIMIT);
+                while !message.is_char_boundary(end) {
+                    end -= 1;
+                }
+                message[..end].to_owned()
+            })
+        })
+    })
 }
 
 fn created(meta: &ObjectMeta) -> jiff::Timestamp {
@@ -243,5 +268,33 @@ mod tests {
         let annotations = d.metadata.annotations.unwrap();
         assert!(!annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
         assert_eq!(annotations["team"], "shop");
+    }
+
+    #[test]
+    fn the_newest_pod_with_a_termination_message_speaks_for_the_job() {
+        let pod = |name: &str, created: &str, message: &str| -> Pod {
+            from_json(json!({
+                "metadata": {"name": name, "creationTimestamp": created},
+                "status": {"containerStatuses": [{
+                    "name": "test", "image": "x", "imageID": "", "ready": false,
+                    "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 1, "message": message}}
+                }]}
+            }))
+        };
+        let pods = [
+            pod("first", "2026-11-21T02:00:00Z", "failed: first attempt"),
+            pod("last", "2026-11-21T02:05:00Z", "  failed: last attempt\n"),
+            pod("silent", "2026-11-21T02:09:00Z", ""),
+        ];
+        assert_eq!(
+            termination_message(&pods).as_deref(),
+            Some("failed: last attempt"),
+            "the newest Pod that wrote one, trimmed"
+        );
+        assert_eq!(termination_message(&pods[2..]), None);
+        let long = pod("long", "2026-11-21T02:00:00Z", &"é".repeat(3000));
+        let cut = termination_message(&[long]).unwrap();
+        assert!(cut.len() <= TERMINATION_MESSAGE_LIMIT && cut.starts_with('é'));
     }
 }

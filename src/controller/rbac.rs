@@ -85,6 +85,13 @@ pub const REQUIRED: &[Permission] = &[
         why: "test and pre-deploy Jobs",
     },
     Permission {
+        group: "",
+        resource: "pods",
+        verbs: &["list"],
+        scope: Scope::Watched,
+        why: "a finished test Job's termination message, for the status",
+    },
+    Permission {
         group: "events.k8s.io",
         resource: "events",
         verbs: &["create", "patch"],

@@ -30,7 +30,7 @@ use super::{
 };
 use crate::{
     api::{Pipeline, PipelineStatus},
-    engine::{Decision, Event, EventType, Regarding, decide, decide_with},
+    engine::{Decision, Event, EventType, JobOutcome, Regarding, Snapshot, decide, decide_with},
     metrics::Metrics,
     validation::{ValidPipeline, validate_pipeline},
 };
@@ -58,6 +58,9 @@ type CheckedSpec = (i64, Option<Arc<ValidPipeline>>);
 /// store moves past that version, the written status is the truth, not the store's.
 type Written = (Option<String>, PipelineStatus);
 
+/// Termination messages by Job (namespace, name); `None` when its Pods left none.
+type JobMessages = HashMap<(String, String), Option<String>>;
+
 /// Everything a reconcile needs, shared by all of them.
 pub struct Context {
     /// The API client.
@@ -75,6 +78,8 @@ pub struct Context {
     specs: Mutex<HashMap<ObjectRef<Pipeline>, CheckedSpec>>,
     written: Mutex<HashMap<ObjectRef<Pipeline>, Written>>,
     failures: Mutex<HashMap<ObjectRef<Pipeline>, u32>>,
+    /// The termination messages of each Pipeline's finished Jobs, read once per Job.
+    job_messages: Mutex<HashMap<ObjectRef<Pipeline>, JobMessages>>,
     /// Release statuses written that the store has not shown yet.
     pub unseen_releases: Unseen,
     /// Approval statuses written that the store has not shown yet.
@@ -107,6 +112,7 @@ impl Context {
             specs: Mutex::default(),
             written: Mutex::default(),
             failures: Mutex::default(),
+            job_messages: Mutex::default(),
             unseen_releases: Unseen::default(),
             unseen_approvals: Unseen::default(),
         }
@@ -149,6 +155,13 @@ impl Context {
         }
     }
 
+    /// An executor acting for `pipeline`, counted and only while leading.
+    fn executor(&self, pipeline: &Pipeline) -> Executor {
+        Executor::new(self.client.clone(), pipeline)
+            .with_metrics(self.metrics.clone())
+            .with_leadership(self.leadership.clone())
+    }
+
     /// Forgets a deleted Pipeline: its probes stop, its caches and metric series go.
     pub fn forget(&self, key: &ObjectRef<Pipeline>) {
         self.prober.set(key, &[]);
@@ -156,6 +169,45 @@ impl Context {
         lock(&self.specs).remove(key);
         lock(&self.written).remove(key);
         lock(&self.failures).remove(key);
+        lock(&self.job_messages).remove(key);
+    }
+
+    /// Gives each finished Job in the snapshot the termination message its Pod left (what
+    /// `greenlight loadtest` reports), so the engine records it with the gate test's
+    /// result. Each Job's Pods are read once; the cache keeps only Jobs still present. A
+    /// failed read leaves the Job's own condition message: the outcome never waits for it.
+    async fn add_job_messages(
+        &self,
+        key: &ObjectRef<Pipeline>,
+        executor: &Executor,
+        snapshot: &mut Snapshot,
+    ) {
+        let mut known = lock(&self.job_messages).remove(key).unwrap_or_default();
+        let mut current = JobMessages::new();
+        for job in &mut snapshot.jobs {
+            if job.outcome == JobOutcome::Running {
+                continue;
+            }
+            let id = (job.namespace.clone(), job.name.clone());
+            let message = match known.remove(&id) {
+                Some(message) => message,
+                None => match executor
+                    .job_termination_message(&job.namespace, &job.name)
+                    .await
+                {
+                    Ok(message) => message,
+                    Err(error) => {
+                        tracing::warn!(pipeline = %key, job = %job.name, %error, "no termination message");
+                        None
+                    }
+                },
+            };
+            if let Some(message) = &message {
+                job.message = Some(message.clone());
+            }
+            current.insert(id, message);
+        }
+        lock(&self.job_messages).insert(key.clone(), current);
     }
 }
 
@@ -181,6 +233,8 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Req
     if let Some(status) = ctx.current_status(&key, &pipeline) {
         snapshot.pipeline.status = status;
     }
+    ctx.add_job_messages(&key, &ctx.executor(&pipeline), &mut snapshot)
+        .await;
     let decision = match ctx.checked_spec(&key, &pipeline) {
         Some(valid) => decide_with(&snapshot, &valid),
         None => decide(&snapshot),
@@ -206,9 +260,7 @@ async fn execute(
     decision: &Decision,
 ) -> Result<(), Error> {
     let name = pipeline.name_any();
-    let executor = Executor::new(ctx.client.clone(), pipeline)
-        .with_metrics(ctx.metrics.clone())
-        .with_leadership(ctx.leadership.clone());
+    let executor = ctx.executor(pipeline);
     let status_changed = decision.pipeline_status != *before;
     if status_changed {
         executor

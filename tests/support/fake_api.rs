@@ -62,6 +62,11 @@ struct State {
     auto_kubelet: bool,
     /// Injected failures: (method, path, HTTP code, how many more times).
     faults: Vec<(Method, String, u16, usize)>,
+    /// The user SelfSubjectReviews report; when set, Approvals are admitted only as the
+    /// chart's admission policy would (see [`FakeApi::set_identity`]).
+    identity: Option<(String, Vec<String>)>,
+    /// Injected refusals: (method, path, code, reason, message, how many more times).
+    refusals: Vec<(Method, String, u16, String, String, usize)>,
 }
 
 /// The server.
@@ -88,6 +93,7 @@ pub fn collection_of(api_version: &str, kind: &str) -> Collection {
         "Job" => "jobs",
         "Lease" => "leases",
         "Event" => "events",
+        "Pod" => "pods",
         other => panic!("the fake API server does not know {other}"),
     };
     (prefix, plural.to_owned())
@@ -254,6 +260,74 @@ impl State {
         object
     }
 
+    /// The authentication API and the chart's Approval admission policy: `Some` answers
+    /// the request here, `None` lets it through.
+    fn authenticate(
+        &self,
+        method: &Method,
+        target: &Target,
+        body: &Value,
+    ) -> Option<(StatusCode, Value)> {
+        if method != Method::POST {
+            return None;
+        }
+        let (user, groups) = self.identity.clone().unwrap_or_else(|| {
+            (
+                "kubernetes-admin".to_owned(),
+                vec![
+                    "kubeadm:cluster-admins".to_owned(),
+                    "system:authenticated".to_owned(),
+                ],
+            )
+        });
+        match target.collection.1.as_str() {
+            "selfsubjectreviews" if target.collection.0 == "apis/authentication.k8s.io/v1" => {
+                let mut review = body.clone();
+                review["status"] = json!({"userInfo": {"username": user, "groups": groups}});
+                Some((StatusCode::CREATED, review))
+            }
+            "approvals" if self.identity.is_some() => {
+                // The messages of charts/greenlight/files/approval-policy.yaml, wrapped the
+                // way the API server reports a ValidatingAdmissionPolicy denial.
+                let name = body["metadata"]["name"].as_str().unwrap_or("");
+                let approver = body["spec"]["approver"].as_str().unwrap_or("");
+                let missing: Vec<&str> = body["spec"]["groups"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter(|g| !groups.iter().any(|m| m == g))
+                    .collect();
+                let denied = if approver != user {
+                    Some(format!(
+                        "spec.approver is \"{approver}\" but the request was made by \"{user}\": \
+                         an Approval must be created by its approver"
+                    ))
+                } else {
+                    missing.first().map(|group| {
+                        format!(
+                            "spec.groups names \"{group}\" but the request was made by \"{user}\", \
+                             who is not a member: name only groups the approver belongs to"
+                        )
+                    })
+                };
+                denied.map(|why| {
+                    status_response(
+                        403,
+                        "Forbidden",
+                        format!(
+                            "approvals.greenlight.dev \"{name}\" is forbidden: \
+                             ValidatingAdmissionPolicy 'greenlight-identity' with binding \
+                             'greenlight-identity' denied request: {why}"
+                        ),
+                    )
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// The kubelet and the Deployment controller, instantly.
     fn kubelet(&mut self, collection: &Collection, object: &Value) {
         if !self.auto_kubelet || collection.1 != "deployments" {
@@ -371,6 +445,39 @@ impl FakeApi {
             .push((method, path.to_owned(), code, times));
     }
 
+    /// Authenticates every client as `user` in `groups`: `POST selfsubjectreviews` answers
+    /// with them, and an Approval is created only if its `approver` is `user` and its
+    /// `groups` are among `groups`, as the chart's ValidatingAdmissionPolicy requires
+    /// (otherwise 403 with the policy's message). Unset, reviews answer `kubernetes-admin`
+    /// and Approvals are not checked.
+    pub fn set_identity(&self, user: &str, groups: &[&str]) {
+        self.state().identity = Some((
+            user.to_owned(),
+            groups.iter().map(|g| (*g).to_owned()).collect(),
+        ));
+    }
+
+    /// Answers the next `times` requests of `method` on `path` with `code`, `reason` and
+    /// `message`, as RBAC or an admission policy refuses a request.
+    pub fn refuse(
+        &self,
+        method: Method,
+        path: &str,
+        code: u16,
+        reason: &str,
+        message: &str,
+        times: usize,
+    ) {
+        self.state().refusals.push((
+            method,
+            path.to_owned(),
+            code,
+            reason.to_owned(),
+            message.to_owned(),
+            times,
+        ));
+    }
+
     /// How many requests arrived so far.
     pub fn request_count(&self) -> usize {
         self.state().requests.len()
@@ -460,9 +567,22 @@ impl FakeApi {
                 *code
             })
         };
-        let answer = match fault {
-            Some(code) => status_response(code, "ServiceUnavailable", "injected failure".into()),
-            None => self.answer(&parts.method, &target, &query, body),
+        let refusal = {
+            let mut state = self.state();
+            let refusal = state.refusals.iter_mut().find(|(m, p, _, _, _, left)| {
+                *m == parts.method && p == parts.uri.path() && *left > 0
+            });
+            refusal.map(|(_, _, code, reason, message, left)| {
+                *left -= 1;
+                (*code, reason.clone(), message.clone())
+            })
+        };
+        let answer = match (fault, refusal) {
+            (Some(code), _) => {
+                status_response(code, "ServiceUnavailable", "injected failure".into())
+            }
+            (None, Some((code, reason, message))) => status_response(code, &reason, message),
+            (None, None) => self.answer(&parts.method, &target, &query, body),
         };
         // Recorded once answered: whoever sees the request also sees its effect.
         self.state().requests.push(recorded);
@@ -480,6 +600,9 @@ impl FakeApi {
         let mut state = self.state();
         let namespace = target.namespace.clone().unwrap_or_default();
         let kind = kind_of(&target.collection.1);
+        if let Some(answer) = state.authenticate(method, target, &body) {
+            return answer;
+        }
         match (method, &target.name) {
             (&Method::GET, None) => {
                 let selector = query_param(query, "labelSelector");
