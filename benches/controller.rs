@@ -362,6 +362,7 @@ async fn footprint(pipelines: usize, releases_per_pipeline: usize) {
     // every 10 s, so a run that does not settle shows what it keeps doing.
     let mut last = (api.request_count(), Instant::now());
     let mut report = Instant::now();
+    let mut reported = 0;
     while last.1.elapsed() < Duration::from_secs(3) {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let count = api.request_count();
@@ -370,11 +371,16 @@ async fn footprint(pipelines: usize, releases_per_pipeline: usize) {
         }
         if report.elapsed() >= Duration::from_secs(10) {
             report = Instant::now();
+            let recent = api.requests();
+            let recent = &recent[reported.min(recent.len())..];
+            reported += recent.len();
             println!(
-                "footprint: {:.0?} after launch, {count} requests, RSS {:.1} MiB, {} CPU ticks",
+                "footprint: {:.0?} after launch, {count} requests, RSS {:.1} MiB, {} CPU ticks; \
+                 the last 10 s: {}",
                 launched.elapsed(),
                 proc_status(pid, "VmRSS:") as f64 / 1024.0,
-                cpu_ticks(pid)
+                cpu_ticks(pid),
+                requests_by_kind(recent)
             );
         }
         if launched.elapsed() > SETTLE_LIMIT {

@@ -602,3 +602,36 @@ fn deciding_twice_on_the_same_snapshot_gives_the_same_decision() {
     });
     assert!(checked >= 5, "only {checked} reconciles");
 }
+
+#[test]
+fn statuses_do_not_change_with_the_clock_while_a_gate_holds() {
+    // Each status write triggers another reconcile in the controller: a status that moved
+    // with `now` (a soak "for 3m of 10m") would be rewritten in a loop while it waits.
+    let mut sim = sim_with(PIPELINE, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 6);
+    assert_eq!(
+        state(&sim, "1.0.0", "prod"),
+        Some(State::Waiting),
+        "soaking"
+    );
+    let mut snapshot = sim.snapshot();
+    let first = greenlight::engine::decide(&snapshot);
+    snapshot.now += SignedDuration::from_secs(97);
+    let later = greenlight::engine::decide(&snapshot);
+    let prod = |d: &greenlight::engine::Decision| {
+        d.release_statuses["shop-1-0-0"]
+            .environments
+            .iter()
+            .find(|e| e.name == "prod")
+            .cloned()
+    };
+    assert!(
+        format!("{:?}", prod(&first)).contains("soak"),
+        "blocked by the soak: {:?}",
+        prod(&first)
+    );
+    assert_eq!(prod(&first), prod(&later));
+    assert_eq!(first.release_statuses, later.release_statuses);
+    assert_eq!(first.pipeline_status, later.pipeline_status);
+}

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{
     approvals::tally,
     clock::TimeGate,
-    context::{Ctx, elapsed},
+    context::Ctx,
     decision::{Action, ProbeRequest, ProbeTarget},
     jobs::{JobKey, JobPurpose},
     snapshot::{
@@ -127,9 +127,11 @@ pub fn evaluate(
             let Some(since) = since else { continue };
             let at = Ctx::after(*since, soak);
             if at > now {
+                // No "for 3m of 2h": a message that changes with `now` would change the
+                // status on every reconcile, and each status write triggers another one.
                 behind.push(format!(
-                    "{name} for {} of {}",
-                    format_duration(elapsed(*since, now)),
+                    "{name} since {} ({} needed)",
+                    Timestamp::from_second(since.as_second()).unwrap_or(*since),
                     format_duration(soak)
                 ));
                 ready_at = ready_at.max(at);
