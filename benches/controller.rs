@@ -120,6 +120,7 @@ async fn start_controller(api: &FakeApi) -> tokio::sync::watch::Sender<bool> {
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             leader_election: None,
             instance: "bench".into(),
+            concurrency: greenlight::controller::run::DEFAULT_CONCURRENCY,
         };
         run(client, options, shutdown)
             .await

@@ -85,6 +85,11 @@ struct ControllerArgs {
     /// Deployments and Jobs must all live in it). Default: the whole cluster.
     #[arg(long)]
     namespace: Option<String>,
+    /// How many Pipelines are reconciled at once (each Pipeline one at a time). Bounds
+    /// the memory of a reconcile wave, such as the first one after start-up.
+    #[arg(long, default_value_t = greenlight::controller::run::DEFAULT_CONCURRENCY,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
     /// text for people, json for clusters. The level comes from RUST_LOG (default info).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -221,6 +226,7 @@ fn controller(args: ControllerArgs) -> ExitCode {
             metrics_addr: args.metrics_addr,
             leader_election,
             instance: identity,
+            concurrency: args.concurrency,
         };
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

@@ -75,6 +75,7 @@ fn options(leader_election: Option<LeaseConfig>) -> Options {
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         leader_election,
         instance: "test-replica".into(),
+        concurrency: greenlight::controller::run::DEFAULT_CONCURRENCY,
     }
 }
 

@@ -963,6 +963,7 @@ impl RunningController {
             metrics_addr: addr,
             leader_election: None,
             instance,
+            concurrency: greenlight::controller::run::DEFAULT_CONCURRENCY,
         };
         let task = tokio::spawn(async move {
             let result = run(client, options, shutdown).await;

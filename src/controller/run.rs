@@ -9,7 +9,7 @@ use k8s_openapi::api::{apps::v1::Deployment, batch::v1::Job};
 use kube::{
     Api, Client, Resource,
     runtime::{
-        Controller, WatchStreamExt,
+        Controller, WatchStreamExt, controller,
         events::Reporter,
         reflector::{self, ObjectRef},
         watcher,
@@ -44,7 +44,13 @@ pub struct Options {
     pub leader_election: Option<LeaseConfig>,
     /// The name this replica reports Events as.
     pub instance: String,
+    /// How many Pipelines are reconciled at once. Bounds the memory of a wave (1,000
+    /// Pipelines at start-up) without slowing one Pipeline's reaction.
+    pub concurrency: u16,
 }
+
+/// The default of [`Options::concurrency`].
+pub const DEFAULT_CONCURRENCY: u16 = 16;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +245,7 @@ pub async fn run(
     let pipelines_for_deployments = pipelines.clone();
     let mut stopping = shutdown.clone();
     let controller = Controller::for_stream(pipeline_objects, pipelines)
+        .with_config(controller::Config::default().concurrency(options.concurrency))
         .watches_stream(release_events.touched_objects(), |r| {
             world::pipeline_of_release(&r)
         })
