@@ -396,6 +396,47 @@ async fn a_failed_test_jobs_termination_message_reaches_the_status() {
     assert_rbac_covers_every_request(&api);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_decided_before_every_store_has_synced() {
+    let api = FakeApi::start(true).await;
+    seed(&api, false);
+    api.put(release("shop-1-0-0", "1.0.0"));
+    // The Deployments' first list fails twice: the watcher backs off while the Pipelines
+    // and Releases are already cached. A decision then would not see the targets.
+    let deployments = "/apis/apps/v1/deployments";
+    api.fail(http::Method::GET, deployments, 500, 2);
+    let (stop, task) = start(&api, options(None));
+    wait_healthy(
+        &api,
+        "dev",
+        "shop-1-0-0",
+        "dev deploys once everything is known",
+    )
+    .await;
+    let requests = api.requests();
+    let listed = requests
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.method == http::Method::GET
+                && r.path == deployments
+                && !r.query.contains("watch=true")
+        })
+        .map(|(i, _)| i)
+        .nth(2)
+        .expect("the third list of Deployments succeeds");
+    let first_write = requests
+        .iter()
+        .position(|r| r.method == http::Method::PATCH)
+        .expect("statuses and images are written");
+    assert!(
+        first_write > listed,
+        "the first write (request {first_write}) comes after the Deployments are listed \
+         (request {listed})"
+    );
+    shut_down(stop, task).await;
+}
+
 fn lease(holder: Option<&str>) -> Value {
     json!({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",

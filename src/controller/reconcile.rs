@@ -80,6 +80,8 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<Pipeline>, u32>>,
     /// The termination messages of each Pipeline's finished Jobs, read once per Job.
     job_messages: Mutex<HashMap<ObjectRef<Pipeline>, JobMessages>>,
+    /// Whether every store has had its first full list.
+    synced: std::sync::atomic::AtomicBool,
     /// Release statuses written that the store has not shown yet.
     pub unseen_releases: Unseen,
     /// Approval statuses written that the store has not shown yet.
@@ -113,6 +115,7 @@ impl Context {
             written: Mutex::default(),
             failures: Mutex::default(),
             job_messages: Mutex::default(),
+            synced: std::sync::atomic::AtomicBool::new(false),
             unseen_releases: Unseen::default(),
             unseen_approvals: Unseen::default(),
         }
@@ -153,6 +156,17 @@ impl Context {
             }
             None => None,
         }
+    }
+
+    /// Marks the stores synced: decisions may start.
+    pub fn set_synced(&self) {
+        self.synced
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the stores have synced.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// An executor acting for `pipeline`, counted and only while leading.
@@ -214,6 +228,11 @@ impl Context {
 /// Reconciles one Pipeline.
 pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let mut timer = ctx.metrics.reconcile("Pipeline");
+    if !ctx.is_synced() {
+        // Every Pipeline is reconciled once the stores have synced.
+        timer.ok();
+        return Ok(Requeue::await_change());
+    }
     if !ctx.leadership.is_leading() {
         // A standby keeps its caches warm and acts once elected (every Pipeline is
         // reconciled then).

@@ -194,15 +194,22 @@ pub async fn run(
         leadership.clone(),
     ));
 
+    // Until every store has its first full list, a decision would see part of the world
+    // (Pipelines without their Releases or Deployments) and write a wrong status: nothing
+    // is decided before, and everything is reconciled once, when the last store syncs.
+    let (synced_tx, synced_rx) = tokio::sync::oneshot::channel::<()>();
     {
-        let (stores, health) = (stores.clone(), health.clone());
+        let (stores, health, ctx) = (stores.clone(), health.clone(), ctx.clone());
         tokio::spawn(async move {
             if stores.wait_until_ready().await {
                 tracing::info!("caches synced; ready");
+                ctx.set_synced();
                 health.set_synced();
+                let _ = synced_tx.send(());
             }
         });
     }
+    let synced = futures::stream::once(synced_rx).filter_map(|r| async move { r.ok() });
 
     // A deleted Pipeline's probes stop at once.
     let forget = ctx.clone();
@@ -257,7 +264,7 @@ pub async fn run(
         })
         .watches_stream(job_events.touched_objects(), |j| world::pipeline_of_job(&j))
         .reconcile_on(probe_results)
-        .reconcile_all_on(gained)
+        .reconcile_all_on(futures::stream::select(gained, synced))
         .graceful_shutdown_on(async move {
             let _ = stopping.wait_for(|stop| *stop).await;
         })

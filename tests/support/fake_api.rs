@@ -606,7 +606,16 @@ impl FakeApi {
         match (method, &target.name) {
             (&Method::GET, None) => {
                 let selector = query_param(query, "labelSelector");
-                let items: Vec<Value> = state
+                // Pages as a real API server serves them (`limit`, `continue`): the token
+                // carries the list's resourceVersion and the offset of the next item.
+                let limit = query_param(query, "limit").and_then(|l| l.parse::<usize>().ok());
+                let (version, offset) = query_param(query, "continue")
+                    .and_then(|token| {
+                        let (version, offset) = token.split_once('-')?;
+                        Some((version.to_owned(), offset.parse::<usize>().ok()?))
+                    })
+                    .unwrap_or_else(|| (state.version.to_string(), 0));
+                let mut items: Vec<Value> = state
                     .objects
                     .get(&target.collection)
                     .map(|m| {
@@ -615,14 +624,21 @@ impl FakeApi {
                                 target.namespace.as_ref().is_none_or(|t| t == ns)
                             })
                             .filter(|(_, o)| matches_selector(o, selector.as_deref()))
+                            .skip(offset)
+                            .take(limit.map_or(usize::MAX, |l| l + 1))
                             .map(|(_, o)| o.clone())
                             .collect()
                     })
                     .unwrap_or_default();
+                let mut metadata = json!({"resourceVersion": version});
+                if let Some(limit) = limit.filter(|l| items.len() > *l) {
+                    items.truncate(limit);
+                    metadata["continue"] = json!(format!("{version}-{}", offset + limit));
+                }
                 (
                     StatusCode::OK,
                     json!({"kind": format!("{kind}List"), "apiVersion": "v1",
-                           "metadata": {"resourceVersion": state.version.to_string()}, "items": items}),
+                           "metadata": metadata, "items": items}),
                 )
             }
             (&Method::GET, Some(name)) => match state.get(&target.collection, &namespace, name) {
