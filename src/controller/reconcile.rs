@@ -25,8 +25,8 @@ use super::{
     actions::{self, Executor},
     leader::Leadership,
     probes::Prober,
-    unseen::Unseen,
-    world::Stores,
+    unseen::{self, Unseen},
+    world::{self, Stores},
 };
 use crate::{
     api::{Pipeline, PipelineStatus},
@@ -313,7 +313,7 @@ async fn execute(
         &ctx.unseen_releases,
         &namespace,
         &decision.release_statuses,
-        |r| r.status.as_ref(),
+        world::status_fingerprint,
     );
     for (name, status, over) in pending {
         match executor.write_release_status(name, status).await {
@@ -330,7 +330,7 @@ async fn execute(
         &ctx.unseen_approvals,
         &namespace,
         &decision.approval_statuses,
-        |a| a.status.as_ref(),
+        |a| a.status.as_ref().map(unseen::fingerprint),
     );
     for (name, status, over) in pending {
         match executor.write_approval_status(name, status).await {
@@ -358,11 +358,11 @@ fn unwritten<'a, K, S>(
     unseen: &Unseen,
     namespace: &str,
     statuses: &'a BTreeMap<String, S>,
-    cached_status: fn(&K) -> Option<&S>,
+    cached_fingerprint: fn(&K) -> Option<u64>,
 ) -> Vec<(&'a str, &'a S, Option<String>)>
 where
     K: Resource<DynamicType = ()> + Clone,
-    S: serde::Serialize + PartialEq,
+    S: serde::Serialize,
 {
     statuses
         .iter()
@@ -374,7 +374,7 @@ where
                 .needs_write(
                     (namespace, name),
                     over.as_deref(),
-                    cached_status(&cached),
+                    cached_fingerprint(&cached),
                     status,
                 )
                 .then_some((name.as_str(), status, over))

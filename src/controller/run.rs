@@ -154,7 +154,7 @@ pub async fn run(
     let (releases, release_events) = reflect(
         api::<Release>(&client, ns),
         watcher::Config::default(),
-        world::trim_own,
+        world::trim_release,
     );
     let (approvals, approval_events) = reflect(
         api::<Approval>(&client, ns),

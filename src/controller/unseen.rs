@@ -48,7 +48,8 @@ impl std::io::Write for HashWriter {
     }
 }
 
-fn fingerprint<S: Serialize>(status: &S) -> u64 {
+/// A fingerprint of a status: equal statuses have equal fingerprints.
+pub fn fingerprint<S: Serialize>(status: &S) -> u64 {
     let mut writer = HashWriter(DefaultHasher::new());
     // Statuses are plain data: serializing them cannot fail, and if it did the
     // fingerprint would merely differ, causing one extra write.
@@ -63,25 +64,25 @@ impl Unseen {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether `status` must be written to the object cached at `cached_version` with
-    /// `cached_status`: not if the cache already shows it, nor if this replica already
-    /// wrote it over that same cached version.
-    pub fn needs_write<S: Serialize + PartialEq>(
+    /// Whether `status` must be written to the object cached at `cached_version` with a
+    /// status of fingerprint `cached`: not if the cache already shows it, nor if this
+    /// replica already wrote it over that same cached version.
+    pub fn needs_write<S: Serialize>(
         &self,
         key: (&str, &str),
         cached_version: Option<&str>,
-        cached_status: Option<&S>,
+        cached: Option<u64>,
         status: &S,
     ) -> bool {
         let key = (key.0.to_owned(), key.1.to_owned());
-        if cached_status == Some(status) {
-            self.lock().remove(&key);
-            return false;
-        }
         let pending = Written {
             over: cached_version.map(str::to_owned),
             fingerprint: fingerprint(status),
         };
+        if cached == Some(pending.fingerprint) {
+            self.lock().remove(&key);
+            return false;
+        }
         self.lock().get(&key) != Some(&pending)
     }
 
@@ -122,21 +123,22 @@ mod tests {
     fn a_status_is_written_once_until_the_cache_moves() {
         let unseen = Unseen::default();
         let (old, new) = ("waiting".to_owned(), "deploying".to_owned());
-        assert!(unseen.needs_write(KEY, Some("7"), Some(&old), &new));
+        let old_print = Some(fingerprint(&old));
+        assert!(unseen.needs_write(KEY, Some("7"), old_print, &new));
         unseen.wrote(KEY, Some("7"), &new);
         assert!(
-            !unseen.needs_write(KEY, Some("7"), Some(&old), &new),
+            !unseen.needs_write(KEY, Some("7"), old_print, &new),
             "the cache still shows version 7: the write is in flight, not lost"
         );
         assert!(
-            unseen.needs_write(KEY, Some("7"), Some(&old), &"healthy".to_owned()),
+            unseen.needs_write(KEY, Some("7"), old_print, &"healthy".to_owned()),
             "a different status is written"
         );
         assert!(
-            unseen.needs_write(KEY, Some("9"), Some(&"failed".to_owned()), &new),
+            unseen.needs_write(KEY, Some("9"), Some(fingerprint(&"failed")), &new),
             "someone else changed the object since: decide from what the cache shows"
         );
-        assert!(!unseen.needs_write(KEY, Some("8"), Some(&new), &new));
+        assert!(!unseen.needs_write(KEY, Some("8"), Some(fingerprint(&new)), &new));
         assert!(unseen.is_empty(), "seen in the cache: the memo entry goes");
     }
 
