@@ -7,12 +7,12 @@
 //! Without a `promtool` binary (Debian's `prometheus` package) the promtool tests skip,
 //! unless `GREENLIGHT_REQUIRE_PROMETHEUS=1` (set by `.ci/run`), in which case they fail.
 
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-    process::Command,
-};
+#[path = "support/promtool.rs"]
+mod promtool;
 
+use std::{collections::BTreeSet, path::Path, process::Command};
+
+use promtool::promtool;
 use serde_yaml::Value;
 
 const FILES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/greenlight/files");
@@ -53,37 +53,6 @@ fn rules(rule_file: &Value) -> Vec<&Value> {
                 .unwrap_or_else(|| panic!("group {:?} has no `rules:` list", group["name"]))
         })
         .collect()
-}
-
-/// `/usr/bin/promtool`, or `promtool` on `PATH`; `None` (after saying why on stderr) when
-/// there is none, unless `GREENLIGHT_REQUIRE_PROMETHEUS=1`, which makes that a failure.
-fn promtool() -> Option<PathBuf> {
-    let debian = PathBuf::from("/usr/bin/promtool");
-    let found = if debian.is_file() {
-        Some(debian)
-    } else {
-        std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("promtool"))
-                .find(|candidate| candidate.is_file())
-        })
-    };
-    if found.is_none() {
-        let required =
-            std::env::var("GREENLIGHT_REQUIRE_PROMETHEUS").is_ok_and(|v| !v.is_empty() && v != "0");
-        assert!(
-            !required,
-            "GREENLIGHT_REQUIRE_PROMETHEUS is set but there is no promtool binary (neither \
-             /usr/bin/promtool nor on PATH): install Debian's `prometheus` package \
-             (apt-get install -y --no-install-recommends prometheus)"
-        );
-        eprintln!(
-            "skipping: no promtool binary (neither /usr/bin/promtool nor on PATH); install \
-             Debian's `prometheus` package to run this test, and set \
-             GREENLIGHT_REQUIRE_PROMETHEUS=1 to make its absence a failure"
-        );
-    }
-    found
 }
 
 /// Runs promtool in the rule files' directory and fails with its output unless it succeeds.

@@ -7,9 +7,12 @@
 //! exist, and `dashboards/greenlight.json` at the repository root is a link to the chart's
 //! file.
 
+#[path = "support/promtool.rs"]
+mod promtool;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     time::Duration,
 };
@@ -24,6 +27,7 @@ use promql_parser::{
     parser::{self, Expr, LabelModifier, VectorSelector},
     util::{ExprVisitor, walk_expr},
 };
+use promtool::promtool;
 use regex::{Captures, Regex};
 use serde_json::{Value, json};
 
@@ -828,37 +832,6 @@ fn the_dashboard_configmap_carries_the_json_unchanged() {
     let value = rendered["data"][&found[1]].as_str().unwrap();
     assert_eq!(value, json.trim_end_matches('\n'));
     assert_eq!(serde_json::from_str::<Value>(value).unwrap(), dashboard());
-}
-
-/// `/usr/bin/promtool`, or `promtool` on `PATH`; `None` (after saying why on stderr) when
-/// there is none, unless `GREENLIGHT_REQUIRE_PROMETHEUS=1`, which makes that a failure.
-fn promtool() -> Option<PathBuf> {
-    let debian = PathBuf::from("/usr/bin/promtool");
-    let found = if debian.is_file() {
-        Some(debian)
-    } else {
-        std::env::var_os("PATH").and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("promtool"))
-                .find(|candidate| candidate.is_file())
-        })
-    };
-    if found.is_none() {
-        let required =
-            std::env::var("GREENLIGHT_REQUIRE_PROMETHEUS").is_ok_and(|v| !v.is_empty() && v != "0");
-        assert!(
-            !required,
-            "GREENLIGHT_REQUIRE_PROMETHEUS is set but there is no promtool binary (neither \
-             /usr/bin/promtool nor on PATH): install Debian's `prometheus` package \
-             (apt-get install -y --no-install-recommends prometheus)"
-        );
-        eprintln!(
-            "skipping: no promtool binary (neither /usr/bin/promtool nor on PATH); install \
-             Debian's `prometheus` package to run this test, and set \
-             GREENLIGHT_REQUIRE_PROMETHEUS=1 to make its absence a failure"
-        );
-    }
-    found
 }
 
 /// The DORA panels' queries, as Grafana sends them for a one-day range, evaluated by
