@@ -288,7 +288,7 @@ async fn a_release_status_write_for_a_deleted_release_is_not_an_error() {
         ..Default::default()
     };
     executor
-        .write_release_status("gone", &status)
+        .write_status::<greenlight::api::Release>("gone", &status)
         .await
         .expect("the Release was deleted meanwhile");
     let sent = server.await.unwrap();

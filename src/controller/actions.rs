@@ -109,6 +109,29 @@ fn result_label(result: &Result<impl Sized, kube::Error>) -> &'static str {
     }
 }
 
+/// A kind besides the Pipeline whose status every decision may rewrite.
+pub trait DecidedStatus:
+    kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+    /// Its status.
+    type Status: serde::Serialize + Sync;
+    /// The status subresource, as counted in `greenlight_api_requests_total`.
+    const STATUS_RESOURCE: &'static str;
+}
+
+impl DecidedStatus for Release {
+    type Status = ReleaseStatus;
+    const STATUS_RESOURCE: &'static str = "releases/status";
+}
+
+impl DecidedStatus for Approval {
+    type Status = ApprovalStatus;
+    const STATUS_RESOURCE: &'static str = "approvals/status";
+}
+
 /// Writes for one Pipeline: its actions, its status and its Releases' statuses.
 pub struct Executor {
     client: Client,
@@ -299,23 +322,14 @@ impl Executor {
             .await
     }
 
-    /// Writes a Release's status; a Release deleted meanwhile is not an error.
-    pub async fn write_release_status(
+    /// Writes the status of a Release or an Approval; one deleted meanwhile is not an
+    /// error.
+    pub async fn write_status<K: DecidedStatus>(
         &self,
         name: &str,
-        status: &ReleaseStatus,
+        status: &K::Status,
     ) -> Result<(), Error> {
-        self.apply_status::<Release>("releases/status", name, status, true)
-            .await
-    }
-
-    /// Writes an Approval's status; an Approval deleted meanwhile is not an error.
-    pub async fn write_approval_status(
-        &self,
-        name: &str,
-        status: &ApprovalStatus,
-    ) -> Result<(), Error> {
-        self.apply_status::<Approval>("approvals/status", name, status, true)
+        self.apply_status::<K>(K::STATUS_RESOURCE, name, status, true)
             .await
     }
 

@@ -22,7 +22,7 @@ use kube::{
 };
 
 use super::{
-    actions::{self, Executor},
+    actions::{self, DecidedStatus, Executor},
     leader::Leadership,
     probes::Prober,
     unseen::{self, Unseen},
@@ -308,39 +308,26 @@ async fn execute(
         }
     }
     let namespace = pipeline.namespace().unwrap_or_default();
-    let pending = unwritten(
+    let releases = write_statuses(
+        &executor,
         &ctx.stores.releases,
         &ctx.unseen_releases,
         &namespace,
         &decision.release_statuses,
         world::status_fingerprint,
-    );
-    for (name, status, over) in pending {
-        match executor.write_release_status(name, status).await {
-            Ok(()) => ctx
-                .unseen_releases
-                .wrote((&namespace, name), over.as_deref(), status),
-            Err(error) => {
-                first_error.get_or_insert(error);
-            }
-        }
-    }
-    let pending = unwritten(
+    )
+    .await;
+    let approvals = write_statuses(
+        &executor,
         &ctx.stores.approvals,
         &ctx.unseen_approvals,
         &namespace,
         &decision.approval_statuses,
         |a| a.status.as_ref().map(unseen::fingerprint),
-    );
-    for (name, status, over) in pending {
-        match executor.write_approval_status(name, status).await {
-            Ok(()) => ctx
-                .unseen_approvals
-                .wrote((&namespace, name), over.as_deref(), status),
-            Err(error) => {
-                first_error.get_or_insert(error);
-            }
-        }
+    )
+    .await;
+    for error in [releases, approvals].into_iter().flatten() {
+        first_error.get_or_insert(error);
     }
     if status_changed {
         publish_events(ctx, pipeline, &decision.events).await;
@@ -351,35 +338,36 @@ async fn execute(
     }
 }
 
-/// The statuses of one kind to write: those the store does not show and this replica
-/// has not already written over the cached version, each with that cached version.
-fn unwritten<'a, K, S>(
+/// Writes the statuses of one kind that the store does not show and this replica has
+/// not already written over the cached version. Each is tried; the first error is
+/// returned.
+async fn write_statuses<K: DecidedStatus>(
+    executor: &Executor,
     store: &Store<K>,
     unseen: &Unseen,
     namespace: &str,
-    statuses: &'a BTreeMap<String, S>,
+    statuses: &BTreeMap<String, K::Status>,
     cached_fingerprint: fn(&K) -> Option<u64>,
-) -> Vec<(&'a str, &'a S, Option<String>)>
-where
-    K: Resource<DynamicType = ()> + Clone,
-    S: serde::Serialize,
-{
-    statuses
-        .iter()
-        .filter_map(|(name, status)| {
-            // A Release or Approval deleted meanwhile needs no status.
-            let cached = store.get(&ObjectRef::new(name).within(namespace))?;
-            let over = cached.meta().resource_version.clone();
-            unseen
-                .needs_write(
-                    (namespace, name),
-                    over.as_deref(),
-                    cached_fingerprint(&cached),
-                    status,
-                )
-                .then_some((name.as_str(), status, over))
-        })
-        .collect()
+) -> Option<actions::Error> {
+    let mut first_error = None;
+    for (name, status) in statuses {
+        // A Release or Approval deleted meanwhile needs no status.
+        let Some(cached) = store.get(&ObjectRef::new(name).within(namespace)) else {
+            continue;
+        };
+        let over = cached.meta().resource_version.clone();
+        let key = (namespace, name.as_str());
+        if !unseen.needs_write(key, over.as_deref(), cached_fingerprint(&cached), status) {
+            continue;
+        }
+        match executor.write_status::<K>(name, status).await {
+            Ok(()) => unseen.wrote(key, over.as_deref(), status),
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    first_error
 }
 
 /// Publishes the decision's Events. They are best effort: a lost Event loses no state.
