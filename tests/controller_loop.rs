@@ -291,11 +291,13 @@ async fn an_approval_in_the_watch_stream_leads_to_the_image_patch() {
     assert_rbac_covers_every_request(&api);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_test_job_is_created_and_its_outcome_read_back() {
-    let api = FakeApi::start(true).await;
-    seed(&api, true);
-    let (stop, task) = start(&api, options(None));
+/// Starts the controller on a Pipeline whose dev environment verifies with a test Job,
+/// adds a Release, and returns once that Job's create request arrived.
+async fn start_until_the_test_job(
+    api: &FakeApi,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>, Recorded) {
+    seed(api, true);
+    let (stop, task) = start(api, options(None));
     api.put(release("shop-1-0-0", "1.0.0"));
     let create = api
         .wait_for_request(WAIT, |r| {
@@ -303,6 +305,13 @@ async fn a_test_job_is_created_and_its_outcome_read_back() {
         })
         .await
         .expect("the verification test Job is created");
+    (stop, task, create)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_job_is_created_and_its_outcome_read_back() {
+    let api = FakeApi::start(true).await;
+    let (stop, task, create) = start_until_the_test_job(&api).await;
     let labels = &create.body["metadata"]["labels"];
     assert_eq!(labels["greenlight.dev/pipeline"], "shop");
     assert_eq!(labels["greenlight.dev/pipeline-namespace"], "shop");
@@ -343,15 +352,7 @@ async fn a_test_job_is_created_and_its_outcome_read_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_test_jobs_termination_message_reaches_the_status() {
     let api = FakeApi::start(true).await;
-    seed(&api, true);
-    let (stop, task) = start(&api, options(None));
-    api.put(release("shop-1-0-0", "1.0.0"));
-    let create = api
-        .wait_for_request(WAIT, |r| {
-            r.method == http::Method::POST && r.path == "/apis/batch/v1/namespaces/shop-dev/jobs"
-        })
-        .await
-        .expect("the verification test Job is created");
+    let (stop, task, create) = start_until_the_test_job(&api).await;
     let name = create.body["metadata"]["name"].as_str().unwrap().to_owned();
 
     // The kubelet's part: the Job's only Pod ends with what `greenlight loadtest` writes
