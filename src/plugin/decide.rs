@@ -155,7 +155,7 @@ pub fn warnings(identity: &Identity, ask: &Ask<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ApprovalRule, Gates, PipelineSpec, ReleaseSpec, Source, Target};
+    use crate::api::{ApprovalRule, Gates, PipelineSpec, Target};
 
     fn pipeline() -> Pipeline {
         let env = |name: &str, gates: Option<Gates>| Environment {
@@ -197,26 +197,14 @@ mod tests {
     }
 
     fn release() -> Release {
-        let mut release = Release::new(
-            "shop-1-4-2",
-            ReleaseSpec {
-                pipeline: "shop".into(),
-                version: "1.4.2".into(),
-                artifacts: [(
-                    "api".to_string(),
-                    "registry.example.com/api:1.4.2".to_string(),
-                )]
-                .into(),
-                source: Source {
-                    git_ref: "release/v1.4.2".into(),
-                    commit: None,
-                    author: Some("carol".into()),
-                },
-                requested_by: None,
-                checks: vec![],
-            },
-        );
-        release.metadata.namespace = Some("shop".into());
+        let mut release = super::super::fixtures::release("shop-1-4-2", "1.4.2", "shop");
+        release.spec.artifacts = [(
+            "api".to_string(),
+            "registry.example.com/api:1.4.2".to_string(),
+        )]
+        .into();
+        release.spec.source.git_ref = "release/v1.4.2".into();
+        release.spec.source.author = Some("carol".into());
         release
     }
 

@@ -6,6 +6,8 @@
 mod cluster;
 mod decide;
 mod error;
+#[cfg(test)]
+mod fixtures;
 mod identity;
 mod names;
 mod overrides;

@@ -206,37 +206,14 @@ pub fn rollback_target(
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-    use super::*;
+    use super::{
+        super::fixtures::{at, release},
+        *,
+    };
     use crate::api::{
         GateTestRecord, PipelineSpec, PipelineStatus, PromotionRecord, ReleaseMark, ReleaseRef,
-        ReleaseSpec, Source,
     };
-
-    fn at(text: &str) -> Time {
-        Time(text.parse().unwrap())
-    }
-
-    fn release(name: &str, version: &str, pipeline: &str) -> Release {
-        let mut release = Release::new(
-            name,
-            ReleaseSpec {
-                pipeline: pipeline.into(),
-                version: version.into(),
-                artifacts: [("api".to_string(), format!("api:{version}"))].into(),
-                source: Source {
-                    git_ref: "main".into(),
-                    commit: None,
-                    author: None,
-                },
-                requested_by: None,
-                checks: vec![],
-            },
-        );
-        release.metadata.namespace = Some("shop".into());
-        release
-    }
 
     fn record(
         release: &str,

@@ -338,17 +338,16 @@ fn cut(text: &str, width: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-    use super::*;
+    use super::{
+        super::fixtures::{self, at},
+        *,
+    };
     use crate::api::{
         BlockingGate, PipelineSpec, PipelineStatus, PromotionKind, PromotionStage, PromotionState,
-        ReleaseMark, ReleaseRef, ReleaseSpec, ReleaseStatus, Source,
+        ReleaseMark, ReleaseRef, ReleaseStatus,
     };
-
-    fn at(text: &str) -> Time {
-        Time(text.parse().unwrap())
-    }
 
     const NOW: &str = "2026-11-21T10:04:00Z";
 
@@ -362,22 +361,7 @@ mod tests {
         created: &str,
         prod: Option<ReleaseEnvironmentStatus>,
     ) -> Release {
-        let mut release = Release::new(
-            name,
-            ReleaseSpec {
-                pipeline: "shop".into(),
-                version: version.into(),
-                artifacts: [("api".to_string(), format!("api:{version}"))].into(),
-                source: Source {
-                    git_ref: "main".into(),
-                    commit: None,
-                    author: None,
-                },
-                requested_by: None,
-                checks: vec![],
-            },
-        );
-        release.metadata.namespace = Some("shop".into());
+        let mut release = fixtures::release(name, version, "shop");
         release.metadata.creation_timestamp = Some(at(created));
         release.status = prod.map(|prod| ReleaseStatus {
             environments: vec![prod],
