@@ -117,6 +117,7 @@ async fn start_controller(api: &FakeApi) -> tokio::sync::watch::Sender<bool> {
     tokio::spawn(async move {
         let options = Options {
             namespace: None,
+            selector: None,
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             leader_election: None,
             instance: "bench".into(),

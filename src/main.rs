@@ -85,6 +85,11 @@ struct ControllerArgs {
     /// Deployments and Jobs must all live in it). Default: the whole cluster.
     #[arg(long)]
     namespace: Option<String>,
+    /// Act only on the Pipelines matching this label selector (`kubectl get -l` syntax,
+    /// such as `greenlight.dev/shard=a`); their Releases and Approvals follow them. Run one
+    /// instance per shard, each with its own --lease-name. Default: every Pipeline.
+    #[arg(long)]
+    selector: Option<greenlight::controller::selector::LabelSelector>,
     /// How many Pipelines are reconciled at once (each Pipeline one at a time). Bounds
     /// the memory of a reconcile wave, such as the first one after start-up.
     #[arg(long, default_value_t = greenlight::controller::run::DEFAULT_CONCURRENCY,
@@ -223,6 +228,7 @@ fn controller(args: ControllerArgs) -> ExitCode {
         });
         let options = greenlight::controller::run::Options {
             namespace: args.namespace,
+            selector: args.selector,
             metrics_addr: args.metrics_addr,
             leader_election,
             instance: identity,

@@ -1,7 +1,11 @@
 //! The Prometheus metrics of SPEC.md "Observability", on one registry, fed by the engine's
-//! decisions. Labels are bounded: pipeline, environment, gate, trigger and result names,
-//! never a release or version, except on `greenlight_environment_info` (one series per
-//! environment, replaced when the environment moves).
+//! decisions. Labels are bounded: namespace, pipeline, environment, gate, trigger and
+//! result names, never a release or version, except on `greenlight_environment_info` (one
+//! series per environment, replaced when the environment moves).
+//!
+//! Every series of a known Pipeline exists from its first decision, counters at 0 (see
+//! [`Metrics::know_pipeline`]): after a restart, `increase()` sees the first rollback, and
+//! the dashboard shows 0 rather than "No data".
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +16,8 @@ use prometheus::{
 
 use crate::{
     api::PipelineStatus,
-    engine::{Decision, MetricEvent},
+    engine::{Decision, GATES, MetricEvent, ROLLBACK_TRIGGERS, gates_that_can_block},
+    validation::ValidPipeline,
 };
 
 /// Buckets for promotion, lead and restore times: from a minute to a week.
@@ -20,12 +25,51 @@ const SLOW_BUCKETS: &[f64] = &[
     60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14_400.0, 43_200.0, 86_400.0, 172_800.0, 604_800.0,
 ];
 
-/// When the oldest candidate started waiting, by (pipeline, environment, gate).
-type BlockedSince = std::collections::BTreeMap<(String, String, String), jiff::Timestamp>;
+/// The results a promotion can end with (`greenlight_promotions_total{result}`).
+const PROMOTION_RESULTS: [crate::api::PromotionResult; 4] = [
+    crate::api::PromotionResult::Succeeded,
+    crate::api::PromotionResult::Failed,
+    crate::api::PromotionResult::RolledBack,
+    crate::api::PromotionResult::Superseded,
+];
 
-/// The version and release each environment's info series carries, by (pipeline,
-/// environment): the series to remove when the environment moves.
-type InfoSeries = std::collections::BTreeMap<(String, String), (String, String)>;
+/// A Pipeline's identity in labels: names are unique only within a namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PipelineLabels<'a> {
+    /// The Pipeline's namespace.
+    pub namespace: &'a str,
+    /// The Pipeline's name.
+    pub pipeline: &'a str,
+}
+
+impl<'a> PipelineLabels<'a> {
+    /// The labels of the Pipeline `namespace/pipeline`.
+    pub fn new(namespace: &'a str, pipeline: &'a str) -> Self {
+        Self {
+            namespace,
+            pipeline,
+        }
+    }
+
+    fn owned(self) -> (String, String) {
+        (self.namespace.to_owned(), self.pipeline.to_owned())
+    }
+}
+
+/// (namespace, pipeline, environment).
+type EnvironmentKey = (String, String, String);
+
+/// When the oldest candidate started waiting, by environment and gate.
+type BlockedSince = std::collections::BTreeMap<(EnvironmentKey, String), jiff::Timestamp>;
+
+/// The version and release each environment's info series carries: the series to remove
+/// when the environment moves.
+type InfoSeries = std::collections::BTreeMap<EnvironmentKey, (String, String)>;
+
+/// Each known Pipeline's environments and the gates that can block each: the series
+/// created at 0 by [`Metrics::know_pipeline`].
+type KnownPipelines =
+    std::collections::BTreeMap<(String, String), Vec<(String, Vec<&'static str>)>>;
 
 /// Every Greenlight metric.
 #[derive(Clone)]
@@ -52,6 +96,8 @@ pub struct Metrics {
     /// collecting the metric costs a pass over every series, per environment, per
     /// reconcile: quadratic at 1,000 Pipelines.
     info_series: std::sync::Arc<std::sync::Mutex<InfoSeries>>,
+    /// The Pipelines whose series exist, with their environments and gates.
+    known: std::sync::Arc<std::sync::Mutex<KnownPipelines>>,
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -60,10 +106,10 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Removes every series of `vec` whose `pipeline` label is `pipeline`.
+/// Removes every series of `vec` whose `namespace` and `pipeline` labels are `pipeline`'s.
 fn remove_pipeline<T: prometheus::core::MetricVecBuilder>(
     vec: &prometheus::core::MetricVec<T>,
-    pipeline: &str,
+    pipeline: PipelineLabels<'_>,
 ) {
     use prometheus::core::Collector;
     for family in vec.collect() {
@@ -73,7 +119,9 @@ fn remove_pipeline<T: prometheus::core::MetricVecBuilder>(
                 .iter()
                 .map(|l| (l.name(), l.value()))
                 .collect();
-            if labels.get("pipeline") == Some(&pipeline) {
+            if labels.get("pipeline") == Some(&pipeline.pipeline)
+                && labels.get("namespace") == Some(&pipeline.namespace)
+            {
                 let _ = vec.remove(&labels);
             }
         }
@@ -134,7 +182,7 @@ impl Metrics {
                 "greenlight_environment_info",
                 "1 for the release each environment runs.",
             ),
-            &["pipeline", "environment", "version", "release"],
+            &["namespace", "pipeline", "environment", "version", "release"],
         )
         .expect("metric definitions are valid");
         registry
@@ -145,7 +193,7 @@ impl Metrics {
                 "greenlight_environment_healthy",
                 "1 while the environment is healthy, else 0.",
             ),
-            &["pipeline", "environment"],
+            &["namespace", "pipeline", "environment"],
         )
         .expect("metric definitions are valid");
         registry
@@ -157,7 +205,7 @@ impl Metrics {
                 "greenlight_environment_degraded",
                 "1 while the environment is Degraded (a failed rollback, or a failed release held with rollback off): nothing enters until a person acts.",
             ),
-            &["pipeline", "environment"],
+            &["namespace", "pipeline", "environment"],
         )
         .expect("metric definitions are valid");
         registry
@@ -167,38 +215,38 @@ impl Metrics {
             &registry,
             "greenlight_promotions_total",
             "Promotions by how they ended: succeeded, failed, rolled_back, superseded.",
-            &["pipeline", "environment", "result"],
+            &["namespace", "pipeline", "environment", "result"],
         );
         let rollbacks_total = counter(
             &registry,
             "greenlight_rollbacks_total",
             "Rollbacks by trigger: verification, unhealthy, manual.",
-            &["pipeline", "environment", "trigger"],
+            &["namespace", "pipeline", "environment", "trigger"],
         );
         let promotion_duration = histogram(
             &registry,
             "greenlight_promotion_duration_seconds",
             "Deploy start to verified.",
-            &["pipeline", "environment"],
+            &["namespace", "pipeline", "environment"],
             SLOW_BUCKETS.to_vec(),
         );
         let lead_time = histogram(
             &registry,
             "greenlight_lead_time_seconds",
             "Release created to healthy in the environment.",
-            &["pipeline", "environment"],
+            &["namespace", "pipeline", "environment"],
             SLOW_BUCKETS.to_vec(),
         );
         let time_to_restore = histogram(
             &registry,
             "greenlight_time_to_restore_seconds",
             "Failure to healthy again.",
-            &["pipeline", "environment"],
+            &["namespace", "pipeline", "environment"],
             SLOW_BUCKETS.to_vec(),
         );
         let promotion_blocked = GaugeVec::new(
             Opts::new("greenlight_promotion_blocked_seconds", "Age of the oldest candidate waiting for an environment, by the gate that blocks it."),
-            &["pipeline", "environment", "gate"],
+            &["namespace", "pipeline", "environment", "gate"],
         )
         .expect("metric definitions are valid");
         registry
@@ -208,7 +256,7 @@ impl Metrics {
             &registry,
             "greenlight_drift_repairs_total",
             "Drifted images restored.",
-            &["pipeline", "environment"],
+            &["namespace", "pipeline", "environment"],
         );
         let gate_evaluations_total = counter(
             &registry,
@@ -241,6 +289,7 @@ impl Metrics {
             api_requests_total,
             blocked_since: Default::default(),
             info_series: Default::default(),
+            known: Default::default(),
         }
     }
 
@@ -261,14 +310,68 @@ impl Metrics {
             .inc();
     }
 
+    /// Creates every series of `pipeline`'s environments at 0 (each promotion result,
+    /// rollback trigger and gate its spec allows), so that they exist from its first
+    /// decision on. Cheap when nothing changed since the last call.
+    pub fn know_pipeline(&self, pipeline: PipelineLabels<'_>, spec: &ValidPipeline) {
+        let environments: Vec<(String, Vec<&'static str>)> = spec
+            .environments
+            .iter()
+            .map(|env| (env.name.clone(), gates_that_can_block(env)))
+            .collect();
+        let mut known = lock(&self.known);
+        let key = pipeline.owned();
+        if known.get(&key) == Some(&environments) {
+            return;
+        }
+        let PipelineLabels {
+            namespace,
+            pipeline,
+        } = pipeline;
+        for (environment, _) in &environments {
+            let labels = [namespace, pipeline, environment.as_str()];
+            for result in PROMOTION_RESULTS {
+                self.promotions_total.with_label_values(&[
+                    namespace,
+                    pipeline,
+                    environment,
+                    result.label(),
+                ]);
+            }
+            for trigger in ROLLBACK_TRIGGERS {
+                self.rollbacks_total.with_label_values(&[
+                    namespace,
+                    pipeline,
+                    environment,
+                    trigger,
+                ]);
+            }
+            self.drift_repairs_total.with_label_values(&labels);
+            self.promotion_duration.with_label_values(&labels);
+            self.lead_time.with_label_values(&labels);
+            self.time_to_restore.with_label_values(&labels);
+        }
+        for gate in GATES {
+            for result in ["pass", "block"] {
+                self.gate_evaluations_total
+                    .with_label_values(&[gate, result]);
+            }
+        }
+        known.insert(key, environments);
+    }
+
     /// Counts what a decision's Events mean. Call once per decision whose status was
     /// written, so that nothing is counted twice.
-    pub fn record_events(&self, pipeline: &str, decision: &Decision) {
+    pub fn record_events(&self, pipeline: PipelineLabels<'_>, decision: &Decision) {
+        let PipelineLabels {
+            namespace,
+            pipeline,
+        } = pipeline;
         for event in &decision.events {
             let (Some(metric), Some(environment)) = (&event.metric, &event.environment) else {
                 continue;
             };
-            let labels = [pipeline, environment.as_str()];
+            let labels = [namespace, pipeline, environment.as_str()];
             match metric {
                 MetricEvent::PromotionFinished {
                     result,
@@ -276,7 +379,7 @@ impl Metrics {
                     lead_time,
                 } => {
                     self.promotions_total
-                        .with_label_values(&[pipeline, environment, result])
+                        .with_label_values(&[namespace, pipeline, environment, result])
                         .inc();
                     if let Some(d) = duration {
                         self.promotion_duration
@@ -291,7 +394,7 @@ impl Metrics {
                 }
                 MetricEvent::Rollback { trigger } => self
                     .rollbacks_total
-                    .with_label_values(&[pipeline, environment, trigger])
+                    .with_label_values(&[namespace, pipeline, environment, trigger])
                     .inc(),
                 MetricEvent::Restored { after } => self
                     .time_to_restore
@@ -312,39 +415,49 @@ impl Metrics {
     }
 
     /// Sets the gauges from a pipeline's status and its waiting candidates.
-    pub fn record_status(&self, pipeline: &str, status: &PipelineStatus, decision: &Decision) {
+    pub fn record_status(
+        &self,
+        pipeline: PipelineLabels<'_>,
+        status: &PipelineStatus,
+        decision: &Decision,
+    ) {
+        let PipelineLabels {
+            namespace,
+            pipeline: name,
+        } = pipeline;
         for env in &status.environments {
             // One info series per environment: drop the old version's before setting the new.
             let (version, release) = env.current.as_ref().map_or(("baseline", ""), |c| {
                 (c.version.as_str(), c.release.as_str())
             });
             let labels = (version.to_owned(), release.to_owned());
-            let previous =
-                lock(&self.info_series).insert((pipeline.to_owned(), env.name.clone()), labels);
+            let key = (namespace.to_owned(), name.to_owned(), env.name.clone());
+            let previous = lock(&self.info_series).insert(key, labels);
             if let Some((old_version, old_release)) = previous
                 && (old_version != version || old_release != release)
             {
                 let _ = self.environment_info.remove_label_values(&[
-                    pipeline,
+                    namespace,
+                    name,
                     &env.name,
                     &old_version,
                     &old_release,
                 ]);
             }
             self.environment_info
-                .with_label_values(&[pipeline, &env.name, version, release])
+                .with_label_values(&[namespace, name, &env.name, version, release])
                 .set(1);
             self.environment_healthy
-                .with_label_values(&[pipeline, &env.name])
+                .with_label_values(&[namespace, name, &env.name])
                 .set(i64::from(env.healthy == Some(true)));
             self.environment_degraded
-                .with_label_values(&[pipeline, &env.name])
+                .with_label_values(&[namespace, name, &env.name])
                 .set(i64::from(
                     env.phase == Some(crate::api::EnvironmentPhase::Degraded),
                 ));
         }
         let mut since = lock(&self.blocked_since);
-        since.retain(|(p, _, _), _| p != pipeline);
+        since.retain(|((ns, p, _), _), _| (ns.as_str(), p.as_str()) != (namespace, name));
         for status in decision.release_statuses.values() {
             for env in status
                 .environments
@@ -354,7 +467,10 @@ impl Metrics {
                 let (Some(waiting_since), Some(gate)) = (&env.since, env.blocked_by.first()) else {
                     continue;
                 };
-                let key = (pipeline.to_owned(), env.name.clone(), gate.gate.clone());
+                let key = (
+                    (namespace.to_owned(), name.to_owned(), env.name.clone()),
+                    gate.gate.clone(),
+                );
                 let oldest = since.entry(key).or_insert(waiting_since.0);
                 *oldest = (*oldest).min(waiting_since.0);
                 self.gate_evaluations_total
@@ -366,9 +482,12 @@ impl Metrics {
 
     /// Drops every series of a deleted Pipeline, so that its environments no longer
     /// show (or alert) and the label set stays bounded by the Pipelines that exist.
-    pub fn forget_pipeline(&self, pipeline: &str) {
-        lock(&self.info_series).retain(|(p, _), _| p != pipeline);
-        lock(&self.blocked_since).retain(|(p, _, _), _| p != pipeline);
+    pub fn forget_pipeline(&self, pipeline: PipelineLabels<'_>) {
+        let owned = pipeline.owned();
+        let same = |ns: &String, p: &String| (ns, p) == (&owned.0, &owned.1);
+        lock(&self.known).remove(&owned);
+        lock(&self.info_series).retain(|(ns, p, _), _| !same(ns, p));
+        lock(&self.blocked_since).retain(|((ns, p, _), _), _| !same(ns, p));
         remove_pipeline(&self.environment_info, pipeline);
         remove_pipeline(&self.environment_healthy, pipeline);
         remove_pipeline(&self.environment_degraded, pipeline);
@@ -381,6 +500,20 @@ impl Metrics {
         remove_pipeline(&self.drift_repairs_total, pipeline);
     }
 
+    /// Drops the per-environment gauges (what runs where, health, Degraded, blocked
+    /// time): called when this replica loses the Lease, so that only the leader reports
+    /// environments. Counters stay (they count what this replica did); the new leader's
+    /// first decisions set the gauges there, and again here if it is elected back.
+    pub fn forget_environments(&self) {
+        lock(&self.info_series).clear();
+        lock(&self.blocked_since).clear();
+        lock(&self.known).clear();
+        self.environment_info.reset();
+        self.environment_healthy.reset();
+        self.environment_degraded.reset();
+        self.promotion_blocked.reset();
+    }
+
     /// The text exposition format served on `/metrics`.
     pub fn render(&self) -> String {
         self.render_at(jiff::Timestamp::now())
@@ -389,12 +522,22 @@ impl Metrics {
     /// [`Metrics::render`] as of `now` (the simulator's clock, in tests).
     pub fn render_at(&self, now: jiff::Timestamp) -> String {
         self.promotion_blocked.reset();
-        for ((pipeline, environment, gate), since) in lock(&self.blocked_since).iter() {
+        for ((namespace, pipeline), environments) in lock(&self.known).iter() {
+            for (environment, gates) in environments {
+                for gate in gates {
+                    self.promotion_blocked
+                        .with_label_values(&[namespace, pipeline, environment, *gate])
+                        .set(0.0);
+                }
+            }
+        }
+        for (((namespace, pipeline, environment), gate), since) in lock(&self.blocked_since).iter()
+        {
             let age = Duration::try_from(now.duration_since(*since))
                 .unwrap_or(Duration::ZERO)
                 .as_secs_f64();
             self.promotion_blocked
-                .with_label_values(&[pipeline, environment, gate])
+                .with_label_values(&[namespace, pipeline, environment, gate])
                 .set(age);
         }
         let mut buffer = Vec::new();

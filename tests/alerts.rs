@@ -1,8 +1,11 @@
 //! The chart's Prometheus alerts (`charts/greenlight/files/alerts.yaml`): valid for
 //! `promtool check rules`, firing and staying quiet as `alerts_test.yaml` expects under
 //! `promtool test rules`, and intact once the chart's template puts them under a
-//! PrometheusRule's `spec`. That every metric they name is exported is checked with the
-//! dashboard's queries, in tests/dashboard.rs.
+//! PrometheusRule's `spec`. Pipeline names are unique only within a namespace, so every
+//! annotation that names a Pipeline names it `namespace/pipeline`, and the unit tests label
+//! their series as the controller does. That every metric and label the expressions name is
+//! exported, and that they never group, filter or match on `pipeline` without `namespace`,
+//! is checked with the dashboard's queries, in tests/dashboard.rs.
 //!
 //! Without a `promtool` binary (Debian's `prometheus` package) the promtool tests skip,
 //! unless `GREENLIGHT_REQUIRE_PROMETHEUS=1` (set by `.ci/run`), in which case they fail.
@@ -10,7 +13,11 @@
 #[path = "support/promtool.rs"]
 mod promtool;
 
-use std::{collections::BTreeSet, path::Path, process::Command};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+    process::Command,
+};
 
 use promtool::promtool;
 use serde_yaml::Value;
@@ -166,6 +173,98 @@ fn the_unit_tests_see_every_alert_fire_and_stay_quiet() {
         assert!(fired.contains(name), "no unit test sees {name} fire");
         assert!(quiet.contains(name), "no unit test sees {name} stay quiet");
     }
+}
+
+/// An alert about a Pipeline names it as `namespace/pipeline` wherever it names it: a name
+/// alone is ambiguous between namespaces.
+#[test]
+fn every_alert_names_a_pipeline_with_its_namespace() {
+    let rule_file = yaml(&files().join("alerts.yaml"));
+    let mut checked = 0;
+    for rule in rules(&rule_file) {
+        let Some(name) = rule["alert"].as_str() else {
+            continue;
+        };
+        for (annotation, text) in rule["annotations"].as_mapping().into_iter().flatten() {
+            let text = text.as_str().unwrap_or_default();
+            if !text.contains("$labels.pipeline") {
+                continue;
+            }
+            checked += 1;
+            assert!(
+                text.contains("{{ $labels.namespace }}/{{ $labels.pipeline }}"),
+                "{name}: the {annotation:?} names the pipeline without its namespace: {text:?}"
+            );
+            for command in text.split('`').skip(1).step_by(2) {
+                assert!(
+                    !command.starts_with("kubectl ")
+                        || command.contains("-n {{ $labels.namespace }}"),
+                    "{name}: `{command}` should run in the Pipeline's namespace"
+                );
+            }
+        }
+    }
+    assert!(checked >= 6, "only {checked} annotations name a pipeline");
+}
+
+/// The label names and values of a promtool series, `name{a="x", b="y"}`.
+fn series_labels(series: &str) -> BTreeMap<String, String> {
+    let label = regex::Regex::new(r#"(\w+)\s*=\s*"([^"]*)""#).unwrap();
+    label
+        .captures_iter(series)
+        .map(|found| (found[1].to_owned(), found[2].to_owned()))
+        .collect()
+}
+
+/// The unit tests' series and expected alerts carry `namespace` with every `pipeline`, as
+/// the controller's do, and one Pipeline name lives in two namespaces somewhere, so that
+/// an alert that mixed them up would be seen.
+#[test]
+fn the_unit_tests_label_pipelines_with_their_namespace() {
+    let tests = yaml(&files().join("alerts_test.yaml"));
+    let mut namespaces_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut expected = 0;
+    for test in tests["tests"]
+        .as_sequence()
+        .expect("alerts_test.yaml has `tests:`")
+    {
+        let name = test["name"].as_str().unwrap_or("(unnamed test)");
+        for input in test["input_series"].as_sequence().into_iter().flatten() {
+            let series = input["series"]
+                .as_str()
+                .expect("each input names its series");
+            let labels = series_labels(series);
+            if let Some(pipeline) = labels.get("pipeline") {
+                let namespace = labels
+                    .get("namespace")
+                    .unwrap_or_else(|| panic!("{name}: {series} has no namespace"));
+                namespaces_of
+                    .entry(pipeline.clone())
+                    .or_default()
+                    .insert(namespace.clone());
+            }
+        }
+        for case in test["alert_rule_test"].as_sequence().into_iter().flatten() {
+            for alert in case["exp_alerts"].as_sequence().into_iter().flatten() {
+                let labels = &alert["exp_labels"];
+                if labels.get("pipeline").is_some() {
+                    expected += 1;
+                    assert!(
+                        labels.get("namespace").is_some(),
+                        "{name} at {:?}: expects {labels:?} without a namespace",
+                        case["eval_time"]
+                    );
+                }
+            }
+        }
+    }
+    assert!(expected > 0, "no expected alert names a pipeline");
+    assert!(
+        namespaces_of
+            .values()
+            .any(|namespaces| namespaces.len() > 1),
+        "no unit test has one Pipeline name in two namespaces: {namespaces_of:?}"
+    );
 }
 
 /// sprig's `nindent`, as the template applies it to the included file.

@@ -172,3 +172,30 @@ fn a_metric_range_must_not_be_empty() {
         ["above must be less than below, or no value can ever pass"]
     );
 }
+
+#[test]
+fn an_approval_rule_must_be_satisfiable_by_the_users_it_lists() {
+    let mut pipeline = example("nightly-smoke-promotion/pipeline.yaml", 0);
+    let rule = |rule: Value| json!({"checks": ["build"], "approvals": [rule]});
+    pipeline["spec"]["environments"][1]["gates"] =
+        rule(json!({"name": "leads", "count": 3, "users": ["bob", "carol"]}));
+    assert_eq!(
+        rejections(&schema_of(Pipeline::crd()), &pipeline, None),
+        [
+            "count is more than the users listed, and no groups are given: no release could ever be approved (lower count, list more users, or add groups)"
+        ]
+    );
+    for satisfiable in [
+        json!({"name": "leads", "count": 2, "users": ["bob", "carol"]}),
+        json!({"name": "leads", "count": 3, "users": ["bob", "carol"], "groups": ["leads"]}),
+        json!({"name": "leads", "count": 3, "groups": ["leads"]}),
+        json!({"name": "leads", "count": 3}),
+    ] {
+        pipeline["spec"]["environments"][1]["gates"] = rule(satisfiable.clone());
+        assert_eq!(
+            rejections(&schema_of(Pipeline::crd()), &pipeline, None),
+            Vec::<String>::new(),
+            "{satisfiable}"
+        );
+    }
+}

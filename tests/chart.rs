@@ -544,6 +544,11 @@ fn controller_rbac_is_exactly_the_required_table_in_the_right_scope() {
             values.watch_namespace(),
             "{values:?}: --namespace"
         );
+        assert_eq!(
+            flag(args, "--selector"),
+            (values == Values::AllOn).then_some("greenlight.dev/shard=a"),
+            "{values:?}: --selector shards by pipelineSelector"
+        );
         assert!(
             flag(args, "--lease-namespace").is_none(),
             "{values:?}: the Lease lives in the release namespace ($POD_NAMESPACE)"
@@ -677,10 +682,28 @@ fn user_roles_read_or_approve_and_are_not_the_controllers() {
         !labels.keys().any(|k| k.contains("aggregate-to")),
         "approving is granted on purpose, never by aggregation"
     );
+    // CI creates Releases and patches their checks, and nothing else: no Approvals (it
+    // would approve its own builds), no Pipelines, no status.
+    let releaser = role("releaser");
+    let release: BTreeSet<(String, String)> = ["create", "get", "list", "watch", "patch"]
+        .iter()
+        .map(|v| ("releases".to_string(), v.to_string()))
+        .collect();
+    assert_eq!(triples(releaser), release);
+    assert!(
+        !releaser["metadata"]["labels"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.contains("aggregate-to")),
+        "releasing is granted to CI on purpose, never by aggregation"
+    );
     for binding in docs.iter().filter(|d| kind(d).ends_with("Binding")) {
         let role_name = binding["roleRef"]["name"].as_str().unwrap_or_default();
         assert!(
-            !role_name.ends_with("-viewer") && !role_name.ends_with("-approver"),
+            !["-viewer", "-approver", "-releaser"]
+                .iter()
+                .any(|suffix| role_name.ends_with(suffix)),
             "the chart binds the user role {role_name} to someone"
         );
     }

@@ -128,7 +128,7 @@ fn a_typo_in_a_field_name_suggests_the_right_one() {
     let run = check_pipeline_with("    upstream: [dev]", "    upsteam: [dev]");
     assert_one_error(
         &run,
-        "./pipeline.yaml:1: Pipeline shop/shop: error: spec.environments[1].upsteam: unknown field \"upsteam\": did you mean \"upstream\"?",
+        "./pipeline.yaml:10:5: Pipeline shop/shop: error: spec.environments[1].upsteam: unknown field \"upsteam\": did you mean \"upstream\"?",
     );
 }
 
@@ -138,6 +138,27 @@ fn a_wrong_type_names_the_expected_type() {
     assert_one_error(
         &run,
         "spec.environments[2].gates.approvals[0].count: expected an integer, found the string \"two\"",
+    );
+}
+
+#[test]
+fn an_approval_rule_no_one_can_satisfy_is_rejected_with_its_path() {
+    let run = check_pipeline_with(
+        "count: 2, groups: [release-managers]",
+        "count: 3, users: [bob, carol]",
+    );
+    assert_one_error(
+        &run,
+        "./pipeline.yaml:17:44: Pipeline shop/shop: error: spec.environments[2].gates.approvals[0].count: approval rule \"release-managers\" needs 3 distinct approvers but lists only 2 users (bob, carol) and no groups: no release could ever be approved",
+    );
+    let enough = check_pipeline_with(
+        "count: 2, groups: [release-managers]",
+        "count: 2, users: [bob, carol]",
+    );
+    assert!(
+        enough.success,
+        "two of two listed users can approve: {}",
+        enough.stdout
     );
 }
 
@@ -246,7 +267,7 @@ fn a_release_missing_an_artifact_of_its_pipeline_is_rejected() {
     let run = check_files(&[("pipeline.yaml", PIPELINE), ("release.yaml", &release)]);
     assert_one_error(
         &run,
-        "./release.yaml:1: Release shop/shop-1-4-2: error: spec.artifacts: missing artifact \"worker\", which Pipeline \"shop\" deploys to prod/worker",
+        "./release.yaml:7:3: Release shop/shop-1-4-2: error: spec.artifacts: missing artifact \"worker\", which Pipeline \"shop\" deploys to prod/worker",
     );
 }
 
@@ -372,5 +393,5 @@ fn standard_input_is_read_with_a_dash() {
     let output = child.wait_with_output().unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(!output.status.success());
-    assert!(stdout.contains("-:1: Pipeline shop/shop: error: spec.environments[2].gates.schedule[0].timeZone: \"Europe/Berln\" is not an IANA time zone: did you mean \"Europe/Berlin\"?"), "{stdout}");
+    assert!(stdout.contains("-:19:29: Pipeline shop/shop: error: spec.environments[2].gates.schedule[0].timeZone: \"Europe/Berln\" is not an IANA time zone: did you mean \"Europe/Berlin\"?"), "{stdout}");
 }

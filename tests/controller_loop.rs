@@ -9,7 +9,7 @@ use std::time::Duration;
 use greenlight::controller::{
     leader::{Elector, Leadership, LeaseConfig},
     rbac,
-    run::{Options, run},
+    run::{Options, run, run_serving},
 };
 use serde_json::{Value, json};
 use support::fake_api::{FakeApi, Recorded};
@@ -72,6 +72,7 @@ fn approval(name: &str, release: &str) -> Value {
 fn options(leader_election: Option<LeaseConfig>) -> Options {
     Options {
         namespace: None,
+        selector: None,
         metrics_addr: "127.0.0.1:0".parse().unwrap(),
         leader_election,
         instance: "test-replica".into(),
@@ -79,8 +80,20 @@ fn options(leader_election: Option<LeaseConfig>) -> Options {
     }
 }
 
+/// The controller's logs in the test's output (shown for a failing test), at
+/// `greenlight=debug` unless `RUST_LOG` says otherwise.
+fn capture_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,greenlight=debug"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 /// Starts the controller; dropping the returned sender stops nothing, sending `true` does.
 fn start(api: &FakeApi, options: Options) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    capture_logs();
     let (stop, shutdown) = watch::channel(false);
     let client = api.client();
     let task = tokio::spawn(async move {
@@ -161,6 +174,81 @@ fn assert_rbac_covers_every_request(api: &FakeApi) {
             r.method
         );
     }
+}
+
+/// `object` with every "shop" renamed to `name` (namespaces, names, images, targets).
+fn renamed(object: &Value, name: &str) -> Value {
+    serde_json::from_str(&object.to_string().replace("shop", name)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_act_only_on_their_own_pipelines() {
+    let api = FakeApi::start(true).await;
+    for app in ["shop", "cafe"] {
+        for env in ["dev", "prod"] {
+            api.put(deployment(
+                &format!("{app}-{env}"),
+                &format!("registry.example.com/{app}/api:0.9.0"),
+            ));
+        }
+    }
+    let mut shop = pipeline(false);
+    shop["metadata"]["labels"] = json!({"greenlight.dev/shard": "a"});
+    let mut cafe = renamed(&pipeline(false), "cafe");
+    cafe["metadata"]["labels"] = json!({"greenlight.dev/shard": "b"});
+    api.put(shop);
+    api.put(cafe);
+    let shard = |name: &str| Options {
+        selector: Some(format!("greenlight.dev/shard={name}").parse().unwrap()),
+        ..options(None)
+    };
+
+    let (stop_a, task_a) = start(&api, shard("a"));
+    api.put(release("shop-1-0-0", "1.0.0"));
+    api.put(renamed(&release("shop-1-0-0", "1.0.0"), "cafe"));
+    api.wait_for_request(WAIT, |r| is_image_patch(r, "shop-dev", "shop/api:1.0.0"))
+        .await
+        .expect("shard a deploys its own Pipeline");
+    // Give shard a every chance to (wrongly) act on cafe, which it does not select.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let writes_to_cafe = |requests: &[Recorded]| {
+        requests
+            .iter()
+            .filter(|r| r.method != http::Method::GET && r.path.contains("/namespaces/cafe"))
+            .count()
+    };
+    assert_eq!(
+        writes_to_cafe(&api.requests()),
+        0,
+        "shard a wrote to cafe, which belongs to shard b"
+    );
+    assert!(
+        api.requests().iter().any(|r| r.path.ends_with("/pipelines")
+            && r.query.contains("labelSelector=greenlight.dev%2Fshard%3Da")),
+        "shard a lists and watches only its Pipelines"
+    );
+
+    let (stop_b, task_b) = start(&api, shard("b"));
+    api.wait_for_request(WAIT, |r| is_image_patch(r, "cafe-dev", "cafe/api:1.0.0"))
+        .await
+        .expect("shard b deploys its own Pipeline");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let requests = api.requests();
+    for (namespace, image) in [
+        ("shop-dev", "shop/api:1.0.0"),
+        ("cafe-dev", "cafe/api:1.0.0"),
+    ] {
+        assert_eq!(
+            requests
+                .iter()
+                .filter(|r| is_image_patch(r, namespace, image))
+                .count(),
+            1,
+            "{namespace} is deployed exactly once: only its own shard acts on it"
+        );
+    }
+    shut_down(stop_a, task_a).await;
+    shut_down(stop_b, task_b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,6 +613,290 @@ async fn a_standby_replica_acts_only_once_the_lease_is_handed_over() {
         .unwrap();
     assert!(after["spec"]["holderIdentity"].is_null(), "{after}");
     assert_rbac_covers_every_request(&api);
+}
+
+/// [`start`], with `/metrics` served on the returned (loopback) address.
+async fn start_serving_metrics(
+    api: &FakeApi,
+    options: Options,
+) -> (
+    watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+    std::net::SocketAddr,
+) {
+    capture_logs();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, shutdown) = watch::channel(false);
+    let client = api.client();
+    let task = tokio::spawn(async move {
+        run_serving(client, options, listener, shutdown)
+            .await
+            .expect("the controller runs");
+    });
+    (stop, task, addr)
+}
+
+/// `GET /metrics`, as Prometheus scrapes it.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// Scrapes `/metrics` until `found` accepts the exposition.
+async fn scrape_until<T>(
+    addr: std::net::SocketAddr,
+    found: impl Fn(&str) -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(value) = found(&scrape(addr).await) {
+            return Some(value);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// The value of the series `name{labels}` in an exposition (labels in any order).
+fn sample(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut labels = labels.to_vec();
+    labels.sort();
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    let series = format!("{name}{{{}}} ", labels.join(","));
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Issue: after a restart, counters and histograms of a known Pipeline did not exist
+/// until their first event, so `increase()` missed the first rollback and the dashboard
+/// showed "No data". A fresh controller that decides one Pipeline, with nothing else
+/// happening, exports every SPEC series for each of its environments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_controller_exports_every_series_of_a_known_pipeline_at_zero() {
+    let api = FakeApi::start(true).await;
+    seed(&api, false);
+    let (stop, task, addr) = start_serving_metrics(&api, options(None)).await;
+    let shop = |env: &'static str| {
+        vec![
+            ("namespace", "shop"),
+            ("pipeline", "shop"),
+            ("environment", env),
+        ]
+    };
+    let text = scrape_until(addr, |text| {
+        sample(text, "greenlight_environment_healthy", &shop("prod")).map(|_| text.to_owned())
+    })
+    .await
+    .unwrap_or_else(|| {
+        let requests: Vec<String> = api
+            .requests()
+            .iter()
+            .map(|r| format!("{} {} {}", r.method, r.path, r.query))
+            .collect();
+        panic!("the Pipeline is decided and its gauges exported; requests:\n{}", requests.join("\n"))
+    });
+    for env in ["dev", "prod"] {
+        let with = |extra: (&'static str, &'static str)| {
+            let mut labels = shop(env);
+            labels.push(extra);
+            labels
+        };
+        for result in ["succeeded", "failed", "rolled_back", "superseded"] {
+            assert_eq!(
+                sample(
+                    &text,
+                    "greenlight_promotions_total",
+                    &with(("result", result))
+                ),
+                Some(0.0),
+                "{env}: promotions {result}\n{text}"
+            );
+        }
+        for trigger in ["verification", "unhealthy", "manual"] {
+            assert_eq!(
+                sample(
+                    &text,
+                    "greenlight_rollbacks_total",
+                    &with(("trigger", trigger))
+                ),
+                Some(0.0),
+                "{env}: rollbacks {trigger}"
+            );
+        }
+        for histogram in [
+            "greenlight_promotion_duration_seconds_count",
+            "greenlight_lead_time_seconds_count",
+            "greenlight_time_to_restore_seconds_count",
+        ] {
+            assert_eq!(
+                sample(&text, histogram, &shop(env)),
+                Some(0.0),
+                "{env}: {histogram}"
+            );
+        }
+        assert_eq!(
+            sample(&text, "greenlight_drift_repairs_total", &shop(env)),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(&text, "greenlight_environment_healthy", &shop(env)),
+            Some(1.0),
+            "{env}: its baseline runs and is healthy"
+        );
+        assert_eq!(
+            sample(&text, "greenlight_environment_degraded", &shop(env)),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "greenlight_environment_info",
+                &[shop(env), vec![("version", "baseline"), ("release", "")]].concat()
+            ),
+            Some(1.0),
+            "{env}: what runs there"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "greenlight_promotion_blocked_seconds",
+                &with(("gate", "environment"))
+            ),
+            Some(0.0),
+            "{env}: nothing waits"
+        );
+    }
+    // prod's approval gate can block it; dev has no gates of its own.
+    let prod_approvals = [shop("prod"), vec![("gate", "approvals")]].concat();
+    assert_eq!(
+        sample(
+            &text,
+            "greenlight_promotion_blocked_seconds",
+            &prod_approvals
+        ),
+        Some(0.0)
+    );
+    let dev_approvals = [shop("dev"), vec![("gate", "approvals")]].concat();
+    assert_eq!(
+        sample(
+            &text,
+            "greenlight_promotion_blocked_seconds",
+            &dev_approvals
+        ),
+        None
+    );
+    for gate in ["approvals", "schedule", "tests"] {
+        for result in ["pass", "block"] {
+            assert_eq!(
+                sample(
+                    &text,
+                    "greenlight_gate_evaluations_total",
+                    &[("gate", gate), ("result", result)]
+                ),
+                Some(0.0),
+                "gate evaluations {gate} {result}"
+            );
+        }
+    }
+    assert!(
+        sample(
+            &text,
+            "greenlight_reconcile_total",
+            &[("kind", "Pipeline"), ("result", "ok")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        sample(
+            &text,
+            "greenlight_reconcile_duration_seconds_count",
+            &[("kind", "Pipeline")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        !api.requests()
+            .iter()
+            .any(|r| r.path.contains("/deployments/") && r.method != http::Method::GET),
+        "nothing was deployed: the series exist because the Pipeline is known"
+    );
+    shut_down(stop, task).await;
+}
+
+/// A replica that loses the Lease stops reporting environments, so two replicas never
+/// both report one; what it counted stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_drops_its_environment_gauges() {
+    let api = FakeApi::start(true).await;
+    seed(&api, false);
+    let (stop, task, addr) =
+        start_serving_metrics(&api, options(Some(fast_lease("test-replica")))).await;
+    let dev = [
+        ("namespace", "shop"),
+        ("pipeline", "shop"),
+        ("environment", "dev"),
+    ];
+    scrape_until(addr, |text| {
+        sample(text, "greenlight_environment_healthy", &dev)
+    })
+    .await
+    .expect("the leader reports dev");
+
+    // Another replica holds the Lease now (this one's renewal is refused).
+    let mut taken = lease(Some("other-replica"));
+    taken["spec"]["renewTime"] = json!(jiff::Timestamp::now().to_string());
+    taken["spec"]["leaseDurationSeconds"] = json!(30);
+    let current = api
+        .get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "greenlight",
+            "greenlight-controller",
+        )
+        .unwrap();
+    taken["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+    api.put(taken);
+    let text = scrape_until(addr, |text| {
+        sample(text, "greenlight_environment_healthy", &dev)
+            .is_none()
+            .then(|| text.to_owned())
+    })
+    .await
+    .expect("the deposed replica stops reporting dev");
+    for gauge in [
+        "greenlight_environment_info",
+        "greenlight_environment_degraded",
+        "greenlight_promotion_blocked_seconds",
+    ] {
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.starts_with(gauge) && l.contains("pipeline=\"shop\"")),
+            "{gauge} still reported after losing the Lease:\n{text}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &text,
+            "greenlight_promotions_total",
+            &[dev.to_vec(), vec![("result", "succeeded")]].concat()
+        ),
+        Some(0.0),
+        "counters stay: they count what this replica did"
+    );
+    shut_down(stop, task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -300,3 +300,68 @@ fn environment_names_are_unique_by_list_map_key() {
         serde_json::json!(["name"])
     );
 }
+
+/// `kubectl apply` warns `unrecognized format "uint32"` for any format the API server
+/// does not know, on every apply.
+#[test]
+fn every_format_is_one_the_api_server_knows() {
+    for (crd, schema) in schemas() {
+        walk(&crd, &schema, &mut |path, node| {
+            if let Some(format) = node.get("format").and_then(Value::as_str) {
+                assert!(
+                    greenlight::api::KNOWN_FORMATS.contains(&format),
+                    "{path}: format {format:?} is unknown to the API server"
+                );
+            }
+            if node.get("type").and_then(Value::as_str) == Some("integer") {
+                assert!(
+                    matches!(
+                        node.get("format").and_then(Value::as_str),
+                        None | Some("int32" | "int64")
+                    ),
+                    "{path}: an integer is int32, int64 or has no format"
+                );
+            }
+        });
+    }
+    // An unsigned field keeps its range as bounds: a promotion's step is a u32, and
+    // historyLimit keeps its own, narrower range.
+    let (_, pipeline) = &schemas()[0];
+    let step = &pipeline["properties"]["status"]["properties"]["environments"]["items"]["properties"]
+        ["promotion"]["properties"]["step"];
+    assert_eq!(step["minimum"], 0.0);
+    assert_eq!(step["maximum"], f64::from(u32::MAX));
+    let history = &pipeline["properties"]["spec"]["properties"]["historyLimit"];
+    assert_eq!(
+        (&history["minimum"], &history["maximum"]),
+        (&1.0.into(), &100.0.into())
+    );
+}
+
+/// `kubectl explain` prints descriptions as they are: the line breaks of the source's
+/// doc-comment wrapping would cut sentences in half.
+#[test]
+fn descriptions_break_lines_only_between_paragraphs_and_list_items() {
+    for (crd, schema) in schemas() {
+        walk(&crd, &schema, &mut |path, node| {
+            let Some(description) = node.get("description").and_then(Value::as_str) else {
+                return;
+            };
+            for paragraph in description.split("\n\n") {
+                for line in paragraph.lines().skip(1) {
+                    assert!(
+                        line.starts_with("- ") || line.starts_with("* "),
+                        "{path}: a line break in mid-sentence before {line:?} in {description:?}"
+                    );
+                }
+            }
+        });
+    }
+    let (_, pipeline) = &schemas()[0];
+    let cron = &pipeline["properties"]["spec"]["properties"]["environments"]["items"]["properties"]
+        ["gates"]["properties"]["schedule"]["items"]["properties"]["cron"];
+    assert_eq!(
+        cron["description"],
+        "When the window opens: a five-field cron expression (minute hour day-of-month month day-of-week), such as `0 2 * * *`."
+    );
+}

@@ -3,9 +3,10 @@
 //! Every PromQL expression (panel targets at any depth, collapsed rows included, and the
 //! query variables) is parsed with `promql-parser`; each metric it selects must be a series
 //! of the real registry ([`Metrics`], with every metric given a value), and each label it
-//! matches or groups by must be one of that series' labels. The panels the README promises
-//! exist, and `dashboards/greenlight.json` at the repository root is a link to the chart's
-//! file.
+//! matches or groups by must be one of that series' labels. Pipeline names are unique only
+//! within a namespace, so wherever an expression filters, groups or matches on `pipeline`
+//! it must use `namespace` too. The panels the README promises exist, and
+//! `dashboards/greenlight.json` at the repository root is a link to the chart's file.
 
 #[path = "support/promtool.rs"]
 mod promtool;
@@ -20,10 +21,10 @@ use std::{
 use greenlight::{
     api::{PipelineStatus, ReleaseStatus},
     engine::{Decision, Event, EventType, MetricEvent, Regarding},
-    metrics::Metrics,
+    metrics::{Metrics, PipelineLabels},
 };
 use promql_parser::{
-    label::MatchOp,
+    label::{Labels, MatchOp},
     parser::{self, Expr, LabelModifier, VectorSelector},
     util::{ExprVisitor, walk_expr},
 };
@@ -123,8 +124,9 @@ fn decision_touching_every_metric() -> Decision {
 fn exported_series() -> BTreeMap<String, BTreeSet<String>> {
     let metrics = Metrics::new();
     let decision = decision_touching_every_metric();
-    metrics.record_events("shop", &decision);
-    metrics.record_status("shop", &decision.pipeline_status, &decision);
+    let shop = PipelineLabels::new("shop", "shop");
+    metrics.record_events(shop, &decision);
+    metrics.record_status(shop, &decision.pipeline_status, &decision);
     metrics.reconcile("Pipeline").ok();
     metrics.api_request("get", "pipelines", "ok");
     let text = metrics.render_at("2026-11-22T09:00:00Z".parse().unwrap());
@@ -208,7 +210,7 @@ fn the_exposition_yields_histogram_series_and_their_labels() {
     let bucket = &series["greenlight_lead_time_seconds_bucket"];
     assert_eq!(
         bucket.iter().map(String::as_str).collect::<Vec<_>>(),
-        ["environment", "le", "pipeline"]
+        ["environment", "le", "namespace", "pipeline"]
     );
     assert!(series.contains_key("greenlight_lead_time_seconds_sum"));
     assert!(series.contains_key("greenlight_lead_time_seconds_count"));
@@ -236,6 +238,21 @@ struct Uses {
     selectors: Vec<Selector>,
     /// (grouping label, metrics aggregated).
     groupings: Vec<(String, Vec<String>)>,
+    /// The matchers, `by`, `without`, `on` and `ignoring` clauses that keep `pipeline`
+    /// without `namespace`: they mix up Pipelines of the same name in two namespaces.
+    pipeline_without_namespace: Vec<String>,
+}
+
+/// Whether a clause that keeps `kept` (matchers, `by`, `on`), or drops the other labels
+/// (`without`, `ignoring`: `kept` is then what it drops), keeps `pipeline` but not
+/// `namespace`.
+fn keeps_pipeline_alone(kept: &[String], dropping: bool) -> bool {
+    let has = |label: &str| kept.iter().any(|l| l == label);
+    if dropping {
+        has("namespace") && !has("pipeline")
+    } else {
+        has("pipeline") && !has("namespace")
+    }
 }
 
 impl Uses {
@@ -253,12 +270,35 @@ impl Uses {
         let metric = selector.name.clone().or(by_name).ok_or_else(|| {
             format!("{selector} picks metrics by a pattern, so the names cannot be checked")
         })?;
-        let labels = matchers()
+        let labels: Vec<String> = matchers()
             .map(|m| m.name.clone())
             .filter(|name| name != "__name__")
             .collect();
+        if keeps_pipeline_alone(&labels, false) {
+            self.pipeline_without_namespace
+                .push(format!("{selector} filters on pipeline"));
+        }
         self.selectors.push(Selector { metric, labels });
         Ok(())
+    }
+
+    /// Notes a `by`/`without` (`keyword` "by") or `on`/`ignoring` ("on") clause that keeps
+    /// `pipeline` without `namespace`.
+    fn modifier(&mut self, keyword: &str, modifier: &LabelModifier) {
+        let (dropping, labels): (bool, &Labels) = match modifier {
+            LabelModifier::Include(labels) => (false, labels),
+            LabelModifier::Exclude(labels) => (true, labels),
+        };
+        if keeps_pipeline_alone(&labels.labels, dropping) {
+            let keyword = match (keyword, dropping) {
+                ("by", false) => "by",
+                ("by", true) => "without",
+                (_, false) => "on",
+                (_, true) => "ignoring",
+            };
+            self.pipeline_without_namespace
+                .push(format!("{keyword} ({labels}) keeps pipeline"));
+        }
     }
 }
 
@@ -274,6 +314,9 @@ impl ExprVisitor for Uses {
                 if let Some(param) = &aggregate.param {
                     walk_expr(self, param)?;
                 }
+                if let Some(modifier) = &aggregate.modifier {
+                    self.modifier("by", modifier);
+                }
                 if let Some(LabelModifier::Include(by)) = &aggregate.modifier {
                     let inner = uses(&aggregate.expr)?;
                     let metrics: Vec<String> =
@@ -281,6 +324,11 @@ impl ExprVisitor for Uses {
                     for label in &by.labels {
                         self.groupings.push((label.clone(), metrics.clone()));
                     }
+                }
+            }
+            Expr::Binary(binary) => {
+                if let Some(matching) = binary.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
+                    self.modifier("on", matching);
                 }
             }
             Expr::Extension(_) => return Err("an extension node the parser never makes".into()),
@@ -297,7 +345,8 @@ fn uses(expr: &Expr) -> Result<Uses, String> {
 }
 
 /// Everything wrong with `expr` (named `origin` in messages) against the exported series:
-/// it does not parse, or it names a metric or a label the controller does not export.
+/// it does not parse, names a metric or a label the controller does not export, or filters,
+/// groups or matches on `pipeline` without `namespace`.
 fn check_expression(
     origin: &str,
     expr: &str,
@@ -333,6 +382,12 @@ fn check_expression(
             }
         }
     }
+    for clause in &uses.pipeline_without_namespace {
+        problems.push(format!(
+            "{origin}: {clause} but not namespace: Pipeline names are unique only within a \
+             namespace, so the two go together"
+        ));
+    }
     if problems.is_empty() {
         Ok(uses.selectors.into_iter().map(|s| s.metric).collect())
     } else {
@@ -348,6 +403,11 @@ fn the_check_catches_unknown_metrics_labels_and_groupings() {
         check_expression("good", good, &exported),
         Ok(BTreeSet::from(["greenlight_promotions_total".to_owned()]))
     );
+    let by_pipeline = r#"sum by (namespace, pipeline) (greenlight_promotions_total{namespace="a", pipeline="shop"}) * on (namespace, pipeline) group_left sum without (namespace, pipeline, result) (greenlight_promotions_total)"#;
+    assert_eq!(
+        check_expression("by pipeline", by_pipeline, &exported),
+        Ok(BTreeSet::from(["greenlight_promotions_total".to_owned()]))
+    );
     for (bad, why) in [
         ("rate(greenlight_promotion_total[5m])", "not a series"),
         ("greenlight_lead_time_seconds", "not a series"),
@@ -356,6 +416,22 @@ fn the_check_catches_unknown_metrics_labels_and_groupings() {
             "no label",
         ),
         ("sum by (gate) (greenlight_promotions_total)", "groups"),
+        (
+            r#"greenlight_promotions_total{pipeline="shop"}"#,
+            "filters on pipeline but not namespace",
+        ),
+        (
+            r#"sum by (pipeline, environment) (greenlight_promotions_total{namespace="a"})"#,
+            "by (pipeline, environment) keeps pipeline but not namespace",
+        ),
+        (
+            "sum without (namespace) (greenlight_promotions_total)",
+            "without (namespace) keeps pipeline but not namespace",
+        ),
+        (
+            "greenlight_environment_info * on (pipeline, environment) greenlight_environment_healthy",
+            "on (pipeline, environment) keeps pipeline but not namespace",
+        ),
         (
             "topk(scalar(greenlight_nope), greenlight_promotions_total)",
             "not a series",
@@ -595,6 +671,13 @@ fn every_dashboard_query_uses_only_exported_metrics_and_labels() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// The dashboard's variables that filter panels.
+fn filter_variables() -> BTreeSet<String> {
+    ["namespace", "pipeline", "environment"]
+        .map(str::to_owned)
+        .into()
+}
+
 /// The panels the README describes, the metric each must query, and its unit.
 const REQUIRED_PANELS: [(&str, &[&str], Option<&str>); 13] = [
     (
@@ -679,11 +762,7 @@ fn the_promised_panels_exist_and_query_what_they_say() {
         let panel = matching[0];
         let mut used = BTreeSet::new();
         for target in panel["targets"].as_array().into_iter().flatten() {
-            let expr = expand(
-                target["expr"].as_str().unwrap(),
-                &BTreeSet::from(["pipeline".to_owned(), "environment".to_owned()]),
-            )
-            .unwrap();
+            let expr = expand(target["expr"].as_str().unwrap(), &filter_variables()).unwrap();
             used.extend(check_expression(wanted, &expr, &exported).unwrap());
         }
         for metric in metrics {
@@ -727,6 +806,93 @@ fn what_runs_where_merges_instant_tables_of_its_three_metrics() {
         Some(&"merge"),
         "{transformations:?}"
     );
+    // Pipelines are named by namespace and name: the namespace is the first column.
+    let organize = &table["transformations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "organize")
+        .expect("an organize transformation")["options"];
+    assert_eq!(organize["indexByName"]["namespace"], 0, "{organize}");
+    assert_eq!(organize["indexByName"]["pipeline"], 1, "{organize}");
+    assert_eq!(
+        organize["renameByName"]["namespace"], "Namespace",
+        "{organize}"
+    );
+    assert_ne!(organize["excludeByName"]["namespace"], true, "{organize}");
+}
+
+/// Grafana refreshes variables in order: Namespace comes before Pipeline and lists the
+/// namespaces of the exported Pipelines, and Pipeline and Environment list only what the
+/// selected namespaces hold.
+#[test]
+fn the_namespace_variable_comes_first_and_narrows_pipeline_and_environment() {
+    let dashboard = dashboard();
+    let names: Vec<&str> = variables(&dashboard)
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    let at = |name: &str| {
+        names
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or_else(|| panic!("no {name} variable: {names:?}"))
+    };
+    assert!(
+        at("namespace") < at("pipeline") && at("pipeline") < at("environment"),
+        "{names:?}"
+    );
+    let variable = |name: &str| variables(&dashboard).find(|v| v["name"] == name).unwrap();
+    let namespace = variable("namespace");
+    for field in [&namespace["definition"], &namespace["query"]["query"]] {
+        assert_eq!(
+            field, "label_values(greenlight_environment_info, namespace)",
+            "{namespace}"
+        );
+    }
+    assert_eq!(namespace["multi"], true, "{namespace}");
+    assert_eq!(namespace["includeAll"], true, "{namespace}");
+    assert_eq!(namespace["allValue"], ".*", "{namespace}");
+    for name in ["pipeline", "environment"] {
+        let variable = variable(name);
+        for field in [&variable["definition"], &variable["query"]["query"]] {
+            assert!(
+                field
+                    .as_str()
+                    .is_some_and(|q| q.contains(r#"namespace=~"$namespace""#)),
+                "{name} should list only the selected namespaces': {field}"
+            );
+        }
+    }
+}
+
+/// A legend that names a Pipeline names it `namespace/pipeline`, and so does every legend
+/// of a query that keeps `pipeline` in its result (unless Grafana's automatic one).
+#[test]
+fn legends_name_pipelines_with_their_namespace() {
+    let dashboard = dashboard();
+    let mut checked = 0;
+    for panel in panels(&dashboard) {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let legend = target["legendFormat"].as_str().unwrap_or("__auto");
+            let expr = expand(target["expr"].as_str().unwrap(), &filter_variables()).unwrap();
+            let keeps_pipeline = uses(&parser::parse(&expr).unwrap())
+                .unwrap()
+                .groupings
+                .iter()
+                .any(|(label, _)| label == "pipeline");
+            if legend.contains("{{pipeline}}") || (keeps_pipeline && legend != "__auto") {
+                assert!(
+                    legend.contains("{{namespace}}/{{pipeline}}"),
+                    "{:?} target {}: legend {legend:?} should name the Pipeline as \
+                     {{{{namespace}}}}/{{{{pipeline}}}}",
+                    title(panel),
+                    target["refId"]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 5, "only {checked} legends name a Pipeline");
 }
 
 #[test]
@@ -738,7 +904,7 @@ fn every_panel_is_described_uses_the_datasource_variable_and_has_a_unique_id() {
         .expect("a datasource variable");
     assert_eq!(datasource["type"], "datasource");
     assert_eq!(datasource["query"], "prometheus");
-    for name in ["pipeline", "environment"] {
+    for name in ["namespace", "pipeline", "environment"] {
         let variable = variables(&dashboard)
             .find(|v| v["name"] == name)
             .unwrap_or_else(|| panic!("a {name} variable"));
@@ -841,7 +1007,7 @@ fn the_dashboard_configmap_carries_the_json_unchanged() {
 fn the_dora_panels_compute_the_four_keys() {
     let Some(promtool) = promtool() else { return };
     let dashboard = dashboard();
-    let variables = BTreeSet::from(["pipeline".to_owned(), "environment".to_owned()]);
+    let variables = filter_variables();
     let query = |wanted: &str| {
         let panel = panels(&dashboard)
             .into_iter()
@@ -851,10 +1017,17 @@ fn the_dora_panels_compute_the_four_keys() {
         assert_eq!(targets.len(), 1, "{wanted:?} has one query");
         expand_with(targets[0]["expr"].as_str().unwrap(), &variables, &ONE_DAY).unwrap()
     };
-    // One sample a minute over the day: "a xn" is n+1 samples of a.
-    let series = |name: &str, environment: &str, extra: &str, values: &str| {
+    // One sample a minute over the day: "a xn" is n+1 samples of a. `shop` in team-a and
+    // `shop` in team-b are two Pipelines: their numbers must not mix.
+    let prod = ("team-a", "prod");
+    let staging = ("team-a", "staging");
+    let other_prod = ("team-b", "prod");
+    let series = |name: &str, at: (&str, &str), extra: &str, values: &str| {
+        let (namespace, environment) = at;
         json!({
-            "series": format!(r#"{name}{{pipeline="shop", environment="{environment}"{extra}}}"#),
+            "series": format!(
+                r#"{name}{{namespace="{namespace}", pipeline="shop", environment="{environment}"{extra}}}"#
+            ),
             "values": values,
         })
     };
@@ -865,48 +1038,63 @@ fn the_dora_panels_compute_the_four_keys() {
         // prod: 4 successes, 1 failure, 1 rollback, 5 superseded candidates in the day.
         series(
             promotions,
-            "prod",
+            prod,
             r#", result="succeeded""#,
             "0x360 1x360 2x360 4x360",
         ),
-        series(promotions, "prod", r#", result="failed""#, "0x720 1x720"),
+        series(promotions, prod, r#", result="failed""#, "0x720 1x720"),
         series(
             promotions,
-            "prod",
+            prod,
             r#", result="rolled_back""#,
             "0x1000 1x440",
         ),
+        series(promotions, prod, r#", result="superseded""#, "0x100 5x1340"),
+        // staging: promoted before the day, nothing since (the other counters exist at 0).
+        series(promotions, staging, r#", result="succeeded""#, "2x1440"),
+        series(promotions, staging, r#", result="failed""#, "0x1440"),
+        series(promotions, staging, r#", result="rolled_back""#, "0x1440"),
         series(
             promotions,
-            "prod",
+            staging,
             r#", result="superseded""#,
             "0x100 5x1340",
         ),
-        // staging: promoted before the day, nothing since.
-        series(promotions, "staging", r#", result="succeeded""#, "2x1440"),
+        // team-b's prod: 2 successes, nothing failed, no lead time finished.
         series(
             promotions,
-            "staging",
-            r#", result="superseded""#,
-            "0x100 5x1340",
+            other_prod,
+            r#", result="succeeded""#,
+            "0x720 2x720",
         ),
+        series(promotions, other_prod, r#", result="failed""#, "0x1440"),
+        series(
+            promotions,
+            other_prod,
+            r#", result="rolled_back""#,
+            "0x1440",
+        ),
+        series(lead, other_prod, r#", le="3600""#, "0x1440"),
+        series(lead, other_prod, r#", le="+Inf""#, "0x1440"),
         // prod lead times: one under 1h, two between 1h and 2h, one longer: median 1h30m.
-        series(lead, "prod", r#", le="3600""#, "0x720 1x720"),
-        series(lead, "prod", r#", le="7200""#, "0x720 3x720"),
-        series(lead, "prod", r#", le="+Inf""#, "0x720 4x720"),
-        series(lead, "staging", r#", le="3600""#, "1x1440"),
-        series(lead, "staging", r#", le="+Inf""#, "1x1440"),
+        series(lead, prod, r#", le="3600""#, "0x720 1x720"),
+        series(lead, prod, r#", le="7200""#, "0x720 3x720"),
+        series(lead, prod, r#", le="+Inf""#, "0x720 4x720"),
+        series(lead, staging, r#", le="3600""#, "1x1440"),
+        series(lead, staging, r#", le="+Inf""#, "1x1440"),
         // prod restores: two between 5m and 15m: median 10m.
-        series(restore, "prod", r#", le="300""#, "0x1440"),
-        series(restore, "prod", r#", le="900""#, "0x720 2x720"),
-        series(restore, "prod", r#", le="+Inf""#, "0x720 2x720"),
+        series(restore, prod, r#", le="300""#, "0x1440"),
+        series(restore, prod, r#", le="900""#, "0x720 2x720"),
+        series(restore, prod, r#", le="+Inf""#, "0x720 2x720"),
     ];
-    let expect = |panel: &str, samples: &[(&str, f64)]| {
+    let expect = |panel: &str, samples: &[((&str, &str), f64)]| {
         let samples: Vec<Value> = samples
             .iter()
-            .map(|(environment, value)| {
+            .map(|((namespace, environment), value)| {
                 json!({
-                    "labels": format!(r#"{{pipeline="shop", environment="{environment}"}}"#),
+                    "labels": format!(
+                        r#"{{namespace="{namespace}", pipeline="shop", environment="{environment}"}}"#
+                    ),
                     "value": value,
                 })
             })
@@ -915,12 +1103,18 @@ fn the_dora_panels_compute_the_four_keys() {
     };
     let cases = [
         // Per day; staging's zero is shown, not hidden.
-        expect("Deployment frequency", &[("prod", 4.0), ("staging", 0.0)]),
-        // No lead time finished in staging: no value rather than NaN.
-        expect("Lead time (p50)", &[("prod", 5400.0)]),
+        expect(
+            "Deployment frequency",
+            &[(prod, 4.0), (staging, 0.0), (other_prod, 2.0)],
+        ),
+        // No lead time finished in staging or team-b's prod: no value rather than NaN.
+        expect("Lead time (p50)", &[(prod, 5400.0)]),
         // (1 + 1) / (4 + 1 + 1): superseded candidates are no deployments; staging had none.
-        expect("Change failure rate", &[("prod", 1.0 / 3.0)]),
-        expect("Time to restore (p50)", &[("prod", 600.0)]),
+        expect(
+            "Change failure rate",
+            &[(prod, 1.0 / 3.0), (other_prod, 0.0)],
+        ),
+        expect("Time to restore (p50)", &[(prod, 600.0)]),
     ];
     let file = json!({
         "rule_files": [],

@@ -960,6 +960,7 @@ impl RunningController {
         let (stop, shutdown) = watch::channel(false);
         let options = Options {
             namespace: None,
+            selector: None,
             metrics_addr: addr,
             leader_election: None,
             instance,
@@ -2005,6 +2006,7 @@ fn the_e2e_manifests_pass_greenlight_check() {
                 file: "e2e.rs".into(),
                 line: i + 1,
                 content: Ok(m.clone()),
+                positions: Default::default(),
             })
             .collect();
         let mut report = Report::default();

@@ -2,8 +2,15 @@
 //! labels, and counts that match what happened.
 
 use greenlight::{
-    metrics::Metrics,
+    metrics::{Metrics, PipelineLabels},
     sim::{Options, Request, load},
+    validation::validate_pipeline,
+};
+
+/// The example Pipeline `sanctum/sanctum`.
+const SANCTUM: PipelineLabels<'static> = PipelineLabels {
+    namespace: "sanctum",
+    pipeline: "sanctum",
 };
 
 fn run_nightly(failures: &[&str], hours: u64) -> (Metrics, String) {
@@ -32,11 +39,15 @@ fn run_nightly(failures: &[&str], hours: u64) -> (Metrics, String) {
     .unwrap()
     .simulation;
     let metrics = Metrics::new();
+    let spec = validate_pipeline(&sim.snapshot().pipeline.spec)
+        .0
+        .expect("the example is valid");
     sim.run_for(std::time::Duration::from_secs(hours * 3600), &mut |step| {
         let mut timer = metrics.reconcile("Pipeline");
+        metrics.know_pipeline(SANCTUM, &spec);
         if step.status_written {
-            metrics.record_events("sanctum", step.decision);
-            metrics.record_status("sanctum", &step.decision.pipeline_status, step.decision);
+            metrics.record_events(SANCTUM, step.decision);
+            metrics.record_status(SANCTUM, &step.decision.pipeline_status, step.decision);
             timer.ok();
         } else {
             timer.failed("StatusWriteFailed");
@@ -59,7 +70,7 @@ fn a_rollback_is_counted_once_with_its_trigger() {
     assert_eq!(
         sample(
             &text,
-            r#"greenlight_promotions_total{environment="main",pipeline="sanctum",result="rolled_back"}"#
+            r#"greenlight_promotions_total{environment="main",namespace="sanctum",pipeline="sanctum",result="rolled_back"}"#
         ),
         Some(1.0),
         "{text}"
@@ -67,21 +78,21 @@ fn a_rollback_is_counted_once_with_its_trigger() {
     assert_eq!(
         sample(
             &text,
-            r#"greenlight_rollbacks_total{environment="main",pipeline="sanctum",trigger="verification"}"#
+            r#"greenlight_rollbacks_total{environment="main",namespace="sanctum",pipeline="sanctum",trigger="verification"}"#
         ),
         Some(1.0)
     );
     assert_eq!(
         sample(
             &text,
-            r#"greenlight_time_to_restore_seconds_count{environment="main",pipeline="sanctum"}"#
+            r#"greenlight_time_to_restore_seconds_count{environment="main",namespace="sanctum",pipeline="sanctum"}"#
         ),
         Some(1.0)
     );
     assert_eq!(
         sample(
             &text,
-            r#"greenlight_environment_healthy{environment="main",pipeline="sanctum"}"#
+            r#"greenlight_environment_healthy{environment="main",namespace="sanctum",pipeline="sanctum"}"#
         ),
         Some(1.0),
         "healthy again after the rollback"
@@ -94,20 +105,20 @@ fn a_successful_promotion_records_duration_lead_time_and_what_runs() {
     assert_eq!(
         sample(
             &text,
-            r#"greenlight_promotions_total{environment="main",pipeline="sanctum",result="succeeded"}"#
+            r#"greenlight_promotions_total{environment="main",namespace="sanctum",pipeline="sanctum",result="succeeded"}"#
         ),
         Some(1.0)
     );
     assert_eq!(
         sample(
             &text,
-            r#"greenlight_promotion_duration_seconds_count{environment="main",pipeline="sanctum"}"#
+            r#"greenlight_promotion_duration_seconds_count{environment="main",namespace="sanctum",pipeline="sanctum"}"#
         ),
         Some(1.0)
     );
     let lead = sample(
         &text,
-        r#"greenlight_lead_time_seconds_sum{environment="main",pipeline="sanctum"}"#,
+        r#"greenlight_lead_time_seconds_sum{environment="main",namespace="sanctum",pipeline="sanctum"}"#,
     )
     .unwrap();
     assert!(
@@ -122,7 +133,14 @@ fn a_successful_promotion_records_duration_lead_time_and_what_runs() {
         .collect();
     assert_eq!(info.len(), 1, "one series per environment: {info:?}");
     assert!(info[0].contains(r#"version="2026.11.21-0945""#), "{info:?}");
-    assert!(sample(&text, r#"greenlight_promotions_total{environment="staging",pipeline="sanctum",result="superseded"}"#).is_none(), "the older staging build was never waiting for staging");
+    assert_eq!(
+        sample(
+            &text,
+            r#"greenlight_promotions_total{environment="staging",namespace="sanctum",pipeline="sanctum",result="superseded"}"#
+        ),
+        Some(0.0),
+        "the older staging build was never waiting for staging"
+    );
     assert_eq!(
         sample(
             &text,
@@ -136,7 +154,7 @@ fn a_successful_promotion_records_duration_lead_time_and_what_runs() {
 #[test]
 fn a_blocked_promotion_reports_its_age_by_gate() {
     let (_, text) = run_nightly(&["2026.11.21-0945@main:test"], 30);
-    let blocked = sample(&text, r#"greenlight_promotion_blocked_seconds{environment="main",gate="tests",pipeline="sanctum"}"#).unwrap();
+    let blocked = sample(&text, r#"greenlight_promotion_blocked_seconds{environment="main",gate="tests",namespace="sanctum",pipeline="sanctum"}"#).unwrap();
     assert!(
         blocked > 29.0 * 3600.0,
         "blocked since the first morning: {blocked}"
@@ -187,13 +205,13 @@ fn a_deleted_pipeline_leaves_no_series_behind() {
     assert_eq!(
         sample(
             &text,
-            r#"greenlight_environment_degraded{environment="main",pipeline="sanctum"}"#
+            r#"greenlight_environment_degraded{environment="main",namespace="sanctum",pipeline="sanctum"}"#
         ),
         Some(0.0),
         "main rolled back to a healthy release: not Degraded"
     );
     assert!(text.contains(r#"pipeline="sanctum""#));
-    metrics.forget_pipeline("sanctum");
+    metrics.forget_pipeline(SANCTUM);
     let after = metrics.render();
     let left: Vec<&str> = after
         .lines()

@@ -280,6 +280,7 @@ pub struct Gates {
 /// A rule that needs `count` distinct people to approve.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.users) || has(self.groups) || self.count <= size(self.users)").message("count is more than the users listed, and no groups are given: no release could ever be approved (lower count, list more users, or add groups)").field_path(".count").reason(Reason::FieldValueInvalid))]
 pub struct ApprovalRule {
     /// Name of the rule, shown when it blocks a release.
     #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]

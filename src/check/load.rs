@@ -8,6 +8,8 @@ use std::{
 
 use serde_json::Value;
 
+use super::positions::Positions;
+
 /// One YAML document of one file.
 #[derive(Debug)]
 pub struct SourceDocument {
@@ -17,6 +19,8 @@ pub struct SourceDocument {
     pub line: usize,
     /// The parsed document, or why it could not be parsed.
     pub content: Result<Value, String>,
+    /// Where each of its fields is written.
+    pub positions: Positions,
 }
 
 /// Expands files and directories (recursively: `*.yaml`, `*.yml`, `*.json`) in a stable
@@ -93,6 +97,7 @@ pub fn split_documents(file: &str, text: &str) -> Vec<SourceDocument> {
             file: file.to_owned(),
             line: start,
             content: parse_yaml(body, start),
+            positions: Positions::read(body, start),
         });
     };
     for (i, line) in text.lines().enumerate() {

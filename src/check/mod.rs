@@ -3,6 +3,7 @@
 
 pub(crate) mod load;
 mod object;
+mod positions;
 
 use std::{collections::HashMap, fmt::Write as _, path::PathBuf};
 
@@ -13,11 +14,13 @@ use crate::validation::{
 };
 
 pub use load::{SourceDocument, split_documents};
+pub use positions::{Position, Positions};
 
 /// A problem with where it was found.
 #[derive(Clone, Debug)]
 pub struct Finding {
-    /// File and line of the document.
+    /// `file:line:column` of the field (or `file:line` of the document, for a problem
+    /// with the whole document).
     pub location: String,
     /// The object, when the document could be identified.
     pub object: Option<String>,
@@ -147,21 +150,49 @@ impl Finding {
 
 struct Seen {
     id: ObjectId,
-    location: String,
+    location: Location,
     checked: Checked,
+}
+
+/// Where a document is: its file, first line, and the positions of its fields.
+struct Location {
+    file: String,
+    line: usize,
+    positions: Positions,
+}
+
+impl Location {
+    /// `file:line:column` of `path`, or of its closest written parent; the document's
+    /// first line when none of it is written.
+    fn of(&self, path: &crate::validation::FieldPath) -> String {
+        match self.positions.find(path) {
+            Some(Position { line, column }) => format!("{}:{line}:{column}", self.file),
+            None => self.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
 }
 
 /// Checks parsed documents, then the references between them.
 pub fn check_documents(documents: Vec<SourceDocument>, report: &mut Report) {
     let mut seen: Vec<Seen> = Vec::new();
     for document in documents {
-        let location = format!("{}:{}", document.file, document.line);
+        let location = Location {
+            file: document.file,
+            line: document.line,
+            positions: document.positions,
+        };
         let value = match document.content {
             Ok(value) => value,
             Err(message) => {
                 report
                     .findings
-                    .push(Finding::document_error(location, message));
+                    .push(Finding::document_error(location.to_string(), message));
                 continue;
             }
         };
@@ -195,17 +226,24 @@ pub fn check_documents(documents: Vec<SourceDocument>, report: &mut Report) {
         .sort_by_key(|a| natural_location(&a.location));
 }
 
-/// Sort key for `file:line`, so that line 10 comes after line 9.
-fn natural_location(location: &str) -> (String, usize) {
-    match location.rsplit_once(':') {
-        Some((file, line)) => (file.to_owned(), line.parse().unwrap_or(0)),
-        None => (location.to_owned(), 0),
+/// Sort key for `file:line[:column]`, so that line 10 comes after line 9.
+fn natural_location(location: &str) -> (String, usize, usize) {
+    let number = |text: &str| text.parse::<usize>().ok();
+    let mut parts = location.rsplitn(3, ':');
+    let (last, middle, rest) = (parts.next(), parts.next(), parts.next());
+    match (last.and_then(number), middle.and_then(number), rest) {
+        (Some(column), Some(line), Some(file)) => (file.to_owned(), line, column),
+        (Some(line), _, _) => {
+            let file = location.rsplit_once(':').map_or(location, |(file, _)| file);
+            (file.to_owned(), line, 0)
+        }
+        _ => (location.to_owned(), 0, 0),
     }
 }
 
 fn push_problems(
     report: &mut Report,
-    location: &str,
+    location: &Location,
     id: &ObjectId,
     problems: crate::validation::Problems,
 ) {
@@ -222,7 +260,7 @@ fn push_problems(
             reported_paths.push(problem.path.clone());
         }
         report.findings.push(Finding {
-            location: location.to_owned(),
+            location: location.of(&problem.path),
             object: Some(id.to_string()),
             problem,
         });

@@ -3,12 +3,12 @@
 
 use std::{collections::HashMap, sync::OnceLock};
 
-use kube::{CustomResourceExt, core::cel::Validator};
+use kube::core::cel::Validator;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    api::{API_VERSION, Approval, ApprovalSpec, GROUP, Pipeline, Release, ReleaseSpec},
+    api::{API_VERSION, Approval, ApprovalSpec, GROUP, Pipeline, Release, ReleaseSpec, crds},
     suggest::closest,
     validation::{
         FieldPath, Problems, ValidPipeline,
@@ -131,21 +131,21 @@ struct KindSchema {
 fn schemas() -> &'static HashMap<&'static str, KindSchema> {
     static SCHEMAS: OnceLock<HashMap<&'static str, KindSchema>> = OnceLock::new();
     SCHEMAS.get_or_init(|| {
-        [
-            ("Pipeline", Pipeline::crd()),
-            ("Release", Release::crd()),
-            ("Approval", Approval::crd()),
-        ]
-        .into_iter()
-        .map(|(kind, crd)| {
-            let schema = crd.spec.versions[0]
-                .schema
-                .as_ref()
-                .and_then(|s| s.open_api_v3_schema.as_ref());
-            let schema = serde_json::to_value(schema).expect("a derived CRD has a schema");
-            (kind, KindSchema { schema })
-        })
-        .collect()
+        crds()
+            .into_iter()
+            .filter_map(|crd| {
+                let kind = KINDS.iter().find(|k| **k == crd.spec.names.kind)?;
+                Some((*kind, crd))
+            })
+            .map(|(kind, crd)| {
+                let schema = crd.spec.versions[0]
+                    .schema
+                    .as_ref()
+                    .and_then(|s| s.open_api_v3_schema.as_ref());
+                let schema = serde_json::to_value(schema).expect("a derived CRD has a schema");
+                (kind, KindSchema { schema })
+            })
+            .collect()
     })
 }
 

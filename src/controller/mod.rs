@@ -9,6 +9,7 @@ pub mod probes;
 pub mod rbac;
 pub mod reconcile;
 pub mod run;
+pub mod selector;
 pub mod server;
 pub mod unseen;
 pub mod world;

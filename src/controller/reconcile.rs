@@ -31,7 +31,7 @@ use super::{
 use crate::{
     api::{Pipeline, PipelineStatus},
     engine::{Decision, Event, EventType, JobOutcome, Regarding, Snapshot, decide, decide_with},
-    metrics::Metrics,
+    metrics::{Metrics, PipelineLabels},
     validation::{ValidPipeline, validate_pipeline},
 };
 
@@ -179,7 +179,10 @@ impl Context {
     /// Forgets a deleted Pipeline: its probes stop, its caches and metric series go.
     pub fn forget(&self, key: &ObjectRef<Pipeline>) {
         self.prober.set(key, &[]);
-        self.metrics.forget_pipeline(&key.name);
+        self.metrics.forget_pipeline(PipelineLabels::new(
+            key.namespace.as_deref().unwrap_or_default(),
+            &key.name,
+        ));
         lock(&self.specs).remove(key);
         lock(&self.written).remove(key);
         lock(&self.failures).remove(key);
@@ -254,8 +257,13 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Req
     }
     ctx.add_job_messages(&key, &ctx.executor(&pipeline), &mut snapshot)
         .await;
+    let namespace = key.namespace.as_deref().unwrap_or_default();
     let decision = match ctx.checked_spec(&key, &pipeline) {
-        Some(valid) => decide_with(&snapshot, &valid),
+        Some(valid) => {
+            ctx.metrics
+                .know_pipeline(PipelineLabels::new(namespace, &key.name), &valid);
+            decide_with(&snapshot, &valid)
+        }
         None => decide(&snapshot),
     };
     let result = execute(&ctx, &pipeline, &key, &snapshot.pipeline.status, &decision).await;
@@ -279,6 +287,8 @@ async fn execute(
     decision: &Decision,
 ) -> Result<(), Error> {
     let name = pipeline.name_any();
+    let namespace = pipeline.namespace().unwrap_or_default();
+    let labels = PipelineLabels::new(&namespace, &name);
     let executor = ctx.executor(pipeline);
     let status_changed = decision.pipeline_status != *before;
     if status_changed {
@@ -293,10 +303,10 @@ async fn execute(
             ),
         );
         // Counted once: the next decision starts from this status and sees no transition.
-        ctx.metrics.record_events(&name, decision);
+        ctx.metrics.record_events(labels, decision);
     }
     ctx.metrics
-        .record_status(&name, &decision.pipeline_status, decision);
+        .record_status(labels, &decision.pipeline_status, decision);
     ctx.prober.set(key, &decision.probes);
 
     // Each action is independent: one failing does not hold back the others.
@@ -307,7 +317,6 @@ async fn execute(
             first_error.get_or_insert(error);
         }
     }
-    let namespace = pipeline.namespace().unwrap_or_default();
     let releases = write_statuses(
         &executor,
         &ctx.stores.releases,

@@ -22,6 +22,7 @@ use super::{
     leader::{Elector, Leadership, LeaseConfig},
     probes::Prober,
     reconcile::{Context, error_policy, reconcile},
+    selector::LabelSelector,
     server::{self, Health},
     world::{self, Stores},
 };
@@ -38,6 +39,9 @@ pub struct Options {
     /// Watch only this namespace (Pipelines, Releases, Approvals, targets and Jobs all
     /// live in it); otherwise the whole cluster.
     pub namespace: Option<String>,
+    /// Act only on the Pipelines with these labels (a shard); their Releases and
+    /// Approvals follow them. Otherwise every Pipeline in scope.
+    pub selector: Option<LabelSelector>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served.
     pub metrics_addr: SocketAddr,
     /// The Lease to elect a leader with; `None` runs as the only replica.
@@ -121,15 +125,27 @@ pub async fn run(
     options: Options,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), Error> {
-    let metrics = Metrics::new();
-    let health = Arc::new(Health::default());
     let listener = server::bind(options.metrics_addr)
         .await
         .map_err(|source| Error::Listen {
             addr: options.metrics_addr,
             source,
         })?;
-    tracing::info!(addr = %options.metrics_addr, "serving /metrics, /healthz and /readyz");
+    run_serving(client, options, listener, shutdown).await
+}
+
+/// [`run`], serving `/metrics`, `/healthz` and `/readyz` on `listener` (already bound,
+/// so that a caller that asked for port 0 knows the port).
+pub async fn run_serving(
+    client: Client,
+    options: Options,
+    listener: tokio::net::TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let metrics = Metrics::new();
+    let health = Arc::new(Health::default());
+    let addr = listener.local_addr().unwrap_or(options.metrics_addr);
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     let server = tokio::spawn(server::serve(
         listener,
         metrics.clone(),
@@ -146,9 +162,17 @@ pub async fn run(
     });
 
     let ns = options.namespace.as_deref();
+    // A shard watches only its Pipelines; a Pipeline relabelled out of the shard leaves
+    // the watch as a deletion. Releases, Approvals and targets are watched whole: a
+    // Release event for another shard's Pipeline maps to a Pipeline this store does not
+    // hold, and the Controller reconciles only the ones it holds.
+    let pipeline_config = match &options.selector {
+        Some(selector) => watcher::Config::default().labels(selector.as_str()),
+        None => watcher::Config::default(),
+    };
     let (pipelines, pipeline_events) = reflect(
         api::<Pipeline>(&client, ns),
-        watcher::Config::default(),
+        pipeline_config,
         world::trim_own,
     );
     let (releases, release_events) = reflect(
@@ -221,16 +245,18 @@ pub async fn run(
         })
         .applied_objects();
 
-    // Elected: reconcile everything. Deposed: stop probing at once.
+    // Elected: reconcile everything. Deposed: stop probing at once, and stop reporting
+    // environments (the new leader does).
     let gained = futures::stream::unfold(
-        (leadership.subscribe(), prober.clone()),
-        |(mut elected, probes)| async move {
+        (leadership.subscribe(), prober.clone(), ctx.metrics.clone()),
+        |(mut elected, probes, metrics)| async move {
             loop {
                 elected.changed().await.ok()?;
                 if *elected.borrow_and_update() {
-                    return Some(((), (elected, probes)));
+                    return Some(((), (elected, probes, metrics)));
                 }
                 probes.stop_all();
+                metrics.forget_environments();
             }
         },
     );

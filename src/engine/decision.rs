@@ -147,6 +147,9 @@ pub struct Event {
     pub metric: Option<MetricEvent>,
 }
 
+/// Every `trigger` a [`MetricEvent::Rollback`] can carry.
+pub const ROLLBACK_TRIGGERS: [&str; 3] = ["verification", "unhealthy", "manual"];
+
 /// What an Event means for the Prometheus metrics.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MetricEvent {

@@ -21,6 +21,49 @@ use crate::{
     validation::{ValidEnvironment, format_duration},
 };
 
+/// The gates that hold an environment whatever its spec: it is busy or Degraded
+/// (`environment`), its targets cannot be found (`target`), the pipeline is suspended.
+const HOLDS: [&str; 3] = ["environment", "target", "suspended"];
+
+/// The names of the gates that can block a candidate for `env` (the `gate` label of
+/// `greenlight_promotion_blocked_seconds`): the ones its spec configures, `pending` while
+/// later gates wait for the cheaper ones, and the holds every environment can have.
+pub fn gates_that_can_block(env: &ValidEnvironment) -> Vec<&'static str> {
+    let gates = &env.gates;
+    let later = !gates.metrics.is_empty() || !gates.webhooks.is_empty() || !gates.tests.is_empty();
+    [
+        ("checks", !gates.checks.is_empty()),
+        ("soak", gates.soak.is_some()),
+        ("approvals", !gates.approvals.is_empty()),
+        ("schedule", !gates.schedule.is_empty()),
+        ("freeze", !gates.freeze.is_empty()),
+        ("metrics", !gates.metrics.is_empty()),
+        ("webhooks", !gates.webhooks.is_empty()),
+        ("tests", !gates.tests.is_empty()),
+        ("pending", later),
+    ]
+    .into_iter()
+    .filter_map(|(gate, configured)| configured.then_some(gate))
+    .chain(HOLDS)
+    .collect()
+}
+
+/// Every gate name a decision can report (`greenlight_gate_evaluations_total{gate}`).
+pub const GATES: [&str; 12] = [
+    "checks",
+    "soak",
+    "approvals",
+    "schedule",
+    "freeze",
+    "metrics",
+    "webhooks",
+    "tests",
+    "pending",
+    "environment",
+    "target",
+    "suspended",
+];
+
 /// How a release became a candidate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Entry {

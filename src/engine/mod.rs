@@ -15,4 +15,5 @@ pub mod targets;
 
 pub use decide::{decide, decide_with};
 pub use decision::*;
+pub use gates::{GATES, gates_that_can_block};
 pub use snapshot::*;

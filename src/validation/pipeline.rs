@@ -549,10 +549,26 @@ fn validate_gates(
         problems,
     );
     for (i, rule) in gates.approvals.iter().enumerate() {
+        let count_path = approvals_path.index(i).field("count");
         if !(1..=10).contains(&rule.count) {
             problems.error(
-                &approvals_path.index(i).field("count"),
+                &count_path,
                 format!("{} is out of range: expected 1 to 10 approvers", rule.count),
+            );
+        }
+        let users: std::collections::BTreeSet<&str> =
+            rule.users.iter().map(String::as_str).collect();
+        if rule.groups.is_empty() && !users.is_empty() && rule.count as usize > users.len() {
+            problems.error(
+                &count_path,
+                format!(
+                    "approval rule {:?} needs {} distinct approvers but lists only {} user{} ({}) and no groups: no release could ever be approved; lower count, list more users, or add groups",
+                    rule.name,
+                    rule.count,
+                    users.len(),
+                    if users.len() == 1 { "" } else { "s" },
+                    users.into_iter().collect::<Vec<_>>().join(", "),
+                ),
             );
         }
     }
