@@ -66,6 +66,9 @@ type BlockedSince = std::collections::BTreeMap<(EnvironmentKey, String), jiff::T
 /// when the environment moves.
 type InfoSeries = std::collections::BTreeMap<EnvironmentKey, (String, String)>;
 
+/// Since when a rollout has not been observed, by environment.
+type UnobservedSince = std::collections::BTreeMap<EnvironmentKey, jiff::Timestamp>;
+
 /// Each known Pipeline's environments and the gates that can block each: the series
 /// created at 0 by [`Metrics::know_pipeline`].
 type KnownPipelines =
@@ -86,6 +89,7 @@ pub struct Metrics {
     lead_time: HistogramVec,
     time_to_restore: HistogramVec,
     promotion_blocked: GaugeVec,
+    rollout_unobserved: GaugeVec,
     drift_repairs_total: IntCounterVec,
     gate_evaluations_total: IntCounterVec,
     api_requests_total: IntCounterVec,
@@ -98,6 +102,9 @@ pub struct Metrics {
     info_series: std::sync::Arc<std::sync::Mutex<InfoSeries>>,
     /// The Pipelines whose series exist, with their environments and gates.
     known: std::sync::Arc<std::sync::Mutex<KnownPipelines>>,
+    /// Since when each environment's rollout waits for its workload controller to observe
+    /// the new spec: the lag gauge is computed from it when scraped.
+    unobserved_since: std::sync::Arc<std::sync::Mutex<UnobservedSince>>,
 }
 
 fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -252,6 +259,19 @@ impl Metrics {
         registry
             .register(Box::new(promotion_blocked.clone()))
             .expect("registered once");
+        // Not in SPEC's list: a control plane that lags behind (issue: a Deployment
+        // controller minutes behind) holds rollouts without failing them; this says how long.
+        let rollout_unobserved = GaugeVec::new(
+            Opts::new(
+                "greenlight_rollout_unobserved_seconds",
+                "How long the environment's rollout has waited for its workload controller to observe the new spec (0 when none waits). The progress deadline starts only once it has.",
+            ),
+            &["namespace", "pipeline", "environment"],
+        )
+        .expect("metric definitions are valid");
+        registry
+            .register(Box::new(rollout_unobserved.clone()))
+            .expect("registered once");
         let drift_repairs_total = counter(
             &registry,
             "greenlight_drift_repairs_total",
@@ -284,12 +304,14 @@ impl Metrics {
             lead_time,
             time_to_restore,
             promotion_blocked,
+            rollout_unobserved,
             drift_repairs_total,
             gate_evaluations_total,
             api_requests_total,
             blocked_since: Default::default(),
             info_series: Default::default(),
             known: Default::default(),
+            unobserved_since: Default::default(),
         }
     }
 
@@ -455,6 +477,16 @@ impl Metrics {
                 .set(i64::from(
                     env.phase == Some(crate::api::EnvironmentPhase::Degraded),
                 ));
+            let waiting = env
+                .promotion
+                .as_ref()
+                .and_then(|p| p.unobserved_since.as_ref());
+            let key = (namespace.to_owned(), name.to_owned(), env.name.clone());
+            let mut unobserved = lock(&self.unobserved_since);
+            match waiting {
+                Some(since) => unobserved.insert(key, since.0),
+                None => unobserved.remove(&key),
+            };
         }
         let mut since = lock(&self.blocked_since);
         since.retain(|((ns, p, _), _), _| (ns.as_str(), p.as_str()) != (namespace, name));
@@ -488,6 +520,7 @@ impl Metrics {
         lock(&self.known).remove(&owned);
         lock(&self.info_series).retain(|(ns, p, _), _| !same(ns, p));
         lock(&self.blocked_since).retain(|((ns, p, _), _), _| !same(ns, p));
+        lock(&self.unobserved_since).retain(|(ns, p, _), _| !same(ns, p));
         remove_pipeline(&self.environment_info, pipeline);
         remove_pipeline(&self.environment_healthy, pipeline);
         remove_pipeline(&self.environment_degraded, pipeline);
@@ -497,6 +530,7 @@ impl Metrics {
         remove_pipeline(&self.lead_time, pipeline);
         remove_pipeline(&self.time_to_restore, pipeline);
         remove_pipeline(&self.promotion_blocked, pipeline);
+        remove_pipeline(&self.rollout_unobserved, pipeline);
         remove_pipeline(&self.drift_repairs_total, pipeline);
     }
 
@@ -508,10 +542,12 @@ impl Metrics {
         lock(&self.info_series).clear();
         lock(&self.blocked_since).clear();
         lock(&self.known).clear();
+        lock(&self.unobserved_since).clear();
         self.environment_info.reset();
         self.environment_healthy.reset();
         self.environment_degraded.reset();
         self.promotion_blocked.reset();
+        self.rollout_unobserved.reset();
     }
 
     /// The text exposition format served on `/metrics`.
@@ -540,6 +576,20 @@ impl Metrics {
                 .with_label_values(&[namespace, pipeline, environment, gate])
                 .set(age);
         }
+        self.rollout_unobserved.reset();
+        let unobserved = lock(&self.unobserved_since);
+        for (namespace, pipeline, environment) in lock(&self.info_series).keys() {
+            let key = (namespace.clone(), pipeline.clone(), environment.clone());
+            let age = unobserved.get(&key).map_or(0.0, |since| {
+                Duration::try_from(now.duration_since(*since))
+                    .unwrap_or(Duration::ZERO)
+                    .as_secs_f64()
+            });
+            self.rollout_unobserved
+                .with_label_values(&[namespace, pipeline, environment])
+                .set(age);
+        }
+        drop(unobserved);
         let mut buffer = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)

@@ -176,6 +176,83 @@ fn assert_rbac_covers_every_request(api: &FakeApi) {
     }
 }
 
+/// Issue: a real API server's Deployment controller fell minutes behind, and rollouts
+/// were failed and rolled back after `progressDeadline` although their new pods had never
+/// been tried. Here the Deployment controller holds `observedGeneration` back past dev's
+/// deadline: nothing is rolled back, the wait is in status, and the rollout completes
+/// once the controller catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_deployment_controller_never_fails_a_release() {
+    let api = FakeApi::start(true).await;
+    api.put(deployment(
+        "shop-dev",
+        "registry.example.com/shop/api:0.9.0",
+    ));
+    api.put(deployment(
+        "shop-prod",
+        "registry.example.com/shop/api:0.9.0",
+    ));
+    let mut shop = pipeline(false);
+    shop["spec"]["environments"][0]["verify"]["progressDeadline"] = json!("2s");
+    api.put(shop);
+    api.set_auto_kubelet(false);
+    let (stop, task) = start(&api, options(None));
+    api.put(release("shop-1-0-0", "1.0.0"));
+    api.wait_for_request(WAIT, |r| is_image_patch(r, "shop-dev", "api:1.0.0"))
+        .await
+        .expect("the release is deployed into dev");
+
+    // Well past the 2s deadline, the Deployment controller still has not observed it.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let dev = env_status(&api, "dev");
+    let message = dev["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("waiting for the Deployment controller to observe generation 2 of shop-dev/api (observed: 1)"),
+        "{dev}"
+    );
+    let conditions = api
+        .get("greenlight.dev/v1alpha1", "Pipeline", "shop", "shop")
+        .unwrap()["status"]["conditions"]
+        .clone();
+    let lagging = conditions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "WorkloadControllerLagging")
+        .cloned()
+        .unwrap();
+    assert_eq!(lagging["status"], "True", "{lagging}");
+    assert!(
+        !api.requests()
+            .iter()
+            .any(|r| is_image_patch(r, "shop-dev", "api:0.9.0")),
+        "rolled back a rollout the Deployment controller never tried"
+    );
+    let release = api
+        .get("greenlight.dev/v1alpha1", "Release", "shop", "shop-1-0-0")
+        .unwrap();
+    let dev_state = release["status"]["environments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "dev")
+        .unwrap()["state"]
+        .clone();
+    assert_eq!(dev_state, "Deploying", "{release}");
+
+    // It catches up: the rollout completes and the release is healthy in dev.
+    api.set_auto_kubelet(true);
+    api.catch_up("shop-dev", "api");
+    wait_healthy(
+        &api,
+        "dev",
+        "shop-1-0-0",
+        "the rollout completes once observed",
+    )
+    .await;
+    shut_down(stop, task).await;
+}
+
 /// `object` with every "shop" renamed to `name` (namespaces, names, images, targets).
 fn renamed(object: &Value, name: &str) -> Value {
     serde_json::from_str(&object.to_string().replace("shop", name)).unwrap()
@@ -200,6 +277,7 @@ async fn two_shards_act_only_on_their_own_pipelines() {
     api.put(cafe);
     let shard = |name: &str| Options {
         selector: Some(format!("greenlight.dev/shard={name}").parse().unwrap()),
+        instance: format!("shard-{name}"),
         ..options(None)
     };
 
@@ -233,20 +311,25 @@ async fn two_shards_act_only_on_their_own_pipelines() {
         .await
         .expect("shard b deploys its own Pipeline");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let requests = api.requests();
-    for (namespace, image) in [
-        ("shop-dev", "shop/api:1.0.0"),
-        ("cafe-dev", "cafe/api:1.0.0"),
-    ] {
-        assert_eq!(
-            requests
-                .iter()
-                .filter(|r| is_image_patch(r, namespace, image))
-                .count(),
-            1,
-            "{namespace} is deployed exactly once: only its own shard acts on it"
-        );
-    }
+    // Each Pipeline's Events come from its own shard only: the instance that reports
+    // them is the one that decided.
+    let reporters = |namespace: &str| -> std::collections::BTreeSet<String> {
+        api.requests()
+            .iter()
+            .filter(|r| {
+                r.method == http::Method::POST
+                    && r.path == format!("/apis/events.k8s.io/v1/namespaces/{namespace}/events")
+            })
+            .map(|r| {
+                r.body["reportingInstance"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(reporters("shop"), ["shard-a".to_owned()].into());
+    assert_eq!(reporters("cafe"), ["shard-b".to_owned()].into());
     shut_down(stop_a, task_a).await;
     shut_down(stop_b, task_b).await;
 }
@@ -703,7 +786,10 @@ async fn a_fresh_controller_exports_every_series_of_a_known_pipeline_at_zero() {
             .iter()
             .map(|r| format!("{} {} {}", r.method, r.path, r.query))
             .collect();
-        panic!("the Pipeline is decided and its gauges exported; requests:\n{}", requests.join("\n"))
+        panic!(
+            "the Pipeline is decided and its gauges exported; requests:\n{}",
+            requests.join("\n")
+        )
     });
     for env in ["dev", "prod"] {
         let with = |extra: (&'static str, &'static str)| {

@@ -6,7 +6,7 @@ use greenlight::{
         ReleaseEnvironmentState as State,
     },
     engine::{Action, decide},
-    sim::{Failure, Options, Simulation},
+    sim::{Failure, Options, Simulation, Timing},
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -141,6 +141,119 @@ fn a_release_flows_through_every_environment_in_order() {
         .map(|e| order.iter().position(|o| o == e).unwrap())
         .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+}
+
+/// Issue: with the Deployment controller minutes behind (kube-controller-manager at its
+/// default 20 QPS under load), rollouts were failed after `progressDeadline` although
+/// their new pods had never been tried. The deadline now counts from when the
+/// Deployment controller observed the new spec; the wait is shown, and bounded by its own
+/// condition, never by failing the release.
+#[test]
+fn a_lagging_deployment_controller_never_fails_a_release() {
+    let mut sim = Simulation::new(
+        pipeline(PIPELINE),
+        t0(),
+        Options {
+            // Every new spec is observed 5m after it is written: past dev's 2m deadline.
+            timing: Timing {
+                observe: std::time::Duration::from_secs(300),
+                ..Timing::default()
+            },
+            ..Default::default()
+        },
+    );
+    sim.add_release(release("1.0.0", "main"), t0());
+    let lagging = |sim: &Simulation| {
+        sim.status()
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "WorkloadControllerLagging")
+            .map(|c| (c.status.clone(), c.message.clone()))
+            .unwrap()
+    };
+
+    run_to(&mut sim, 1);
+    let dev = sim
+        .status()
+        .environments
+        .iter()
+        .find(|e| e.name == "dev")
+        .unwrap()
+        .clone();
+    assert_eq!(state(&sim, "1.0.0", "dev"), Some(State::Deploying));
+    let message = dev.message.unwrap();
+    assert!(
+        message.contains("waiting for the Deployment controller to observe generation 2 of shop-dev/api (observed: 1) since 2026-11-21T09:00:01Z"),
+        "{message}"
+    );
+    assert_eq!(
+        lagging(&sim).0,
+        "False",
+        "within the deadline: not lagging yet"
+    );
+
+    run_to(&mut sim, 4);
+    assert_eq!(
+        state(&sim, "1.0.0", "dev"),
+        Some(State::Deploying),
+        "past the deadline, still waiting: never failed for the control plane's lag"
+    );
+    let (status, message) = lagging(&sim);
+    assert_eq!(status, "True");
+    assert!(
+        message.contains("dev (since 2026-11-21T09:00:01Z)"),
+        "{message}"
+    );
+    assert!(
+        !sim.timeline.iter().any(|e| e.kind == "RollbackStarted"),
+        "no rollback for a rollout nobody has tried"
+    );
+
+    run_to(&mut sim, 60);
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.0.0"));
+    assert_eq!(state(&sim, "1.0.0", "dev"), Some(State::Healthy));
+    assert_eq!(lagging(&sim).0, "False", "caught up");
+    assert!(!sim.timeline.iter().any(|e| e.kind == "RollbackStarted"));
+}
+
+/// Once the Deployment controller has observed the spec, the progress deadline holds
+/// from that moment: a rollout that then never completes is failed and rolled back.
+#[test]
+fn the_progress_deadline_counts_from_the_observation() {
+    let mut sim = Simulation::new(
+        pipeline(PIPELINE),
+        t0(),
+        Options {
+            failures: vec!["1.0.0@dev:rollout".parse().unwrap()],
+            timing: Timing {
+                observe: std::time::Duration::from_secs(300),
+                ..Timing::default()
+            },
+            ..Default::default()
+        },
+    );
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 6);
+    assert_eq!(
+        state(&sim, "1.0.0", "dev"),
+        Some(State::Deploying),
+        "observed at 5m: the 2m deadline runs until 7m"
+    );
+    run_to(&mut sim, 8);
+    assert_eq!(state(&sim, "1.0.0", "dev"), Some(State::Failed));
+    let failed = sim
+        .timeline
+        .iter()
+        .find(|e| e.kind == "RollbackStarted")
+        .expect("the rollout that never completes is rolled back");
+    assert_eq!(failed.at, minutes(7));
+    assert!(
+        failed
+            .message
+            .contains("within 2m of the Deployment controller observing it"),
+        "{}",
+        failed.message
+    );
 }
 
 #[test]

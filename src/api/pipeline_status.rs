@@ -132,6 +132,16 @@ pub struct PromotionState {
     pub started_at: Time,
     /// When the current stage started (for Verify: when the rollout completed).
     pub stage_started_at: Time,
+    /// During a rollout: when every target's workload controller had observed the new
+    /// spec. The progress deadline counts from here, so a lagging control plane never
+    /// fails a rollout whose new pods it has not even tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_observed_at: Option<Time>,
+    /// During a rollout: since when a workload controller has not observed the new spec
+    /// (unset once it has). Waiting longer than the progress deadline sets the Pipeline
+    /// condition `WorkloadControllerLagging`; it never fails the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unobserved_since: Option<Time>,
     /// Retries of this release here so far; part of its Job names.
     #[serde(default)]
     pub attempt: u32,

@@ -30,7 +30,9 @@ use super::{
 };
 use crate::{
     api::{Pipeline, PipelineStatus},
-    engine::{Decision, Event, EventType, JobOutcome, Regarding, Snapshot, decide, decide_with},
+    engine::{
+        Action, Decision, Event, EventType, JobOutcome, Regarding, Snapshot, decide, decide_with,
+    },
     metrics::{Metrics, PipelineLabels},
     validation::{ValidPipeline, validate_pipeline},
 };
@@ -86,6 +88,10 @@ pub struct Context {
     pub unseen_releases: Unseen,
     /// Approval statuses written that the store has not shown yet.
     pub unseen_approvals: Unseen,
+    /// Image changes and Job creations sent that the stores do not show yet, by
+    /// Deployment and by Job: a reconcile that runs before the watch catches up decides
+    /// them again, and they are not sent twice.
+    pub unseen_actions: Unseen,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -118,6 +124,7 @@ impl Context {
             synced: std::sync::atomic::AtomicBool::new(false),
             unseen_releases: Unseen::default(),
             unseen_approvals: Unseen::default(),
+            unseen_actions: Unseen::default(),
         }
     }
 
@@ -228,6 +235,65 @@ impl Context {
     }
 }
 
+/// An image change or Job creation, as remembered until the stores show it: the object
+/// it goes to, the version of it the decision saw, and what was sent.
+struct SentAction {
+    object: (String, String),
+    over: Option<String>,
+    what: Vec<(String, String)>,
+}
+
+/// The memo key of a Deployment's image changes.
+pub fn deployment_key(namespace: &str, name: &str) -> (String, String) {
+    (format!("Deployment/{namespace}"), name.to_owned())
+}
+
+/// The memo key of a Job's creation.
+pub fn job_key(namespace: &str, name: &str) -> (String, String) {
+    (format!("Job/{namespace}"), name.to_owned())
+}
+
+impl SentAction {
+    /// The memo entry of `action`; `None` for deletions, which are always sent.
+    fn of(action: &Action, stores: &Stores) -> Option<Self> {
+        match action {
+            Action::SetImages {
+                namespace,
+                deployment,
+                images,
+            } => {
+                let cached = stores
+                    .deployments
+                    .get(&ObjectRef::new(deployment).within(namespace));
+                Some(Self {
+                    object: deployment_key(namespace, deployment),
+                    over: cached.and_then(|d| d.metadata.resource_version.clone()),
+                    what: images
+                        .iter()
+                        .map(|i| (i.container.clone(), i.image.clone()))
+                        .collect(),
+                })
+            }
+            // Asked for only while the store has no such Job: remembered until it has
+            // (or the Job's deletion is seen).
+            Action::CreateJob(request) => Some(Self {
+                object: job_key(&request.namespace, &request.name),
+                over: None,
+                what: Vec::new(),
+            }),
+            Action::DeleteJob { .. } => None,
+        }
+    }
+
+    fn key(&self) -> (&str, &str) {
+        (&self.object.0, &self.object.1)
+    }
+
+    fn over(&self) -> Option<&str> {
+        self.over.as_deref()
+    }
+}
+
 /// Reconciles one Pipeline.
 pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let mut timer = ctx.metrics.reconcile("Pipeline");
@@ -312,9 +378,25 @@ async fn execute(
     // Each action is independent: one failing does not hold back the others.
     let mut first_error = None;
     for action in &decision.actions {
-        if let Err(error) = executor.apply(action).await {
-            tracing::warn!(pipeline = %key, %error, "action failed; retrying with backoff");
-            first_error.get_or_insert(error);
+        let sent = SentAction::of(action, &ctx.stores);
+        if let Some(sent) = &sent
+            && !ctx
+                .unseen_actions
+                .needs_write(sent.key(), sent.over(), None, &sent.what)
+        {
+            continue;
+        }
+        match executor.apply(action).await {
+            Ok(()) => {
+                if let Some(sent) = &sent {
+                    ctx.unseen_actions
+                        .wrote(sent.key(), sent.over(), &sent.what);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(pipeline = %key, %error, "action failed; retrying with backoff");
+                first_error.get_or_insert(error);
+            }
         }
     }
     let releases = write_statuses(

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use super::{
     leader::{Elector, Leadership, LeaseConfig},
     probes::Prober,
-    reconcile::{Context, error_policy, reconcile},
+    reconcile::{self, Context, error_policy, reconcile},
     selector::LabelSelector,
     server::{self, Health},
     world::{self, Stores},
@@ -272,6 +272,23 @@ pub async fn run_serving(
     let approval_events = approval_events.inspect_ok(move |event| {
         if let watcher::Event::Delete(a) = event {
             forget_approval.unseen_approvals.forget(key_of(a));
+        }
+    });
+    // An image change or Job creation in flight is forgotten once the store shows its
+    // object again (or its deletion): from then on the store answers.
+    let (forget_deployment, forget_job) = (ctx.clone(), ctx.clone());
+    let deployment_events = deployment_events.inspect_ok(move |event| {
+        if let watcher::Event::Apply(d) | watcher::Event::Delete(d) = event {
+            let (namespace, name) = key_of(d);
+            let key = reconcile::deployment_key(namespace, name);
+            forget_deployment.unseen_actions.forget((&key.0, &key.1));
+        }
+    });
+    let job_events = job_events.inspect_ok(move |event| {
+        if let watcher::Event::Apply(j) | watcher::Event::Delete(j) = event {
+            let (namespace, name) = key_of(j);
+            let key = reconcile::job_key(namespace, name);
+            forget_job.unseen_actions.forget((&key.0, &key.1));
         }
     });
     let releases_for_approvals = releases.clone();

@@ -190,17 +190,38 @@ pub fn pipelines_of_deployment(
         .collect()
 }
 
+/// Whether `store` has its initial list (false: its writer is gone).
+///
+/// kube's `Store::wait_until_ready` wakes only the last task that waited: the Controller
+/// waits on the Pipelines store too, and whichever of the two waited first could sleep
+/// forever (seen as a controller that never became ready, about once in ten starts under
+/// load). Asking again every 50 ms is correct either way: the store remembers it is ready
+/// once any waiter has seen it.
+async fn ready<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        let wait = store.wait_until_ready();
+        match tokio::time::timeout(std::time::Duration::from_millis(50), wait).await {
+            Ok(result) => return result.is_ok(),
+            Err(_) => continue,
+        }
+    }
+}
+
 impl Stores {
     /// Whether every store has its initial list.
     pub async fn wait_until_ready(&self) -> bool {
         let (a, b, c, d, e) = futures::join!(
-            self.pipelines.wait_until_ready(),
-            self.releases.wait_until_ready(),
-            self.approvals.wait_until_ready(),
-            self.deployments.wait_until_ready(),
-            self.jobs.wait_until_ready(),
+            ready(&self.pipelines),
+            ready(&self.releases),
+            ready(&self.approvals),
+            ready(&self.deployments),
+            ready(&self.jobs),
         );
-        a.is_ok() && b.is_ok() && c.is_ok() && d.is_ok() && e.is_ok()
+        a && b && c && d && e
     }
 
     /// Everything one decision about `pipeline` reads, at `now`.

@@ -165,6 +165,53 @@ pub fn pipeline_status(
             generation,
         );
     }
+    // A workload controller that has not observed a rollout's new spec for longer than
+    // the environment's progress deadline: the control plane lags. The rollout waits (it
+    // is never failed for it); this condition says so.
+    let lagging: Vec<String> = environments
+        .iter()
+        .filter_map(|e| {
+            let since = e.promotion.as_ref()?.unobserved_since.as_ref()?.0;
+            let deadline = ctx
+                .pipeline
+                .environments
+                .iter()
+                .find(|v| v.name == e.name)?
+                .verify
+                .progress_deadline;
+            (ctx.now >= Ctx::after(since, deadline)).then(|| {
+                format!(
+                    "{} (since {})",
+                    e.name,
+                    jiff::Timestamp::from_second(since.as_second()).unwrap_or(since)
+                )
+            })
+        })
+        .collect();
+    if lagging.is_empty() {
+        set_condition(
+            &mut status.conditions,
+            "WorkloadControllerLagging",
+            false,
+            "Observed",
+            "every rollout in flight has been observed by its workload controller within the progress deadline".into(),
+            &now,
+            generation,
+        );
+    } else {
+        set_condition(
+            &mut status.conditions,
+            "WorkloadControllerLagging",
+            true,
+            "RolloutNotObserved",
+            format!(
+                "the workload controller has not observed the new spec for longer than the progress deadline in: {}; the rollouts wait and are not failed for it",
+                lagging.join(", ")
+            ),
+            &now,
+            generation,
+        );
+    }
     if moving.is_empty() {
         set_condition(
             &mut status.conditions,

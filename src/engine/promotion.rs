@@ -4,6 +4,8 @@
 //! Every step re-derives its actions from the status, so a decision repeated after a crash
 //! asks for the same images and the same Jobs again, and nothing happens twice.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
 use super::{
     context::{Ctx, elapsed},
     decision::{Action, EventType, MetricEvent, ProbeRequest, ProbeTarget, Regarding},
@@ -40,6 +42,8 @@ pub fn start_deploy(
         step: 0,
         started_at: ctx.now_time(),
         stage_started_at: ctx.now_time(),
+        rollout_observed_at: None,
+        unobserved_since: None,
         attempt: attempt(ctx, &release.name, &env.name),
         requested_by: requested_by.clone(),
         failed_release: None,
@@ -194,27 +198,25 @@ fn advance_deploy(
                 targets,
                 &target.desired,
             ));
-            let deadline = Ctx::after(stage_started, env.verify.progress_deadline);
-            if targets::images_match(targets, &target.desired) && targets::rolled_out(targets) {
-                if let Some(promotion) = status.promotion.as_mut() {
-                    promotion.stage = PromotionStage::Verify;
-                    promotion.stage_started_at = ctx.now_time();
+            match judge_rollout(ctx, env, status, targets, &target, p) {
+                Rollout::Complete => {
+                    if let Some(promotion) = status.promotion.as_mut() {
+                        promotion.stage = PromotionStage::Verify;
+                        promotion.stage_started_at = ctx.now_time();
+                    }
+                    status.phase = Some(EnvironmentPhase::Verifying);
+                    status.message = Some(format!(
+                        "{} rolled out to {}; verifying",
+                        target.label, env.name
+                    ));
                 }
-                status.phase = Some(EnvironmentPhase::Verifying);
-                status.message = Some(format!(
-                    "{} rolled out to {}; verifying",
-                    target.label, env.name
-                ));
-            } else if let Some(reason) = targets::stuck(targets) {
-                verification_failed(ctx, env, status, targets, p, reason);
-            } else if ctx.now >= deadline {
-                let reason = format!(
-                    "the rollout did not complete within {}",
-                    format_duration(env.verify.progress_deadline)
-                );
-                verification_failed(ctx, env, status, targets, p, reason);
-            } else {
-                ctx.wake_at(deadline);
+                Rollout::Failed(reason) => {
+                    verification_failed(ctx, env, status, targets, p, reason)
+                }
+                Rollout::Unobserved(waiting) => {
+                    status.message = Some(format!("rolling out {}: {waiting}", target.label));
+                }
+                Rollout::InProgress => {}
             }
         }
         PromotionStage::Verify => {
@@ -687,6 +689,8 @@ pub fn start_rollback(
         step: 0,
         started_at: ctx.now_time(),
         stage_started_at: ctx.now_time(),
+        rollout_observed_at: None,
+        unobserved_since: None,
         attempt: 0,
         requested_by: requested_by.clone(),
         failed_release,
@@ -744,8 +748,11 @@ fn advance_rollback(
         targets,
         &target.desired,
     ));
-    let deadline = Ctx::after(p.stage_started_at.0, env.verify.progress_deadline);
-    if targets::images_match(targets, &target.desired) && targets::rolled_out(targets) {
+    let rollout = judge_rollout(ctx, env, status, targets, &target, p);
+    if let Rollout::Unobserved(waiting) = &rollout {
+        status.message = Some(format!("rolling back to {}: {waiting}", target.label));
+    }
+    if rollout == Rollout::Complete {
         let after = status.unhealthy_since.as_ref().map_or_else(
             || elapsed(p.started_at.0, ctx.now),
             |t| elapsed(t.0, ctx.now),
@@ -770,23 +777,113 @@ fn advance_rollback(
             message,
             Some(MetricEvent::Restored { after }),
         );
-    } else if let Some(why) = targets::stuck(targets) {
+    } else if let Rollout::Failed(why) = rollout {
         degrade(
             ctx,
             env,
             status,
             format!("the rollback to {} failed: {why}", target.label),
         );
-    } else if ctx.now >= deadline {
-        let why = format!(
-            "the rollback to {} did not complete within {}",
-            target.label,
-            format_duration(env.verify.progress_deadline)
-        );
-        degrade(ctx, env, status, why);
-    } else {
-        ctx.wake_at(deadline);
     }
+}
+
+/// Where a rollout stands, judged on what the workload controllers have seen.
+#[derive(Debug, PartialEq)]
+enum Rollout {
+    /// Every target rolled out.
+    Complete,
+    /// It cannot complete: a workload controller gave up, or the progress deadline
+    /// (counted from when the new spec was observed) passed.
+    Failed(String),
+    /// A workload controller has not observed the new spec yet: its status says nothing
+    /// of the new pods, and the progress deadline has not started. Says what it waits for.
+    Unobserved(String),
+    /// Observed and progressing, within the deadline.
+    InProgress,
+}
+
+/// Judges the rollout of `target` and keeps `rollout_observed_at` / `unobserved_since`
+/// of the promotion in `status` up to date. A control plane that lags behind (a
+/// Deployment controller minutes behind at its default QPS) only makes the rollout wait,
+/// visibly; the deadline counts from the moment the new spec was observed.
+fn judge_rollout(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    targets: &[Resolved<'_>],
+    target: &Target,
+    p: &PromotionState,
+) -> Rollout {
+    let deadline = env.verify.progress_deadline;
+    // Until the store shows our images, the change is in flight: the deadline counts from
+    // the stage's start as before, so an image someone keeps reverting still fails.
+    let ours = targets::images_match(targets, &target.desired);
+    let unobserved = if ours {
+        targets::unobserved(targets)
+    } else {
+        Vec::new()
+    };
+    let promotion = status.promotion.as_mut();
+    if ours && unobserved.is_empty() {
+        // Seen lagging before: observed now (the Deployment watch brings the change at
+        // once). Never seen lagging: observed from the start, as far as anyone can tell.
+        let observed_at = match (&p.rollout_observed_at, &p.unobserved_since) {
+            (Some(at), _) => at.0,
+            (None, Some(_)) => ctx.now,
+            (None, None) => p.stage_started_at.0,
+        };
+        if let Some(promotion) = promotion {
+            promotion.rollout_observed_at = Some(Time(observed_at));
+            promotion.unobserved_since = None;
+        }
+        if targets::rolled_out(targets) {
+            return Rollout::Complete;
+        }
+        if let Some(reason) = targets::stuck(targets) {
+            return Rollout::Failed(reason);
+        }
+        let ends = Ctx::after(observed_at, deadline);
+        if ctx.now >= ends {
+            return Rollout::Failed(format!(
+                "the rollout did not complete within {} of the Deployment controller observing it",
+                format_duration(deadline)
+            ));
+        }
+        ctx.wake_at(ends);
+        return Rollout::InProgress;
+    }
+    if let Some(lagging) = unobserved.first() {
+        let since = p.unobserved_since.as_ref().map_or(ctx.now, |t| t.0);
+        if let Some(promotion) = promotion {
+            promotion.unobserved_since = Some(Time(since));
+        }
+        // Past the deadline the Pipeline says the control plane lags; wake to say it.
+        let lagging_from = Ctx::after(since, deadline);
+        if ctx.now < lagging_from {
+            ctx.wake_at(lagging_from);
+        }
+        let others = match unobserved.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        return Rollout::Unobserved(format!(
+            "waiting for the Deployment controller to observe generation {} of {}/{}{others} (observed: {}) since {}; the progress deadline starts once it has",
+            lagging.generation,
+            lagging.namespace,
+            lagging.name,
+            lagging.observed_generation,
+            jiff::Timestamp::from_second(since.as_second()).unwrap_or(since),
+        ));
+    }
+    let ends = Ctx::after(p.stage_started_at.0, deadline);
+    if ctx.now >= ends {
+        return Rollout::Failed(format!(
+            "the rollout did not complete within {}",
+            format_duration(deadline)
+        ));
+    }
+    ctx.wake_at(ends);
+    Rollout::InProgress
 }
 
 /// No automatic way forward: hold, say so, and wait for a person. Never loop.

@@ -111,10 +111,16 @@ impl DeploymentView {
             .map(|c| c.image.as_str())
     }
 
+    /// The Deployment controller has seen the latest spec: until it has, its status
+    /// describes an older one and says nothing of the new pods.
+    pub fn observed(&self) -> bool {
+        self.observed_generation >= self.generation
+    }
+
     /// Rolled out: the controller saw the latest spec, every replica is updated and
     /// available, and no old replica remains.
     pub fn rolled_out(&self) -> bool {
-        self.observed_generation >= self.generation
+        self.observed()
             && self.updated_replicas >= self.replicas
             && self.available_replicas >= self.replicas
             && self.total_replicas <= self.replicas

@@ -134,11 +134,23 @@ pub fn available(targets: &[Resolved<'_>]) -> bool {
     targets.iter().all(|t| t.deployment.available())
 }
 
-/// Whether a target Deployment reports `ProgressDeadlineExceeded`.
+/// The target Deployments whose controller has not yet observed their latest spec.
+pub fn unobserved<'a>(targets: &'a [Resolved<'a>]) -> Vec<&'a DeploymentView> {
+    let mut unobserved: Vec<&DeploymentView> = targets
+        .iter()
+        .map(|t| t.deployment)
+        .filter(|d| !d.observed())
+        .collect();
+    unobserved.dedup_by_key(|d| &d.name);
+    unobserved
+}
+
+/// Whether a target Deployment reports `ProgressDeadlineExceeded` for its latest spec
+/// (a condition left from an older generation says nothing of this rollout).
 pub fn stuck(targets: &[Resolved<'_>]) -> Option<String> {
     targets
         .iter()
-        .find(|t| t.deployment.progress_deadline_exceeded)
+        .find(|t| t.deployment.progress_deadline_exceeded && t.deployment.observed())
         .map(|t| {
             format!(
                 "Deployment {} exceeded its progress deadline",

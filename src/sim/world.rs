@@ -82,6 +82,9 @@ pub struct Timing {
     pub rollout: Duration,
     /// How long a Job runs when its arguments do not say (`--duration`).
     pub job: Duration,
+    /// How far the workload controllers lag: a new spec is observed (`observedGeneration`
+    /// catches up) this long after it was written, and the rollout starts then.
+    pub observe: Duration,
 }
 
 impl Default for Timing {
@@ -89,6 +92,7 @@ impl Default for Timing {
         Self {
             rollout: Duration::from_secs(30),
             job: Duration::from_secs(60),
+            observe: Duration::ZERO,
         }
     }
 }
@@ -97,6 +101,8 @@ struct SimDeployment {
     view: DeploymentView,
     environment: String,
     rollout_done_at: Option<Timestamp>,
+    /// When the workload controller observes the latest spec, while it lags.
+    observed_at: Option<Timestamp>,
 }
 
 struct SimJob {
@@ -165,6 +171,7 @@ impl World {
             },
             environment: environment.into(),
             rollout_done_at: None,
+            observed_at: None,
         });
     }
 
@@ -269,10 +276,15 @@ impl World {
                 let version = self.version_running(&self.deployments[index].view, releases);
                 let environment = self.deployments[index].environment.clone();
                 let broken = self.fails(version.as_deref(), &environment, FailureMode::Rollout);
-                let done_at = add(now, self.timing.rollout);
+                let observed_at = add(now, self.timing.observe);
+                let done_at = add(observed_at, self.timing.rollout);
                 let d = &mut self.deployments[index];
                 d.view.generation += 1;
-                d.view.observed_generation = d.view.generation;
+                if self.timing.observe.is_zero() {
+                    d.view.observed_generation = d.view.generation;
+                } else {
+                    d.observed_at = Some(observed_at);
+                }
                 d.view.updated_replicas = 0;
                 d.view.total_replicas = d.view.replicas + 1;
                 d.view.progress_deadline_exceeded = false;
@@ -355,7 +367,11 @@ impl World {
 
     /// The next instant something happens by itself: a rollout or a Job finishing, a probe due.
     pub fn next_event(&self) -> Option<Timestamp> {
-        let rollouts = self.deployments.iter().filter_map(|d| d.rollout_done_at);
+        let rollouts = self
+            .deployments
+            .iter()
+            .flat_map(|d| [d.rollout_done_at, d.observed_at])
+            .flatten();
         let jobs = self
             .jobs
             .values()
@@ -369,6 +385,11 @@ impl World {
     pub fn advance(&mut self, now: Timestamp, releases: &[ReleaseView]) -> bool {
         let mut changed = false;
         for d in &mut self.deployments {
+            if d.observed_at.is_some_and(|t| t <= now) {
+                d.observed_at = None;
+                d.view.observed_generation = d.view.generation;
+                changed = true;
+            }
             if d.rollout_done_at.is_some_and(|t| t <= now) {
                 d.rollout_done_at = None;
                 d.view.updated_replicas = d.view.replicas;

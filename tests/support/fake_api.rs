@@ -381,6 +381,27 @@ impl FakeApi {
         api
     }
 
+    /// Turns the instant kubelet and Deployment controller on or off. Off, a changed
+    /// Deployment keeps its old status (`observedGeneration` behind `generation`), as
+    /// behind a control plane that lags; [`FakeApi::catch_up`] then rolls it out.
+    pub fn set_auto_kubelet(&self, on: bool) {
+        self.state().auto_kubelet = on;
+    }
+
+    /// The lagging Deployment controller catches up with Deployment `namespace/name`.
+    pub fn catch_up(&self, namespace: &str, name: &str) {
+        let collection = collection_of("apps/v1", "Deployment");
+        let mut state = self.state();
+        let object = state
+            .get(&collection, namespace, name)
+            .expect("the Deployment exists");
+        let auto = std::mem::replace(&mut state.auto_kubelet, true);
+        state.kubelet(&collection, &object);
+        state.auto_kubelet = auto;
+        drop(state);
+        let _ = self.changes.send(());
+    }
+
     /// A client of this server, with `default` as its namespace.
     pub fn client(&self) -> kube::Client {
         let config = kube::Config::new(self.url.parse().expect("a valid URL"));
