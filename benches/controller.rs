@@ -58,18 +58,66 @@ fn requests_by_kind(requests: &[Recorded]) -> String {
         .join(", ")
 }
 
+/// `metadata.managedFields` as a real API server returns them: one entry per manager, each
+/// with its `fieldsV1` set (here a plausible one of about 1.5 KiB).
+fn managed_fields(managers: &[(&str, &str, Option<&str>)]) -> Value {
+    let fields = json!({"f:metadata": {"f:labels": {".": {}, "f:app": {}, "f:team": {}}},
+        "f:spec": {"f:replicas": {}, "f:selector": {}, "f:template": {"f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+        "f:spec": {"f:containers": {"k:{\"name\":\"api\"}": {".": {}, "f:env": {".": {}, "k:{\"name\":\"LOG_LEVEL\"}": {".": {}, "f:name": {}, "f:value": {}}},
+        "f:image": {}, "f:imagePullPolicy": {}, "f:name": {}, "f:ports": {".": {}, "k:{\"containerPort\":8080,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}, "f:protocol": {}}},
+        "f:resources": {".": {}, "f:requests": {".": {}, "f:cpu": {}, "f:memory": {}}}, "f:terminationMessagePath": {}, "f:terminationMessagePolicy": {}}},
+        "f:dnsPolicy": {}, "f:restartPolicy": {}, "f:schedulerName": {}, "f:securityContext": {}, "f:terminationGracePeriodSeconds": {}}}}});
+    managers
+        .iter()
+        .map(|(manager, operation, subresource)| {
+            let mut entry = json!({"manager": manager, "operation": operation, "apiVersion": "apps/v1",
+                "time": "2026-11-20T09:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": fields});
+            if let Some(sub) = subresource {
+                entry["subresource"] = json!(sub);
+            }
+            entry
+        })
+        .collect()
+}
+
+/// A Deployment as a real API server returns it: managed fields of three managers, the
+/// last-applied annotation, three containers (the app, a proxy, a log shipper), defaulted
+/// fields and a status with conditions.
 fn deployment(namespace: &str, name: &str, image: &str) -> Value {
+    let container = |name: &str, image: &str| {
+        json!({"name": name, "image": image, "imagePullPolicy": "IfNotPresent",
+               "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+               "env": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "REGION", "value": "eu-west-1"}],
+               "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+               "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"})
+    };
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace,
-                     "labels": {"app": name, "team": "shop"},
-                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(1500)}},
-        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": name}},
-                 "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
-                    {"name": name, "image": image, "ports": [{"containerPort": 8080}],
-                     "env": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "REGION", "value": "eu-west-1"}],
-                     "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]}}},
-        "status": {"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}
+        "metadata": {"name": name, "namespace": namespace, "uid": format!("{namespace}-{name}-uid"),
+                     "generation": 1, "creationTimestamp": "2026-11-01T09:00:00Z",
+                     "labels": {"app": name, "team": "shop", "app.kubernetes.io/part-of": "shop"},
+                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(1500),
+                                     "deployment.kubernetes.io/revision": "7"},
+                     "managedFields": managed_fields(&[("argocd-controller", "Apply", None),
+                                                       ("kube-controller-manager", "Update", Some("status")),
+                                                       ("greenlight", "Apply", None)])},
+        "spec": {"replicas": 3, "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600,
+                 "selector": {"matchLabels": {"app": name}},
+                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                    "containers": [container(name, image), container("proxy", "envoyproxy/envoy:v1.30.1"),
+                                   container("logs", "fluent/fluent-bit:3.0")],
+                    "dnsPolicy": "ClusterFirst", "restartPolicy": "Always", "schedulerName": "default-scheduler",
+                    "securityContext": {}, "terminationGracePeriodSeconds": 30}}},
+        "status": {"observedGeneration": 1, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3,
+                   "availableReplicas": 3,
+                   "conditions": [
+                       {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                        "message": "Deployment has minimum availability.",
+                        "lastUpdateTime": "2026-11-20T09:00:00Z", "lastTransitionTime": "2026-11-20T09:00:00Z"},
+                       {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                        "message": format!("ReplicaSet \"{name}-7d4b9c8f6\" has successfully progressed."),
+                        "lastUpdateTime": "2026-11-20T09:00:00Z", "lastTransitionTime": "2026-11-20T09:00:00Z"}]}
     })
 }
 
@@ -88,10 +136,15 @@ fn environment(name: &str, namespace: &str, upstream: Option<&str>, gates: Value
     env
 }
 
+/// A Release as a real API server returns it: CI's managed fields and the last-applied
+/// annotation of `kubectl apply`.
 fn release(namespace: &str, pipeline: &str, name: &str, version: &str) -> Value {
     json!({
         "apiVersion": "greenlight.dev/v1alpha1", "kind": "Release",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace, "uid": format!("{namespace}-{name}-uid"),
+                     "generation": 1, "creationTimestamp": "2026-11-01T09:00:00Z",
+                     "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(600)},
+                     "managedFields": managed_fields(&[("kubectl-client-side-apply", "Update", None)])},
         "spec": {"pipeline": pipeline, "version": version,
                  "artifacts": {"api": format!("registry.example.com/{pipeline}/api:{version}")},
                  "source": {"ref": "main", "commit": "3f2a9c1d", "author": "carol"},
@@ -326,94 +379,178 @@ async fn footprint(pipelines: usize, releases_per_pipeline: usize) {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let launched = Instant::now();
-    // GREENLIGHT_BENCH_WRAP="heaptrack" (or "valgrind --tool=massif", ...) runs the child
-    // under a profiler; the RSS and CPU figures are then the wrapper's, not the controller's.
-    let wrap = std::env::var("GREENLIGHT_BENCH_WRAP").unwrap_or_default();
-    let mut command: Vec<String> = wrap.split_whitespace().map(str::to_owned).collect();
-    command.push(env!("CARGO_BIN_EXE_greenlight").to_owned());
-    let mut child = Command::new(&command[0])
-        .args(&command[1..])
-        .args(["controller", "--metrics-addr", &format!("127.0.0.1:{port}")])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the greenlight binary starts");
-    let pid = child.id();
-    let probes = greenlight::checks::HttpClient::new().unwrap();
-    let ready_url = format!("http://127.0.0.1:{port}/readyz");
-    loop {
-        if let Ok(answer) = probes.get(&ready_url, Duration::from_secs(1)).await
-            && answer.status == 200
-        {
-            break;
-        }
-        assert!(launched.elapsed() < Duration::from_secs(300), "never ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let ready_after = launched.elapsed();
-    let synced_rss = proc_status(pid, "VmRSS:");
-    // Settled: no request for 3 s (every Pipeline reconciled, statuses written). Progress
-    // every 10 s, so a run that does not settle shows what it keeps doing.
-    let mut last = (api.request_count(), Instant::now());
-    let mut report = Instant::now();
-    let mut reported = 0;
-    while last.1.elapsed() < Duration::from_secs(3) {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let count = api.request_count();
-        if count != last.0 {
-            last = (count, Instant::now());
-        }
-        if report.elapsed() >= Duration::from_secs(10) {
-            report = Instant::now();
-            let recent = api.requests();
-            let recent = &recent[reported.min(recent.len())..];
-            reported += recent.len();
-            println!(
-                "footprint: {:.0?} after launch, {count} requests, RSS {:.1} MiB, {} CPU ticks; \
-                 the last 10 s: {}",
-                launched.elapsed(),
-                proc_status(pid, "VmRSS:") as f64 / 1024.0,
-                cpu_ticks(pid),
-                requests_by_kind(recent)
-            );
-        }
-        if launched.elapsed() > SETTLE_LIMIT {
-            println!("footprint: NOT settled after {SETTLE_LIMIT:?}");
-            break;
-        }
-    }
-    println!(
-        "footprint: requests by kind: {}",
-        requests_by_kind(&api.requests())
-    );
-    let settled_after = launched.elapsed();
-    let settled_rss = proc_status(pid, "VmRSS:");
-    let before = cpu_ticks(pid);
+    // Cold start: every Release status is written once.
+    let cold = Controller::launch(&kubeconfig).await;
+    let settled = cold.settle(&api).await;
+    let before = cpu_ticks(cold.pid);
     let requests_before = api.request_count();
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let idle_ticks = cpu_ticks(pid) - before;
+    let idle_ticks = cpu_ticks(cold.pid) - before;
     let idle_requests = api.request_count() - requests_before;
     println!(
-        "footprint: ready (caches synced) after {ready_after:.1?} with RSS {:.1} MiB; \
-         settled after {settled_after:.1?} ({} API requests) with RSS {:.1} MiB, peak {:.1} MiB",
-        synced_rss as f64 / 1024.0,
-        requests_before,
-        settled_rss as f64 / 1024.0,
-        proc_status(pid, "VmHWM:") as f64 / 1024.0,
+        "footprint: cold start: ready (caches synced) after {:.1?} with RSS {:.1} MiB; \
+         settled after {:.1?} ({} API requests, {} writes) with RSS {:.1} MiB, peak {:.1} MiB",
+        cold.ready_after,
+        cold.ready_rss as f64 / 1024.0,
+        settled.after,
+        settled.requests,
+        settled.writes,
+        settled.rss as f64 / 1024.0,
+        settled.peak as f64 / 1024.0,
     );
     println!(
         "footprint: idle for 10 s: {idle_ticks} CPU ticks (1 tick = 10 ms), {idle_requests} API requests"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    cold.stop();
+
+    // Restart of a settled controller: nothing changed, so nothing is written.
+    api.clear_requests();
+    let warm = Controller::launch(&kubeconfig).await;
+    let settled = warm.settle(&api).await;
+    println!(
+        "footprint: restart: ready after {:.1?}, settled after {:.1?}: {} API requests, {} writes ({}); RSS {:.1} MiB, peak {:.1} MiB",
+        warm.ready_after,
+        settled.after,
+        settled.requests,
+        settled.writes,
+        requests_by_kind(&api.requests()),
+        settled.rss as f64 / 1024.0,
+        settled.peak as f64 / 1024.0,
+    );
+
+    // One new Release: its cost does not grow with the old ones.
+    api.clear_requests();
+    let since = Instant::now();
+    api.put(release(
+        "team-0",
+        "app-0",
+        "app-0-new",
+        &format!("2.{releases_per_pipeline}.0"),
+    ));
+    let settled = warm.settle(&api).await;
+    println!(
+        "footprint: one new Release (among {}): {} API requests ({}) until settled, {:.1?}",
+        pipelines * releases_per_pipeline,
+        settled.requests,
+        requests_by_kind(&api.requests()),
+        since.elapsed().saturating_sub(Duration::from_secs(3)),
+    );
+    warm.stop();
+}
+
+/// A `greenlight controller` child process against the fake API server.
+struct Controller {
+    child: std::process::Child,
+    pid: u32,
+    launched: Instant,
+    ready_after: Duration,
+    ready_rss: u64,
+}
+
+/// What a controller did until no request came for 3 s.
+struct Settled {
+    after: Duration,
+    requests: usize,
+    writes: usize,
+    rss: u64,
+    peak: u64,
+}
+
+impl Controller {
+    /// Starts the release binary and waits until `/readyz` answers 200.
+    async fn launch(kubeconfig: &std::path::Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let launched = Instant::now();
+        // GREENLIGHT_BENCH_WRAP="heaptrack" (or "valgrind --tool=massif", ...) runs the
+        // child under a profiler; the RSS and CPU figures are then the wrapper's.
+        let wrap = std::env::var("GREENLIGHT_BENCH_WRAP").unwrap_or_default();
+        let mut command: Vec<String> = wrap.split_whitespace().map(str::to_owned).collect();
+        command.push(env!("CARGO_BIN_EXE_greenlight").to_owned());
+        let child = Command::new(&command[0])
+            .args(&command[1..])
+            .args(["controller", "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the greenlight binary starts");
+        let pid = child.id();
+        let probes = greenlight::checks::HttpClient::new().unwrap();
+        let ready_url = format!("http://127.0.0.1:{port}/readyz");
+        loop {
+            if let Ok(answer) = probes.get(&ready_url, Duration::from_secs(1)).await
+                && answer.status == 200
+            {
+                break;
+            }
+            assert!(launched.elapsed() < Duration::from_secs(300), "never ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            child,
+            pid,
+            launched,
+            ready_after: launched.elapsed(),
+            ready_rss: proc_status(pid, "VmRSS:"),
+        }
+    }
+
+    /// Waits until no request came for 3 s, reporting progress every 10 s (so that a run
+    /// that does not settle shows what it keeps doing).
+    async fn settle(&self, api: &FakeApi) -> Settled {
+        let started = Instant::now();
+        let first = api.request_count();
+        let mut last = (first, Instant::now());
+        let mut report = Instant::now();
+        let mut reported = first;
+        while last.1.elapsed() < Duration::from_secs(3) {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let count = api.request_count();
+            if count != last.0 {
+                last = (count, Instant::now());
+            }
+            if report.elapsed() >= Duration::from_secs(10) {
+                report = Instant::now();
+                let recent = api.requests();
+                let recent = &recent[reported.min(recent.len())..];
+                reported += recent.len();
+                println!(
+                    "footprint: {:.0?} after launch, {count} requests, RSS {:.1} MiB, {} CPU ticks; \
+                     the last 10 s: {}",
+                    self.launched.elapsed(),
+                    proc_status(self.pid, "VmRSS:") as f64 / 1024.0,
+                    cpu_ticks(self.pid),
+                    requests_by_kind(recent)
+                );
+            }
+            if started.elapsed() > SETTLE_LIMIT {
+                println!("footprint: NOT settled after {SETTLE_LIMIT:?}");
+                break;
+            }
+        }
+        let requests = api.requests();
+        let writes = requests[first.min(requests.len())..]
+            .iter()
+            .filter(|r| r.method != http::Method::GET)
+            .count();
+        Settled {
+            after: self.launched.elapsed(),
+            requests: api.request_count() - first,
+            writes,
+            rss: proc_status(self.pid, "VmRSS:"),
+            peak: proc_status(self.pid, "VmHWM:"),
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[tokio::main]

@@ -1,10 +1,11 @@
 //! One engine decision for a 5-environment pipeline with 200 Releases (target: < 100 µs).
 //!
-//! Run: `cargo bench --bench decide`.
+//! Run: `cargo bench --bench decide`. Its instruction count, stable on a noisy machine, is
+//! guarded against a recorded baseline by `benches/instructions.sh`.
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use greenlight::{
     api::{Approval, ApprovalSpec, Decision, Pipeline, Release},
     engine::{Snapshot, decide, decide_with},
@@ -113,4 +114,34 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// The decisions whose instructions `benches/instructions.sh` counts (the simulation that
+/// builds the snapshot decides too, so the count is taken on this function, kept out of
+/// line for that).
+#[inline(never)]
+fn measured_decisions(
+    count: usize,
+    snap: &Snapshot,
+    valid: &greenlight::validation::ValidPipeline,
+) {
+    for _ in 0..count {
+        black_box(decide_with(black_box(snap), valid));
+    }
+}
+
+/// `GREENLIGHT_DECIDE_ONLY=N` makes N decisions and nothing else (no criterion), for
+/// `benches/instructions.sh`, which counts their instructions under callgrind.
+fn main() {
+    if let Some(count) = std::env::var("GREENLIGHT_DECIDE_ONLY")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        let snap = snapshot();
+        let (valid, _) = greenlight::validation::validate_pipeline(&snap.pipeline.spec);
+        let valid = valid.expect("the bench pipeline is valid");
+        measured_decisions(count, &snap, &valid);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

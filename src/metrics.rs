@@ -9,9 +9,10 @@
 
 use std::time::{Duration, Instant};
 
+mod zeros;
+
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
 use crate::{
@@ -19,6 +20,7 @@ use crate::{
     engine::{Decision, GATES, MetricEvent, ROLLBACK_TRIGGERS, gates_that_can_block},
     validation::ValidPipeline,
 };
+use zeros::{Shape, ZeroFamily};
 
 /// Buckets for promotion, lead and restore times: from a minute to a week.
 const SLOW_BUCKETS: &[f64] = &[
@@ -332,9 +334,11 @@ impl Metrics {
             .inc();
     }
 
-    /// Creates every series of `pipeline`'s environments at 0 (each promotion result,
-    /// rollback trigger and gate its spec allows), so that they exist from its first
-    /// decision on. Cheap when nothing changed since the last call.
+    /// Makes every series of `pipeline`'s environments exist at 0 (each promotion result,
+    /// rollback trigger and gate its spec allows) from its first decision on. They are
+    /// written at scrape time until their first event (see `zeros`), so that a known
+    /// environment costs a name here, not a registry entry per series. Cheap when
+    /// nothing changed since the last call.
     pub fn know_pipeline(&self, pipeline: PipelineLabels<'_>, spec: &ValidPipeline) {
         let environments: Vec<(String, Vec<&'static str>)> = spec
             .environments
@@ -345,33 +349,6 @@ impl Metrics {
         let key = pipeline.owned();
         if known.get(&key) == Some(&environments) {
             return;
-        }
-        let PipelineLabels {
-            namespace,
-            pipeline,
-        } = pipeline;
-        for (environment, _) in &environments {
-            let labels = [namespace, pipeline, environment.as_str()];
-            for result in PROMOTION_RESULTS {
-                self.promotions_total.with_label_values(&[
-                    namespace,
-                    pipeline,
-                    environment,
-                    result.label(),
-                ]);
-            }
-            for trigger in ROLLBACK_TRIGGERS {
-                self.rollbacks_total.with_label_values(&[
-                    namespace,
-                    pipeline,
-                    environment,
-                    trigger,
-                ]);
-            }
-            self.drift_repairs_total.with_label_values(&labels);
-            self.promotion_duration.with_label_values(&labels);
-            self.lead_time.with_label_values(&labels);
-            self.time_to_restore.with_label_values(&labels);
         }
         for gate in GATES {
             for result in ["pass", "block"] {
@@ -557,44 +534,103 @@ impl Metrics {
 
     /// [`Metrics::render`] as of `now` (the simulator's clock, in tests).
     pub fn render_at(&self, now: jiff::Timestamp) -> String {
+        let age = |since: &jiff::Timestamp| {
+            Duration::try_from(now.duration_since(*since))
+                .unwrap_or(Duration::ZERO)
+                .as_secs_f64()
+        };
         self.promotion_blocked.reset();
-        for ((namespace, pipeline), environments) in lock(&self.known).iter() {
-            for (environment, gates) in environments {
-                for gate in gates {
-                    self.promotion_blocked
-                        .with_label_values(&[namespace, pipeline, environment, *gate])
-                        .set(0.0);
-                }
-            }
-        }
         for (((namespace, pipeline, environment), gate), since) in lock(&self.blocked_since).iter()
         {
-            let age = Duration::try_from(now.duration_since(*since))
-                .unwrap_or(Duration::ZERO)
-                .as_secs_f64();
             self.promotion_blocked
                 .with_label_values(&[namespace, pipeline, environment, gate])
-                .set(age);
+                .set(age(since));
         }
         self.rollout_unobserved.reset();
-        let unobserved = lock(&self.unobserved_since);
-        for (namespace, pipeline, environment) in lock(&self.info_series).keys() {
-            let key = (namespace.clone(), pipeline.clone(), environment.clone());
-            let age = unobserved.get(&key).map_or(0.0, |since| {
-                Duration::try_from(now.duration_since(*since))
-                    .unwrap_or(Duration::ZERO)
-                    .as_secs_f64()
-            });
+        for ((namespace, pipeline, environment), since) in lock(&self.unobserved_since).iter() {
             self.rollout_unobserved
                 .with_label_values(&[namespace, pipeline, environment])
-                .set(age);
+                .set(age(since));
         }
-        drop(unobserved);
-        let mut buffer = Vec::new();
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buffer)
-            .expect("encoding metrics to memory cannot fail");
-        String::from_utf8(buffer).expect("the text format is UTF-8")
+        zeros::encode(&self.registry.gather(), self.zero_families())
+    }
+
+    /// Every series a known Pipeline's environments have, for [`zeros::encode`] to write
+    /// at 0 where the registry has none yet.
+    fn zero_families(&self) -> Vec<ZeroFamily> {
+        use prometheus::core::Collector;
+        let known = lock(&self.known);
+        let environments = || {
+            known
+                .iter()
+                .flat_map(|((namespace, pipeline), environments)| {
+                    environments.iter().map(move |(environment, gates)| {
+                        let labels = vec![
+                            ("namespace", namespace.clone()),
+                            ("pipeline", pipeline.clone()),
+                            ("environment", environment.clone()),
+                        ];
+                        (labels, gates)
+                    })
+                })
+        };
+        let with = |extra: &'static str, values: &[&'static str]| {
+            environments()
+                .flat_map(|(labels, _)| {
+                    values.iter().map(move |value| {
+                        let mut labels = labels.clone();
+                        labels.push((extra, (*value).to_owned()));
+                        labels
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        let family = |collector: &dyn Collector, shape, series| {
+            let desc = collector.desc()[0];
+            ZeroFamily {
+                name: desc.fq_name.clone(),
+                help: desc.help.clone(),
+                shape,
+                series,
+            }
+        };
+        let plain = || environments().map(|(labels, _)| labels).collect::<Vec<_>>();
+        let results: Vec<&'static str> = PROMOTION_RESULTS.iter().map(|r| r.label()).collect();
+        let blocked = environments()
+            .flat_map(|(labels, gates)| {
+                gates.iter().map(move |gate| {
+                    let mut labels = labels.clone();
+                    labels.push(("gate", (*gate).to_owned()));
+                    labels
+                })
+            })
+            .collect();
+        vec![
+            family(
+                &self.promotions_total,
+                Shape::Counter,
+                with("result", &results),
+            ),
+            family(
+                &self.rollbacks_total,
+                Shape::Counter,
+                with("trigger", &ROLLBACK_TRIGGERS),
+            ),
+            family(&self.drift_repairs_total, Shape::Counter, plain()),
+            family(
+                &self.promotion_duration,
+                Shape::Histogram(SLOW_BUCKETS),
+                plain(),
+            ),
+            family(&self.lead_time, Shape::Histogram(SLOW_BUCKETS), plain()),
+            family(
+                &self.time_to_restore,
+                Shape::Histogram(SLOW_BUCKETS),
+                plain(),
+            ),
+            family(&self.promotion_blocked, Shape::Gauge, blocked),
+            family(&self.rollout_unobserved, Shape::Gauge, plain()),
+        ]
     }
 }
 
