@@ -10,6 +10,7 @@ pub mod rbac;
 pub mod reconcile;
 pub mod run;
 pub mod selector;
+pub mod sent;
 pub mod server;
 pub mod unseen;
 pub mod world;

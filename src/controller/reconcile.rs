@@ -25,14 +25,13 @@ use super::{
     actions::{self, DecidedStatus, Executor},
     leader::Leadership,
     probes::Prober,
+    sent::SentAction,
     unseen::{self, Unseen},
     world::{self, Stores},
 };
 use crate::{
     api::{Pipeline, PipelineStatus},
-    engine::{
-        Action, Decision, Event, EventType, JobOutcome, Regarding, Snapshot, decide, decide_with,
-    },
+    engine::{Decision, Event, EventType, JobOutcome, Regarding, Snapshot, decide, decide_with},
     metrics::{Metrics, PipelineLabels},
     validation::{ValidPipeline, validate_pipeline},
 };
@@ -232,65 +231,6 @@ impl Context {
             current.insert(id, message);
         }
         lock(&self.job_messages).insert(key.clone(), current);
-    }
-}
-
-/// An image change or Job creation, as remembered until the stores show it: the object
-/// it goes to, the version of it the decision saw, and what was sent.
-struct SentAction {
-    object: (String, String),
-    over: Option<String>,
-    what: Vec<(String, String)>,
-}
-
-/// The memo key of a Deployment's image changes.
-pub fn deployment_key(namespace: &str, name: &str) -> (String, String) {
-    (format!("Deployment/{namespace}"), name.to_owned())
-}
-
-/// The memo key of a Job's creation.
-pub fn job_key(namespace: &str, name: &str) -> (String, String) {
-    (format!("Job/{namespace}"), name.to_owned())
-}
-
-impl SentAction {
-    /// The memo entry of `action`; `None` for deletions, which are always sent.
-    fn of(action: &Action, stores: &Stores) -> Option<Self> {
-        match action {
-            Action::SetImages {
-                namespace,
-                deployment,
-                images,
-            } => {
-                let cached = stores
-                    .deployments
-                    .get(&ObjectRef::new(deployment).within(namespace));
-                Some(Self {
-                    object: deployment_key(namespace, deployment),
-                    over: cached.and_then(|d| d.metadata.resource_version.clone()),
-                    what: images
-                        .iter()
-                        .map(|i| (i.container.clone(), i.image.clone()))
-                        .collect(),
-                })
-            }
-            // Asked for only while the store has no such Job: remembered until it has
-            // (or the Job's deletion is seen).
-            Action::CreateJob(request) => Some(Self {
-                object: job_key(&request.namespace, &request.name),
-                over: None,
-                what: Vec::new(),
-            }),
-            Action::DeleteJob { .. } => None,
-        }
-    }
-
-    fn key(&self) -> (&str, &str) {
-        (&self.object.0, &self.object.1)
-    }
-
-    fn over(&self) -> Option<&str> {
-        self.over.as_deref()
     }
 }
 

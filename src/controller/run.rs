@@ -21,8 +21,9 @@ use tokio::sync::{mpsc, watch};
 use super::{
     leader::{Elector, Leadership, LeaseConfig},
     probes::Prober,
-    reconcile::{self, Context, error_policy, reconcile},
+    reconcile::{Context, error_policy, reconcile},
     selector::LabelSelector,
+    sent,
     server::{self, Health},
     world::{self, Stores},
 };
@@ -280,14 +281,14 @@ pub async fn run_serving(
     let deployment_events = deployment_events.inspect_ok(move |event| {
         if let watcher::Event::Apply(d) | watcher::Event::Delete(d) = event {
             let (namespace, name) = key_of(d);
-            let key = reconcile::deployment_key(namespace, name);
+            let key = sent::deployment_key(namespace, name);
             forget_deployment.unseen_actions.forget((&key.0, &key.1));
         }
     });
     let job_events = job_events.inspect_ok(move |event| {
         if let watcher::Event::Apply(j) | watcher::Event::Delete(j) = event {
             let (namespace, name) = key_of(j);
-            let key = reconcile::job_key(namespace, name);
+            let key = sent::job_key(namespace, name);
             forget_job.unseen_actions.forget((&key.0, &key.1));
         }
     });

@@ -1,0 +1,73 @@
+//! Image changes and Job creations in flight: sent, but not yet shown by the stores.
+//!
+//! A reconcile that runs before the watch shows our own write decides the same action
+//! again (the store still has the old image, or no Job). Remembering what was sent over
+//! which cached version (in an [`Unseen`](super::unseen::Unseen)) keeps it from being sent
+//! twice; an entry goes when the store shows the object again.
+
+use kube::runtime::reflector::ObjectRef;
+
+use super::world::Stores;
+use crate::engine::Action;
+
+/// An image change or Job creation, as remembered until the stores show it: the object
+/// it goes to, the version of it the decision saw, and what was sent.
+pub struct SentAction {
+    object: (String, String),
+    over: Option<String>,
+    /// What was sent: (container, image) pairs, none for a Job.
+    pub what: Vec<(String, String)>,
+}
+
+/// The memo key of a Deployment's image changes.
+pub fn deployment_key(namespace: &str, name: &str) -> (String, String) {
+    (format!("Deployment/{namespace}"), name.to_owned())
+}
+
+/// The memo key of a Job's creation.
+pub fn job_key(namespace: &str, name: &str) -> (String, String) {
+    (format!("Job/{namespace}"), name.to_owned())
+}
+
+impl SentAction {
+    /// The memo entry of `action`; `None` for deletions, which are always sent.
+    pub fn of(action: &Action, stores: &Stores) -> Option<Self> {
+        match action {
+            Action::SetImages {
+                namespace,
+                deployment,
+                images,
+            } => {
+                let cached = stores
+                    .deployments
+                    .get(&ObjectRef::new(deployment).within(namespace));
+                Some(Self {
+                    object: deployment_key(namespace, deployment),
+                    over: cached.and_then(|d| d.metadata.resource_version.clone()),
+                    what: images
+                        .iter()
+                        .map(|i| (i.container.clone(), i.image.clone()))
+                        .collect(),
+                })
+            }
+            // Asked for only while the store has no such Job: remembered until it has
+            // (or the Job's deletion is seen).
+            Action::CreateJob(request) => Some(Self {
+                object: job_key(&request.namespace, &request.name),
+                over: None,
+                what: Vec::new(),
+            }),
+            Action::DeleteJob { .. } => None,
+        }
+    }
+
+    /// The memo key.
+    pub fn key(&self) -> (&str, &str) {
+        (&self.object.0, &self.object.1)
+    }
+
+    /// The cached version the decision saw.
+    pub fn over(&self) -> Option<&str> {
+        self.over.as_deref()
+    }
+}
