@@ -239,6 +239,17 @@ fn the_progress_deadline_counts_from_the_observation() {
         Some(State::Deploying),
         "observed at 5m: the 2m deadline runs until 7m"
     );
+    let dev = sim
+        .status()
+        .environments
+        .iter()
+        .find(|e| e.name == "dev")
+        .unwrap();
+    assert_eq!(
+        dev.message.as_deref(),
+        Some("rolling out 1.0.0 to dev"),
+        "observed: the wait is no longer shown"
+    );
     run_to(&mut sim, 8);
     assert_eq!(state(&sim, "1.0.0", "dev"), Some(State::Failed));
     let failed = sim

@@ -216,7 +216,13 @@ fn advance_deploy(
                 Rollout::Unobserved(waiting) => {
                     status.message = Some(format!("rolling out {}: {waiting}", target.label));
                 }
-                Rollout::InProgress => {}
+                // Observed at last: back to the rollout's own message.
+                Rollout::InProgress => {
+                    if p.unobserved_since.is_some() {
+                        status.message =
+                            Some(format!("rolling out {} to {}", target.label, env.name));
+                    }
+                }
             }
         }
         PromotionStage::Verify => {
@@ -708,13 +714,7 @@ pub fn start_rollback(
     if status.unhealthy_since.is_none() {
         status.unhealthy_since = Some(ctx.now_time());
     }
-    let by = requested_by
-        .map(|who| format!(" (asked by {who})"))
-        .unwrap_or_default();
-    let message = format!(
-        "rolling {} back to {}{by}: {reason}",
-        env.name, target.label
-    );
+    let message = rollback_message(&env.name, &target.label, requested_by.as_deref(), &reason);
     status.message = Some(message.clone());
     ctx.event(
         Regarding::Pipeline,
@@ -749,8 +749,23 @@ fn advance_rollback(
         &target.desired,
     ));
     let rollout = judge_rollout(ctx, env, status, targets, &target, p);
-    if let Rollout::Unobserved(waiting) = &rollout {
-        status.message = Some(format!("rolling back to {}: {waiting}", target.label));
+    match &rollout {
+        Rollout::Unobserved(waiting) => {
+            status.message = Some(format!(
+                "rolling {} back to {}: {waiting}",
+                env.name, target.label
+            ));
+        }
+        // Observed at last: the message says why it rolls back again.
+        Rollout::InProgress if p.unobserved_since.is_some() => {
+            status.message = Some(rollback_message(
+                &env.name,
+                &target.label,
+                p.requested_by.as_deref(),
+                p.reason.as_deref().unwrap_or_default(),
+            ));
+        }
+        _ => {}
     }
     if rollout == Rollout::Complete {
         let after = status.unhealthy_since.as_ref().map_or_else(
@@ -785,6 +800,19 @@ fn advance_rollback(
             format!("the rollback to {} failed: {why}", target.label),
         );
     }
+}
+
+/// What a rollback says while it rolls out.
+fn rollback_message(
+    environment: &str,
+    label: &str,
+    requested_by: Option<&str>,
+    reason: &str,
+) -> String {
+    let by = requested_by
+        .map(|who| format!(" (asked by {who})"))
+        .unwrap_or_default();
+    format!("rolling {environment} back to {label}{by}: {reason}")
 }
 
 /// Where a rollout stands, judged on what the workload controllers have seen.
