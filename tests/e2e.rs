@@ -1893,25 +1893,41 @@ async fn restart_mid_promotion(h: &mut Harness) {
     phase("6: starting a new controller");
     h.start_controller().await;
     let addr = h.controller.as_ref().unwrap().addr;
-    let series = format!("pipeline=\"{}\"", h.names.pipeline);
-    h.wait_for(
-        "the new controller to reconcile the Pipeline",
-        h.step(),
-        async || {
-            let (_, metrics) = http_get(addr, "/metrics").await?;
-            let reconciled = metrics.lines().any(|l| {
-                l.starts_with("greenlight_environment_info{")
-                    && l.contains(&series)
-                    && l.contains("environment=\"dev\"")
-            });
-            if reconciled {
-                Ok(())
-            } else {
-                Err("no greenlight_environment_info series for the Pipeline yet".into())
-            }
-        },
-    )
-    .await;
+    let series = format!(
+        "namespace=\"{}\",pipeline=\"{}\"",
+        h.names.namespace, h.names.pipeline
+    );
+    let metrics = h
+        .wait_for(
+            "the new controller to reconcile the Pipeline",
+            h.step(),
+            async || {
+                let (_, metrics) = http_get(addr, "/metrics").await?;
+                let reconciled = metrics.lines().any(|l| {
+                    l.starts_with("greenlight_environment_info{")
+                        && l.contains(&series)
+                        && l.contains("environment=\"dev\"")
+                });
+                if reconciled {
+                    Ok(metrics)
+                } else {
+                    Err("no greenlight_environment_info series for the Pipeline yet".into())
+                }
+            },
+        )
+        .await;
+    // A restarted controller exports the series of a known Pipeline at once, counters at
+    // 0, so that increase() and the rollback alert see its first event (issue: they only
+    // appeared at the first event after a restart).
+    for trigger in ["verification", "unhealthy", "manual"] {
+        let line = format!(
+            "greenlight_rollbacks_total{{environment=\"dev\",{series},trigger=\"{trigger}\"}} 0"
+        );
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "the restarted controller does not export {line}"
+        );
+    }
     if let Some(kubelet) = &h.kubelet {
         // The new controller has seen the promotion in flight: let the test finish.
         kubelet.release_held_jobs();
