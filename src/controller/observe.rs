@@ -3,11 +3,12 @@
 //! trimmed of what the engine never needs (managed fields, last-applied annotations).
 
 use k8s_openapi::{
-    api::{apps::v1::Deployment, batch::v1::Job, core::v1::Pod},
+    api::{batch::v1::Job, core::v1::Pod},
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::ResourceExt;
 
+use super::cached::CachedDeployment;
 use crate::{
     api::{Approval, Pipeline, Release},
     engine::{
@@ -16,16 +17,8 @@ use crate::{
     },
 };
 
-/// Drops what the engine never reads, to keep 20,000 cached objects small.
-pub fn trim(meta: &mut ObjectMeta) {
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
-}
-
 /// A Deployment as the engine sees it: the containers of its pod template, and its rollout.
-pub fn deployment(d: &Deployment) -> DeploymentView {
+pub fn deployment(d: &CachedDeployment) -> DeploymentView {
     let spec = d.spec.as_ref();
     let status = d.status.as_ref();
     let containers = spec
@@ -181,7 +174,7 @@ mod tests {
         serde_json::from_value(value).expect("test objects are well-formed")
     }
 
-    fn deployment_json(status: serde_json::Value) -> Deployment {
+    fn deployment_json(status: serde_json::Value) -> CachedDeployment {
         from_json(json!({
             "metadata": {"name": "api", "namespace": "shop-prod", "generation": 7,
                          "managedFields": [{"manager": "kubectl"}],
@@ -258,16 +251,6 @@ mod tests {
             view.message.as_deref(),
             Some("BackoffLimitExceeded: Job has reached the specified backoff limit")
         );
-    }
-
-    #[test]
-    fn trimming_keeps_what_the_engine_reads_and_drops_the_rest() {
-        let mut d = deployment_json(json!({}));
-        trim(&mut d.metadata);
-        assert!(d.metadata.managed_fields.is_none());
-        let annotations = d.metadata.annotations.unwrap();
-        assert!(!annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
-        assert_eq!(annotations["team"], "shop");
     }
 
     #[test]

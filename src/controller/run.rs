@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use futures::{Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::{apps::v1::Deployment, batch::v1::Job};
+use k8s_openapi::api::batch::v1::Job;
 use kube::{
     Api, Client, Resource,
     runtime::{
@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
 use super::{
+    cached::CachedDeployment,
     leader::{Elector, Leadership, LeaseConfig},
     probes::Prober,
     reconcile::{Context, error_policy, reconcile},
@@ -187,7 +188,7 @@ pub async fn run_serving(
         world::trim_own,
     );
     let (deployments, deployment_events) = reflect(
-        api::<Deployment>(&client, ns),
+        api::<CachedDeployment>(&client, ns),
         watcher::Config::default(),
         world::trim_deployment,
     );

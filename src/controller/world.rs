@@ -4,17 +4,13 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::{
-    api::{
-        apps::v1::{Deployment, DeploymentSpec},
-        batch::v1::{Job, JobStatus},
-        core::v1::{Container, PodSpec, PodTemplateSpec},
-    },
+    api::batch::v1::{Job, JobStatus},
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use super::observe;
+use super::{cached::CachedDeployment, observe};
 use crate::{
     api::{Approval, Pipeline, Release},
     engine::{Observation, Snapshot, jobs::labels},
@@ -30,7 +26,7 @@ pub struct Stores {
     /// Approvals.
     pub approvals: Store<Approval>,
     /// Deployments (trimmed to their containers' images and rollout status).
-    pub deployments: Store<Deployment>,
+    pub deployments: Store<CachedDeployment>,
     /// Jobs Greenlight created (trimmed to labels and conditions).
     pub jobs: Store<Job>,
 }
@@ -95,36 +91,9 @@ pub fn status_fingerprint(release: &Release) -> Option<u64> {
     u64::from_str_radix(text, 16).ok()
 }
 
-/// Trims a Deployment to its containers' names and images, replicas and status.
-pub fn trim_deployment(deployment: &mut Deployment) {
-    keep_identity(&mut deployment.metadata, false);
-    if let Some(spec) = deployment.spec.take() {
-        let containers = spec
-            .template
-            .spec
-            .map(|pod| {
-                pod.containers
-                    .into_iter()
-                    .map(|c| Container {
-                        name: c.name,
-                        image: c.image,
-                        ..Container::default()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        deployment.spec = Some(DeploymentSpec {
-            replicas: spec.replicas,
-            template: PodTemplateSpec {
-                metadata: None,
-                spec: Some(PodSpec {
-                    containers,
-                    ..PodSpec::default()
-                }),
-            },
-            ..DeploymentSpec::default()
-        });
-    }
+/// Trims a cached Deployment's status to the conditions the engine reads.
+pub fn trim_deployment(deployment: &mut CachedDeployment) {
+    // Decoding already kept only identity, replicas and container images.
     if let Some(status) = deployment.status.as_mut()
         && let Some(conditions) = status.conditions.as_mut()
     {
@@ -172,7 +141,7 @@ pub fn pipeline_of_job(job: &Job) -> Option<ObjectRef<Pipeline>> {
 /// The Pipelines that deploy to a Deployment.
 pub fn pipelines_of_deployment(
     pipelines: &Store<Pipeline>,
-    deployment: &Deployment,
+    deployment: &CachedDeployment,
 ) -> Vec<ObjectRef<Pipeline>> {
     let (Some(namespace), name) = (deployment.namespace(), deployment.name_any()) else {
         return Vec::new();
@@ -292,7 +261,7 @@ mod tests {
 
     #[test]
     fn a_trimmed_deployment_keeps_what_the_engine_reads() {
-        let mut d: Deployment = serde_json::from_value(json!({
+        let mut d: CachedDeployment = serde_json::from_value(json!({
             "metadata": {"name": "api", "namespace": "shop", "generation": 3,
                          "annotations": {"big": "x"}, "managedFields": [{"manager": "kubectl"}]},
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}},
@@ -307,16 +276,8 @@ mod tests {
         trim_deployment(&mut d);
         assert_eq!(observe::deployment(&d), before);
         assert!(d.metadata.annotations.is_none() && d.metadata.managed_fields.is_none());
-        let container = &d
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap()
-            .containers[0];
-        assert!(container.env.is_none());
+        let conditions = d.status.unwrap().conditions.unwrap();
+        assert_eq!(conditions.len(), 1, "only Progressing is read");
     }
 
     #[test]
