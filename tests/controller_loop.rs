@@ -2,6 +2,8 @@
 //! stores, reconciles, writes, Events and leader election, with the exact requests
 //! asserted. (The real API server runs in `tests/e2e.rs`, when a cluster is given.)
 
+#[path = "support/http_get.rs"]
+mod http_get;
 mod support;
 
 use std::time::Duration;
@@ -720,17 +722,12 @@ async fn start_serving_metrics(
     (stop, task, addr)
 }
 
-/// `GET /metrics`, as Prometheus scrapes it.
+/// `GET /metrics`, as Prometheus scrapes it; empty while the server does not answer.
 async fn scrape(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-        return String::new();
-    };
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
+    http_get::http_get(addr, "/metrics")
+        .await
+        .map(|(_, body)| body)
+        .unwrap_or_default()
 }
 
 /// Scrapes `/metrics` until `found` accepts the exposition.

@@ -69,6 +69,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "support/http_get.rs"]
+mod http_get;
+
 use futures::StreamExt;
 use greenlight::{
     api::{
@@ -79,6 +82,7 @@ use greenlight::{
     check::{Report, SourceDocument, check_documents},
     controller::run::{self, Options, run},
 };
+use http_get::http_get;
 use jiff::{SignedDuration, Timestamp, tz::TimeZone};
 use k8s_openapi::{
     api::{
@@ -96,8 +100,6 @@ use kube::{
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
     sync::{oneshot, watch},
     task::JoinHandle,
 };
@@ -626,32 +628,6 @@ fn free_local_addr() -> SocketAddr {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())
         .expect("a free port on loopback")
-}
-
-/// A plain HTTP/1.1 GET: the status code and the body.
-async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&response).into_owned())
-    };
-    let response = tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .map_err(|_| format!("GET {path}: no answer within 5s"))?
-        .map_err(|e| format!("GET {path}: {e}"))?;
-    let code = response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("GET {path}: not an HTTP response: {response:?}"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    Ok((code, body))
 }
 
 // ---------------------------------------------------------------------------------------
