@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::{
-    context::Ctx,
+    context::{Ctx, truncate},
     decision::{Decision, Event, EventType, Regarding},
     snapshot::Snapshot,
 };
@@ -179,13 +179,8 @@ pub fn pipeline_status(
                 .find(|v| v.name == e.name)?
                 .verify
                 .progress_deadline;
-            (ctx.now >= Ctx::after(since, deadline)).then(|| {
-                format!(
-                    "{} (since {})",
-                    e.name,
-                    jiff::Timestamp::from_second(since.as_second()).unwrap_or(since)
-                )
-            })
+            (ctx.now >= Ctx::after(since, deadline))
+                .then(|| format!("{} (since {})", e.name, truncate(since)))
         })
         .collect();
     if lagging.is_empty() {

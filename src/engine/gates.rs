@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{
     approvals::tally,
     clock::TimeGate,
-    context::Ctx,
+    context::{Ctx, truncate},
     decision::{Action, ProbeRequest, ProbeTarget},
     jobs::{JobKey, JobPurpose},
     snapshot::{
@@ -174,7 +174,7 @@ pub fn evaluate(
                 // status on every reconcile, and each status write triggers another one.
                 behind.push(format!(
                     "{name} since {} ({} needed)",
-                    Timestamp::from_second(since.as_second()).unwrap_or(*since),
+                    truncate(*since),
                     format_duration(soak)
                 ));
                 ready_at = ready_at.max(at);

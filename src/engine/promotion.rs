@@ -7,7 +7,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
-    context::{Ctx, elapsed},
+    context::{Ctx, elapsed, truncate},
     decision::{Action, EventType, MetricEvent, ProbeRequest, ProbeTarget, Regarding},
     gates::attempt,
     jobs::{JobKey, JobPurpose},
@@ -870,15 +870,12 @@ fn judge_rollout(
         if let Some(reason) = targets::stuck(targets) {
             return Rollout::Failed(reason);
         }
-        let ends = Ctx::after(observed_at, deadline);
-        if ctx.now >= ends {
-            return Rollout::Failed(format!(
-                "the rollout did not complete within {} of the Deployment controller observing it",
-                format_duration(deadline)
-            ));
-        }
-        ctx.wake_at(ends);
-        return Rollout::InProgress;
+        return until_deadline(
+            ctx,
+            observed_at,
+            deadline,
+            " of the Deployment controller observing it",
+        );
     }
     if let Some(lagging) = unobserved.first() {
         let since = p.unobserved_since.as_ref().map_or(ctx.now, |t| t.0);
@@ -886,10 +883,7 @@ fn judge_rollout(
             promotion.unobserved_since = Some(Time(since));
         }
         // Past the deadline the Pipeline says the control plane lags; wake to say it.
-        let lagging_from = Ctx::after(since, deadline);
-        if ctx.now < lagging_from {
-            ctx.wake_at(lagging_from);
-        }
+        ctx.wake_at(Ctx::after(since, deadline));
         let others = match unobserved.len() {
             1 => String::new(),
             n => format!(" (and {} more)", n - 1),
@@ -900,13 +894,24 @@ fn judge_rollout(
             lagging.namespace,
             lagging.name,
             lagging.observed_generation,
-            jiff::Timestamp::from_second(since.as_second()).unwrap_or(since),
+            truncate(since),
         ));
     }
-    let ends = Ctx::after(p.stage_started_at.0, deadline);
+    until_deadline(ctx, p.stage_started_at.0, deadline, "")
+}
+
+/// In progress until `start` plus `deadline` (the engine wakes then), failed after, with a
+/// reason that says what the deadline counts from.
+fn until_deadline(
+    ctx: &mut Ctx<'_>,
+    start: jiff::Timestamp,
+    deadline: std::time::Duration,
+    counted_from: &str,
+) -> Rollout {
+    let ends = Ctx::after(start, deadline);
     if ctx.now >= ends {
         return Rollout::Failed(format!(
-            "the rollout did not complete within {}",
+            "the rollout did not complete within {}{counted_from}",
             format_duration(deadline)
         ));
     }
