@@ -89,8 +89,11 @@ fn status_body(code: u16, reason: &str) -> Value {
 async fn images_are_set_by_server_side_apply_touching_only_the_container_image() {
     let (executor, mut handle) = executor();
     let action = Action::SetImages {
-        namespace: "shop-prod".into(),
-        deployment: "api".into(),
+        workload: greenlight::engine::WorkloadRef {
+            kind: greenlight::engine::WorkloadKind::Deployment,
+            namespace: "shop-prod".into(),
+            name: "api".into(),
+        },
         images: vec![ContainerImage {
             container: "api".into(),
             image: "registry.example.com/shop/api:1.4.2".into(),

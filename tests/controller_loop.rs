@@ -157,7 +157,7 @@ async fn wait_healthy(api: &FakeApi, env: &str, release: &str, why: &str) {
 }
 
 /// Every request the controller made is one the documented RBAC grants
-/// (`greenlight::controller::rbac::REQUIRED`, which the chart's Roles are checked against).
+/// (`greenlight::controller::rbac::required()`, which the chart's Roles are checked against).
 fn assert_rbac_covers_every_request(api: &FakeApi) {
     let requests = api.requests();
     assert!(!requests.is_empty(), "the controller made requests");

@@ -112,7 +112,7 @@ fn env_phase(sim: &Simulation, environment: &str) -> Option<EnvironmentPhase> {
 
 fn image(sim: &Simulation, namespace: &str) -> String {
     sim.world
-        .deployments()
+        .workloads()
         .into_iter()
         .find(|d| d.namespace == namespace)
         .unwrap()
@@ -501,8 +501,11 @@ fn drift_is_restored_and_reported() {
     run_to(&mut sim, 60);
     let releases = sim.visible_releases();
     let hand_edit = Action::SetImages {
-        namespace: "shop-prod".into(),
-        deployment: "api".into(),
+        workload: greenlight::engine::WorkloadRef {
+            kind: greenlight::engine::WorkloadKind::Deployment,
+            namespace: "shop-prod".into(),
+            name: "api".into(),
+        },
         images: vec![greenlight::engine::ContainerImage {
             container: "api".into(),
             image: "registry.example.com/shop/api:hotpatch".into(),

@@ -190,7 +190,7 @@ fn a_release_failing_in_main_is_rolled_back_to_what_ran_before() {
     assert!(sim.timeline.iter().any(|e| e.kind == "RollbackSucceeded"));
     let images: Vec<String> = sim
         .world
-        .deployments()
+        .workloads()
         .iter()
         .filter(|d| d.namespace == "sanctum-prod")
         .map(|d| d.containers[0].image.clone())
@@ -376,13 +376,13 @@ fn production_waits_for_a_maintainer_and_gets_the_same_artifacts() {
     );
     let api = sim
         .world
-        .deployments()
+        .workloads()
         .into_iter()
         .find(|d| d.namespace == "kitchen-prod" && d.name == "api")
         .unwrap();
     let staging_api = sim
         .world
-        .deployments()
+        .workloads()
         .into_iter()
         .find(|d| d.namespace == "kitchen-staging" && d.name == "api")
         .unwrap();

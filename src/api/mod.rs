@@ -10,6 +10,7 @@ mod crd;
 mod pipeline;
 mod pipeline_status;
 mod release;
+mod workload;
 
 pub use approval::*;
 pub use common::*;
@@ -17,6 +18,7 @@ pub use crd::*;
 pub use pipeline::*;
 pub use pipeline_status::*;
 pub use release::*;
+pub use workload::*;
 
 /// The API group of every Greenlight kind.
 pub const GROUP: &str = "greenlight.dev";

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     common::{DNS_LABEL, DNS_SUBDOMAIN, DURATION, JobStep, limits},
     pipeline_status::PipelineStatus,
+    workload::WorkloadKind,
 };
 
 /// The environments of one application and the gates between them.
@@ -114,6 +115,32 @@ pub struct TargetDeployment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
     pub artifact: Option<String>,
+}
+
+impl Target {
+    /// Every target workload, whatever list it is written in, with the documented
+    /// defaults applied: the one home of that reading for the engine and the controller.
+    pub fn workloads(&self) -> impl Iterator<Item = TargetWorkload<'_>> {
+        self.deployments.iter().map(|d| TargetWorkload {
+            kind: WorkloadKind::Deployment,
+            name: &d.name,
+            container: d.container.as_deref(),
+            artifact: d.artifact_name(),
+        })
+    }
+}
+
+/// One target workload as [`Target::workloads`] reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetWorkload<'a> {
+    /// Its kind.
+    pub kind: WorkloadKind,
+    /// Its name in the target namespace.
+    pub name: &'a str,
+    /// The container whose image is set, if named.
+    pub container: Option<&'a str>,
+    /// The Release artifact it runs.
+    pub artifact: &'a str,
 }
 
 impl TargetDeployment {

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use k8s_openapi::{
     api::{
-        apps::v1::Deployment,
         batch::v1::{Job, JobSpec},
         core::v1::Pod,
     },
@@ -14,7 +13,7 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 
@@ -199,29 +198,21 @@ impl Executor {
     /// Takes one action.
     pub async fn apply(&self, action: &Action) -> Result<(), Error> {
         match action {
-            Action::SetImages {
-                namespace,
-                deployment,
-                images,
-            } => {
-                let containers: Vec<_> = images
-                    .iter()
-                    .map(|i| json!({"name": i.container, "image": i.image}))
-                    .collect();
-                // Only the images: server-side apply then owns nothing else of the Deployment.
-                let patch = json!({
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": {"name": deployment, "namespace": namespace},
-                    "spec": {"template": {"spec": {"containers": containers}}},
-                });
-                let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+            Action::SetImages { workload, images } => {
+                let driver = super::workloads::driver(workload.kind);
+                // Only the images: server-side apply then owns nothing else of the workload.
+                let patch = driver.apply_body(workload, images);
+                let api: Api<DynamicObject> = Api::namespaced_with(
+                    self.client.clone(),
+                    &workload.namespace,
+                    &driver.api_resource(),
+                );
                 let params = PatchParams::apply(FIELD_MANAGER).force();
-                let what = || format!("set the images of Deployment {namespace}/{deployment}");
+                let what = || format!("set the images of {workload}");
                 self.call(
-                    ("patch", "deployments"),
+                    ("patch", driver.permission().resource),
                     what,
-                    api.patch(deployment, &params, &Patch::Apply(&patch)),
+                    api.patch(&workload.name, &params, &Patch::Apply(&patch)),
                 )
                 .await?
                 .map_err(|source| Error::Api {

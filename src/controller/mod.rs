@@ -2,7 +2,6 @@
 //! engine decides; this layer observes and acts.
 
 pub mod actions;
-pub mod cached;
 pub mod leader;
 pub mod logging;
 pub mod observe;
@@ -14,4 +13,5 @@ pub mod selector;
 pub mod sent;
 pub mod server;
 pub mod unseen;
+pub mod workloads;
 pub mod world;

@@ -1,5 +1,5 @@
-//! From the objects the API server returns to what the engine reads: Deployments and Jobs
-//! become observations, Greenlight's own objects become views, and everything cached is
+//! From the objects the API server returns to what the engine reads: Jobs become
+//! observations (workloads have their drivers, in `workloads`), Greenlight's own objects become views, and everything cached is
 //! trimmed of what the engine never needs (managed fields, last-applied annotations).
 
 use k8s_openapi::{
@@ -8,54 +8,10 @@ use k8s_openapi::{
 };
 use kube::ResourceExt;
 
-use super::cached::CachedDeployment;
 use crate::{
     api::{Approval, Pipeline, Release},
-    engine::{
-        ApprovalView, ContainerImage, DeploymentView, JobOutcome, JobView, PipelineView,
-        ReleaseView,
-    },
+    engine::{ApprovalView, JobOutcome, JobView, PipelineView, ReleaseView},
 };
-
-/// A Deployment as the engine sees it: the containers of its pod template, and its rollout.
-pub fn deployment(d: &CachedDeployment) -> DeploymentView {
-    let spec = d.spec.as_ref();
-    let status = d.status.as_ref();
-    let containers = spec
-        .and_then(|s| s.template.spec.as_ref())
-        .map(|pod| {
-            pod.containers
-                .iter()
-                .map(|c| ContainerImage {
-                    container: c.name.clone(),
-                    image: c.image.clone().unwrap_or_default(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let progress_deadline_exceeded = status
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| {
-            c.type_ == "Progressing"
-                && c.status == "False"
-                && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
-        });
-    DeploymentView {
-        namespace: d.namespace().unwrap_or_default(),
-        name: d.name_any(),
-        containers,
-        generation: d.metadata.generation.unwrap_or(0),
-        observed_generation: status.and_then(|s| s.observed_generation).unwrap_or(0),
-        // Kubernetes defaults spec.replicas to 1.
-        replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
-        updated_replicas: status.and_then(|s| s.updated_replicas).unwrap_or(0),
-        available_replicas: status.and_then(|s| s.available_replicas).unwrap_or(0),
-        total_replicas: status.and_then(|s| s.replicas).unwrap_or(0),
-        progress_deadline_exceeded,
-    }
-}
 
 /// A Job as the engine sees it: running, succeeded or failed, and why.
 pub fn job(j: &Job) -> JobView {
@@ -172,59 +128,6 @@ mod tests {
 
     fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
         serde_json::from_value(value).expect("test objects are well-formed")
-    }
-
-    fn deployment_json(status: serde_json::Value) -> CachedDeployment {
-        from_json(json!({
-            "metadata": {"name": "api", "namespace": "shop-prod", "generation": 7,
-                         "managedFields": [{"manager": "kubectl"}],
-                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}", "team": "shop"}},
-            "spec": {"replicas": 3, "selector": {}, "template": {"spec": {"containers": [
-                {"name": "api", "image": "registry.example.com/shop/api:1.4.2"},
-                {"name": "sidecar", "image": "envoy:1.30"}
-            ]}}},
-            "status": status
-        }))
-    }
-
-    #[test]
-    fn a_finished_rollout_is_seen_as_rolled_out() {
-        let d = deployment(&deployment_json(
-            json!({"observedGeneration": 7, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}),
-        ));
-        assert_eq!(
-            d.image_of("api"),
-            Some("registry.example.com/shop/api:1.4.2")
-        );
-        assert_eq!(d.containers.len(), 2);
-        assert!(d.rolled_out() && d.available());
-    }
-
-    #[test]
-    fn a_rollout_in_progress_or_not_yet_observed_is_not_done() {
-        let stale = deployment(&deployment_json(
-            json!({"observedGeneration": 6, "replicas": 3, "updatedReplicas": 3, "availableReplicas": 3}),
-        ));
-        assert!(
-            !stale.rolled_out(),
-            "the controller has not seen generation 7 yet"
-        );
-        let surging = deployment(&deployment_json(
-            json!({"observedGeneration": 7, "replicas": 4, "updatedReplicas": 3, "availableReplicas": 3}),
-        ));
-        assert!(!surging.rolled_out(), "an old pod is still there");
-        let stuck = deployment(&deployment_json(
-            json!({"observedGeneration": 7, "replicas": 4, "updatedReplicas": 1, "availableReplicas": 3,
-            "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}),
-        ));
-        assert!(stuck.progress_deadline_exceeded);
-    }
-
-    #[test]
-    fn replicas_default_to_one_as_in_kubernetes() {
-        let mut d = deployment_json(json!({}));
-        d.spec.as_mut().unwrap().replicas = None;
-        assert_eq!(deployment(&d).replicas, 1);
     }
 
     #[test]

@@ -26,8 +26,8 @@ pub struct Permission {
     pub why: &'static str,
 }
 
-/// Every permission the controller uses, and no other.
-pub const REQUIRED: &[Permission] = &[
+/// The permissions that do not depend on the workload kinds.
+const FIXED: &[Permission] = &[
     Permission {
         group: "greenlight.dev",
         resource: "pipelines",
@@ -71,13 +71,6 @@ pub const REQUIRED: &[Permission] = &[
         why: "status by server-side apply",
     },
     Permission {
-        group: "apps",
-        resource: "deployments",
-        verbs: &["list", "watch", "patch"],
-        scope: Scope::Watched,
-        why: "read rollouts, set images",
-    },
-    Permission {
         group: "batch",
         resource: "jobs",
         verbs: &["list", "watch", "create", "delete"],
@@ -106,6 +99,22 @@ pub const REQUIRED: &[Permission] = &[
         why: "leader election",
     },
 ];
+
+/// Every permission the controller uses, and no other: Greenlight's own objects, then one
+/// entry per workload kind (from its driver), then Jobs, Pods, Events and the Lease.
+pub fn required() -> Vec<Permission> {
+    let (own, rest) = FIXED.split_at(
+        FIXED
+            .iter()
+            .take_while(|p| p.group == "greenlight.dev")
+            .count(),
+    );
+    own.iter()
+        .copied()
+        .chain(super::workloads::drivers().map(|d| d.permission()))
+        .chain(rest.iter().copied())
+        .collect()
+}
 
 /// What RBAC checks for one request: API group, resource (with subresource) and verb.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,9 +175,9 @@ pub fn attributes(method: &str, path_and_query: &str) -> Option<Attributes> {
     })
 }
 
-/// Whether [`REQUIRED`] grants a request with these attributes.
+/// Whether [`required`] grants a request with these attributes.
 pub fn granted(attributes: &Attributes) -> bool {
-    REQUIRED.iter().any(|p| {
+    required().iter().any(|p| {
         p.group == attributes.group
             && p.resource == attributes.resource
             && p.verbs.contains(&attributes.verb)

@@ -19,13 +19,13 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    cached::CachedDeployment,
     leader::{Elector, Leadership, LeaseConfig},
     probes::Prober,
     reconcile::{Context, error_policy, reconcile},
     selector::LabelSelector,
     sent,
     server::{self, Health},
+    workloads::WorkloadStores,
     world::{self, Stores},
 };
 use crate::{
@@ -187,11 +187,7 @@ pub async fn run_serving(
         watcher::Config::default(),
         world::trim_own,
     );
-    let (deployments, deployment_events) = reflect(
-        api::<CachedDeployment>(&client, ns),
-        watcher::Config::default(),
-        world::trim_deployment,
-    );
+    let (workloads, workload_events) = WorkloadStores::watch(&client, ns);
     let (jobs, job_events) = reflect(
         api::<Job>(&client, ns),
         watcher::Config::default().labels(&format!("{}=greenlight", labels::MANAGED_BY)),
@@ -201,7 +197,7 @@ pub async fn run_serving(
         pipelines: pipelines.clone(),
         releases: releases.clone(),
         approvals,
-        deployments,
+        workloads,
         jobs,
     };
 
@@ -277,15 +273,24 @@ pub async fn run_serving(
         }
     });
     // An image change or Job creation in flight is forgotten once the store shows its
-    // object again (or its deletion): from then on the store answers.
-    let (forget_deployment, forget_job) = (ctx.clone(), ctx.clone());
-    let deployment_events = deployment_events.inspect_ok(move |event| {
-        if let watcher::Event::Apply(d) | watcher::Event::Delete(d) = event {
-            let (namespace, name) = key_of(d);
-            let key = sent::deployment_key(namespace, name);
-            forget_deployment.unseen_actions.forget((&key.0, &key.1));
-        }
-    });
+    // object again (or its deletion): from then on the store answers. A touched workload
+    // reconciles every Pipeline that deploys to it.
+    let (forget_workload, forget_job) = (ctx.clone(), ctx.clone());
+    let pipelines_for_workloads = pipelines.clone();
+    let workload_triggers = futures::stream::select_all(workload_events)
+        .filter_map(|touched| async move {
+            touched
+                .inspect_err(|error| tracing::warn!(%error, "a workload watch failed; it retries"))
+                .ok()
+        })
+        .flat_map(move |workload| {
+            let key = sent::workload_key(&workload);
+            forget_workload.unseen_actions.forget((&key.0, &key.1));
+            futures::stream::iter(world::pipelines_of_workload(
+                &pipelines_for_workloads,
+                &workload,
+            ))
+        });
     let job_events = job_events.inspect_ok(move |event| {
         if let watcher::Event::Apply(j) | watcher::Event::Delete(j) = event {
             let (namespace, name) = key_of(j);
@@ -294,7 +299,6 @@ pub async fn run_serving(
         }
     });
     let releases_for_approvals = releases.clone();
-    let pipelines_for_deployments = pipelines.clone();
     let mut stopping = shutdown.clone();
     let controller = Controller::for_stream(pipeline_objects, pipelines)
         .with_config(controller::Config::default().concurrency(options.concurrency))
@@ -304,10 +308,8 @@ pub async fn run_serving(
         .watches_stream(approval_events.touched_objects(), move |a| {
             world::pipeline_of_approval(&releases_for_approvals, &a)
         })
-        .watches_stream(deployment_events.touched_objects(), move |d| {
-            world::pipelines_of_deployment(&pipelines_for_deployments, &d)
-        })
         .watches_stream(job_events.touched_objects(), |j| world::pipeline_of_job(&j))
+        .reconcile_on(workload_triggers)
         .reconcile_on(probe_results)
         .reconcile_all_on(futures::stream::select(gained, synced))
         .graceful_shutdown_on(async move {

@@ -5,10 +5,8 @@
 //! which cached version (in an [`Unseen`](super::unseen::Unseen)) keeps it from being sent
 //! twice; an entry goes when the store shows the object again.
 
-use kube::runtime::reflector::ObjectRef;
-
 use super::world::Stores;
-use crate::engine::Action;
+use crate::engine::{Action, WorkloadRef};
 
 /// An image change or Job creation, as remembered until the stores show it: the object
 /// it goes to, the version of it the decision saw, and what was sent.
@@ -19,9 +17,12 @@ pub struct SentAction {
     pub what: Vec<(String, String)>,
 }
 
-/// The memo key of a Deployment's image changes.
-pub fn deployment_key(namespace: &str, name: &str) -> (String, String) {
-    (format!("Deployment/{namespace}"), name.to_owned())
+/// The memo key of a workload's image changes.
+pub fn workload_key(workload: &WorkloadRef) -> (String, String) {
+    (
+        format!("{}/{}", workload.kind, workload.namespace),
+        workload.name.clone(),
+    )
 }
 
 /// The memo key of a Job's creation.
@@ -33,23 +34,14 @@ impl SentAction {
     /// The memo entry of `action`; `None` for deletions, which are always sent.
     pub fn of(action: &Action, stores: &Stores) -> Option<Self> {
         match action {
-            Action::SetImages {
-                namespace,
-                deployment,
-                images,
-            } => {
-                let cached = stores
-                    .deployments
-                    .get(&ObjectRef::new(deployment).within(namespace));
-                Some(Self {
-                    object: deployment_key(namespace, deployment),
-                    over: cached.and_then(|d| d.metadata.resource_version.clone()),
-                    what: images
-                        .iter()
-                        .map(|i| (i.container.clone(), i.image.clone()))
-                        .collect(),
-                })
-            }
+            Action::SetImages { workload, images } => Some(Self {
+                object: workload_key(workload),
+                over: stores.workloads.resource_version(workload),
+                what: images
+                    .iter()
+                    .map(|i| (i.container.clone(), i.image.clone()))
+                    .collect(),
+            }),
             // Asked for only while the store has no such Job: remembered until it has
             // (or the Job's deletion is seen).
             Action::CreateJob(request) => Some(Self {

@@ -10,10 +10,10 @@ use k8s_openapi::{
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use super::{cached::CachedDeployment, observe};
+use super::{observe, workloads::WorkloadStores};
 use crate::{
     api::{Approval, Pipeline, Release},
-    engine::{Observation, Snapshot, jobs::labels},
+    engine::{Observation, Snapshot, WorkloadRef, jobs::labels},
 };
 
 /// The reflector stores the controller reads the world from.
@@ -25,8 +25,8 @@ pub struct Stores {
     pub releases: Store<Release>,
     /// Approvals.
     pub approvals: Store<Approval>,
-    /// Deployments (trimmed to their containers' images and rollout status).
-    pub deployments: Store<CachedDeployment>,
+    /// Target workloads of every kind (only what their drivers read).
+    pub workloads: WorkloadStores,
     /// Jobs Greenlight created (trimmed to labels and conditions).
     pub jobs: Store<Job>,
 }
@@ -91,16 +91,6 @@ pub fn status_fingerprint(release: &Release) -> Option<u64> {
     u64::from_str_radix(text, 16).ok()
 }
 
-/// Trims a cached Deployment's status to the conditions the engine reads.
-pub fn trim_deployment(deployment: &mut CachedDeployment) {
-    // Decoding already kept only identity, replicas and container images.
-    if let Some(status) = deployment.status.as_mut()
-        && let Some(conditions) = status.conditions.as_mut()
-    {
-        conditions.retain(|c| c.type_ == "Progressing");
-    }
-}
-
 /// Trims a Job to its labels, creation time and conditions.
 pub fn trim_job(job: &mut Job) {
     keep_identity(&mut job.metadata, true);
@@ -138,21 +128,20 @@ pub fn pipeline_of_job(job: &Job) -> Option<ObjectRef<Pipeline>> {
     Some(ObjectRef::new(name).within(&namespace))
 }
 
-/// The Pipelines that deploy to a Deployment.
-pub fn pipelines_of_deployment(
+/// The Pipelines that deploy to a workload.
+pub fn pipelines_of_workload(
     pipelines: &Store<Pipeline>,
-    deployment: &CachedDeployment,
+    workload: &WorkloadRef,
 ) -> Vec<ObjectRef<Pipeline>> {
-    let (Some(namespace), name) = (deployment.namespace(), deployment.name_any()) else {
-        return Vec::new();
-    };
     pipelines
         .state()
         .iter()
         .filter(|p| {
             p.spec.environments.iter().any(|e| {
-                e.target.namespace == namespace
-                    && e.target.deployments.iter().any(|d| d.name == name)
+                e.target.namespace == workload.namespace
+                    && e.target
+                        .workloads()
+                        .any(|w| w.kind == workload.kind && w.name == workload.name)
             })
         })
         .map(|p| ObjectRef::from_obj(p.as_ref()))
@@ -166,7 +155,7 @@ pub fn pipelines_of_deployment(
 /// forever (seen as a controller that never became ready, about once in ten starts under
 /// load). Asking again every 50 ms is correct either way: the store remembers it is ready
 /// once any waiter has seen it.
-async fn ready<K>(store: &Store<K>) -> bool
+pub async fn ready<K>(store: &Store<K>) -> bool
 where
     K: kube::runtime::reflector::Lookup + Clone + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone,
@@ -187,7 +176,7 @@ impl Stores {
             ready(&self.pipelines),
             ready(&self.releases),
             ready(&self.approvals),
-            ready(&self.deployments),
+            self.workloads.wait_until_ready(),
             ready(&self.jobs),
         );
         a && b && c && d && e
@@ -222,15 +211,14 @@ impl Stores {
             .map(|a| observe::approval(a))
             .collect();
         approvals.sort_by(|a, b| a.name.cmp(&b.name));
-        let deployments = pipeline
+        let workloads = pipeline
             .spec
             .environments
             .iter()
             .flat_map(|e| {
-                e.target.deployments.iter().filter_map(|d| {
-                    let key = ObjectRef::new(&d.name).within(&e.target.namespace);
-                    self.deployments.get(&key).map(|d| observe::deployment(&d))
-                })
+                e.target
+                    .workloads()
+                    .filter_map(|w| self.workloads.view(w.kind, &e.target.namespace, w.name))
             })
             .collect();
         let ours = ObjectRef::from_obj(pipeline);
@@ -246,7 +234,7 @@ impl Stores {
             pipeline: view,
             releases,
             approvals,
-            deployments,
+            workloads,
             jobs,
             observations,
         }
@@ -258,27 +246,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    #[test]
-    fn a_trimmed_deployment_keeps_what_the_engine_reads() {
-        let mut d: CachedDeployment = serde_json::from_value(json!({
-            "metadata": {"name": "api", "namespace": "shop", "generation": 3,
-                         "annotations": {"big": "x"}, "managedFields": [{"manager": "kubectl"}]},
-            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}},
-                     "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [
-                        {"name": "api", "image": "api:1", "env": [{"name": "A", "value": "b"}]}]}}},
-            "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2,
-                       "conditions": [{"type": "Available", "status": "True"},
-                                      {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}
-        }))
-        .unwrap();
-        let before = observe::deployment(&d);
-        trim_deployment(&mut d);
-        assert_eq!(observe::deployment(&d), before);
-        assert!(d.metadata.annotations.is_none() && d.metadata.managed_fields.is_none());
-        let conditions = d.status.unwrap().conditions.unwrap();
-        assert_eq!(conditions.len(), 1, "only Progressing is read");
-    }
 
     #[test]
     fn a_trimmed_job_keeps_its_labels_and_outcome() {

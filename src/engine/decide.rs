@@ -59,18 +59,9 @@ fn merge(first: Decision, again: Decision, settled: bool) -> Decision {
     let mut actions = first.actions;
     for action in again.actions {
         let same_target = |a: &Action| match (a, &action) {
-            (
-                Action::SetImages {
-                    namespace: n1,
-                    deployment: d1,
-                    ..
-                },
-                Action::SetImages {
-                    namespace: n2,
-                    deployment: d2,
-                    ..
-                },
-            ) => n1 == n2 && d1 == d2,
+            (Action::SetImages { workload: w1, .. }, Action::SetImages { workload: w2, .. }) => {
+                w1 == w2
+            }
             _ => *a == action,
         };
         actions.retain(|a| !same_target(a));
@@ -163,7 +154,7 @@ fn step_environment(
     overrides: &mut Vec<crate::api::OverrideRecord>,
 ) {
     prune(ctx, status);
-    let resolved = targets::resolve(env, &ctx.snap.deployments);
+    let resolved = targets::resolve(env, &ctx.snap.workloads);
     let targets = match resolved {
         Ok(targets) => targets,
         Err(why) => {
@@ -441,7 +432,7 @@ fn watch_health(
     .max()
     .unwrap_or(Timestamp::MIN);
     let problem = if !targets::available(targets) {
-        Some("not every replica of the target Deployments is available".to_owned())
+        Some("not every replica of the target workloads is available".to_owned())
     } else {
         promotion::probes_hold(ctx, &probes, since).err()
     };
@@ -553,7 +544,7 @@ fn repair_drift(
         None => None,
     };
     let Some(desired) = desired else { return };
-    let actions = targets::set_images(&env.namespace, targets, &desired);
+    let actions = targets::set_images(targets, &desired);
     if actions.is_empty() {
         return;
     }

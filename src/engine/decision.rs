@@ -7,7 +7,10 @@ use std::{collections::BTreeMap, time::Duration};
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::snapshot::{ContainerImage, ProbeId};
+use super::{
+    snapshot::{ContainerImage, ProbeId},
+    workload::WorkloadRef,
+};
 use crate::api::{ApprovalStatus, PipelineStatus, ReleaseStatus};
 
 /// The outcome of one decision.
@@ -34,10 +37,8 @@ pub struct Decision {
 pub enum Action {
     /// Set these containers' images (server-side apply; nothing else changes).
     SetImages {
-        /// Namespace of the Deployment.
-        namespace: String,
-        /// The Deployment.
-        deployment: String,
+        /// The workload.
+        workload: WorkloadRef,
         /// The images to set.
         images: Vec<ContainerImage>,
     },

@@ -12,8 +12,10 @@ pub mod jobs;
 mod promotion;
 mod snapshot;
 pub mod targets;
+mod workload;
 
 pub use decide::{decide, decide_with};
 pub use decision::*;
 pub use gates::{GATES, gates_that_can_block};
 pub use snapshot::*;
+pub use workload::*;

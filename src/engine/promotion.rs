@@ -193,11 +193,8 @@ fn advance_deploy(
             }
         }
         PromotionStage::Rollout => {
-            ctx.actions.extend(targets::set_images(
-                &env.namespace,
-                targets,
-                &target.desired,
-            ));
+            ctx.actions
+                .extend(targets::set_images(targets, &target.desired));
             match judge_rollout(ctx, env, status, targets, &target, p) {
                 Rollout::Complete => {
                     if let Some(promotion) = status.promotion.as_mut() {
@@ -216,21 +213,26 @@ fn advance_deploy(
                 Rollout::Unobserved(waiting) => {
                     status.message = Some(format!("rolling out {}: {waiting}", target.label));
                 }
-                // Observed at last: back to the rollout's own message.
-                Rollout::InProgress => {
-                    if p.unobserved_since.is_some() {
+                // A workload that will not finish by itself says so; otherwise, observed
+                // at last, back to the rollout's own message.
+                Rollout::InProgress => match targets::notes(targets) {
+                    Some(note) => {
+                        status.message = Some(format!(
+                            "rolling out {} to {}: {note}",
+                            target.label, env.name
+                        ));
+                    }
+                    None if p.unobserved_since.is_some() => {
                         status.message =
                             Some(format!("rolling out {} to {}", target.label, env.name));
                     }
-                }
+                    None => {}
+                },
             }
         }
         PromotionStage::Verify => {
-            ctx.actions.extend(targets::set_images(
-                &env.namespace,
-                targets,
-                &target.desired,
-            ));
+            ctx.actions
+                .extend(targets::set_images(targets, &target.desired));
             match verification(ctx, env, targets, &release_name, p, stage_started) {
                 Check::Failed(reason) => verification_failed(ctx, env, status, targets, p, reason),
                 Check::Pending => {}
@@ -314,11 +316,8 @@ fn begin_rollout(
     status.healthy = None;
     status.healthy_since = None;
     status.message = Some(format!("rolling out {} to {}", target.label, env.name));
-    ctx.actions.extend(targets::set_images(
-        &env.namespace,
-        targets,
-        &target.desired,
-    ));
+    ctx.actions
+        .extend(targets::set_images(targets, &target.desired));
     ctx.wake_at(Ctx::after(ctx.now, env.verify.progress_deadline));
 }
 
@@ -407,7 +406,7 @@ fn verification(
     since: jiff::Timestamp,
 ) -> Check {
     if !targets::available(targets) {
-        return Check::Failed("target Deployments lost availability during verification".into());
+        return Check::Failed("target workloads lost availability during verification".into());
     }
     let probes = verify_probes(ctx, env);
     let all_passing = match probes_hold(ctx, &probes, since) {
@@ -724,11 +723,8 @@ pub fn start_rollback(
         message,
         Some(MetricEvent::Rollback { trigger }),
     );
-    ctx.actions.extend(targets::set_images(
-        &env.namespace,
-        targets,
-        &target.desired,
-    ));
+    ctx.actions
+        .extend(targets::set_images(targets, &target.desired));
     ctx.wake_at(Ctx::after(ctx.now, env.verify.progress_deadline));
 }
 
@@ -743,11 +739,8 @@ fn advance_rollback(
         Ok(target) => target,
         Err(why) => return degrade(ctx, env, status, format!("cannot roll back: {why}")),
     };
-    ctx.actions.extend(targets::set_images(
-        &env.namespace,
-        targets,
-        &target.desired,
-    ));
+    ctx.actions
+        .extend(targets::set_images(targets, &target.desired));
     let rollout = judge_rollout(ctx, env, status, targets, &target, p);
     match &rollout {
         Rollout::Unobserved(waiting) => {
@@ -870,12 +863,18 @@ fn judge_rollout(
         if let Some(reason) = targets::stuck(targets) {
             return Rollout::Failed(reason);
         }
-        return until_deadline(
-            ctx,
-            observed_at,
-            deadline,
-            " of the Deployment controller observing it",
-        );
+        let counted_from = match targets::kinds_of(targets).as_slice() {
+            [kind] => format!(" of the {kind} controller observing it"),
+            _ => " of the workload controllers observing it".to_owned(),
+        };
+        return match until_deadline(ctx, observed_at, deadline, &counted_from) {
+            // Pods that change only when deleted: the failure says why it did not complete.
+            Rollout::Failed(reason) => match targets::notes(targets) {
+                Some(note) => Rollout::Failed(format!("{reason} ({note})")),
+                None => Rollout::Failed(reason),
+            },
+            waiting => waiting,
+        };
     }
     if let Some(lagging) = unobserved.first() {
         let since = p.unobserved_since.as_ref().map_or(ctx.now, |t| t.0);
@@ -889,7 +888,8 @@ fn judge_rollout(
             n => format!(" (and {} more)", n - 1),
         };
         return Rollout::Unobserved(format!(
-            "waiting for the Deployment controller to observe generation {} of {}/{}{others} (observed: {}) since {}; the progress deadline starts once it has",
+            "waiting for the {} controller to observe generation {} of {}/{}{others} (observed: {}) since {}; the progress deadline starts once it has",
+            lagging.kind,
             lagging.generation,
             lagging.namespace,
             lagging.name,

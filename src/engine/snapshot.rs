@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use super::workload::WorkloadView;
+
 use crate::api::{
     ApprovalSpec, ApprovalStatus, PipelineSpec, PipelineStatus, ReleaseSpec, ReleaseStatus,
 };
@@ -19,8 +21,8 @@ pub struct Snapshot {
     pub releases: Vec<ReleaseView>,
     /// The Approvals of those Releases.
     pub approvals: Vec<ApprovalView>,
-    /// The target Deployments as observed.
-    pub deployments: Vec<DeploymentView>,
+    /// The target workloads as observed.
+    pub workloads: Vec<WorkloadView>,
     /// The Jobs Greenlight created for this pipeline.
     pub jobs: Vec<JobView>,
     /// The latest result of each probe.
@@ -75,61 +77,6 @@ pub struct ContainerImage {
     pub container: String,
     /// Image reference.
     pub image: String,
-}
-
-/// A target Deployment as observed.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DeploymentView {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// The containers of its pod template, in order.
-    pub containers: Vec<ContainerImage>,
-    /// `metadata.generation`.
-    pub generation: i64,
-    /// `status.observedGeneration`.
-    pub observed_generation: i64,
-    /// `spec.replicas`.
-    pub replicas: i32,
-    /// `status.updatedReplicas`.
-    pub updated_replicas: i32,
-    /// `status.availableReplicas`.
-    pub available_replicas: i32,
-    /// `status.replicas`: old pods still around count here until they are gone.
-    pub total_replicas: i32,
-    /// The `Progressing` condition says `ProgressDeadlineExceeded`.
-    pub progress_deadline_exceeded: bool,
-}
-
-impl DeploymentView {
-    /// The image of `container`, if it exists.
-    pub fn image_of(&self, container: &str) -> Option<&str> {
-        self.containers
-            .iter()
-            .find(|c| c.container == container)
-            .map(|c| c.image.as_str())
-    }
-
-    /// The Deployment controller has seen the latest spec: until it has, its status
-    /// describes an older one and says nothing of the new pods.
-    pub fn observed(&self) -> bool {
-        self.observed_generation >= self.generation
-    }
-
-    /// Rolled out: the controller saw the latest spec, every replica is updated and
-    /// available, and no old replica remains.
-    pub fn rolled_out(&self) -> bool {
-        self.observed()
-            && self.updated_replicas >= self.replicas
-            && self.available_replicas >= self.replicas
-            && self.total_replicas <= self.replicas
-    }
-
-    /// Every desired replica is available (whatever its version).
-    pub fn available(&self) -> bool {
-        self.available_replicas >= self.replicas
-    }
 }
 
 /// A Job as observed.

@@ -1,19 +1,21 @@
-//! Maps an environment's targets onto the observed Deployments: which container, which
-//! image it runs, which image it should run, and whether the rollout is done.
+//! Maps an environment's targets onto the observed workloads: which container, which
+//! image it runs, which image it should run, and whether the rollout is done. Every kind
+//! reads the same way here: the kinds differ only in how their driver fills the view.
 
 use std::collections::BTreeMap;
 
 use super::{
     decision::Action,
-    snapshot::{ContainerImage, DeploymentView, ReleaseView},
+    snapshot::{ContainerImage, ReleaseView},
+    workload::{WorkloadKind, WorkloadView},
 };
 use crate::validation::ValidEnvironment;
 
 /// One target container, found in the cluster.
 #[derive(Clone, Debug)]
 pub struct Resolved<'a> {
-    /// The Deployment.
-    pub deployment: &'a DeploymentView,
+    /// The workload.
+    pub workload: &'a WorkloadView,
     /// The container whose image Greenlight sets.
     pub container: String,
     /// The Release artifact it runs.
@@ -21,47 +23,63 @@ pub struct Resolved<'a> {
 }
 
 impl Resolved<'_> {
-    /// The `deployment/container` key used in `status.baseline`.
+    /// The key used in `status.baseline`: `name/container` for a Deployment (as
+    /// before other kinds existed), `Kind/name/container` for the others.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.deployment.name, self.container)
+        let (kind, name) = (self.workload.kind, &self.workload.name);
+        if kind == WorkloadKind::Deployment {
+            format!("{name}/{}", self.container)
+        } else {
+            format!("{kind}/{name}/{}", self.container)
+        }
     }
 
     /// The image it runs now.
     pub fn observed_image(&self) -> Option<&str> {
-        self.deployment.image_of(&self.container)
+        self.workload.image_of(&self.container)
     }
 }
 
 /// The environment's targets as found in the cluster, or why they cannot be used.
 pub fn resolve<'a>(
     env: &ValidEnvironment,
-    deployments: &'a [DeploymentView],
+    workloads: &'a [WorkloadView],
 ) -> Result<Vec<Resolved<'a>>, String> {
     env.targets
         .iter()
         .map(|target| {
-            let deployment = deployments
+            let (kind, name) = (target.kind, &target.name);
+            let workload = workloads
                 .iter()
-                .find(|d| d.namespace == env.namespace && d.name == target.deployment)
-                .ok_or_else(|| format!("Deployment {}/{} not found", env.namespace, target.deployment))?;
+                .find(|w| w.is(kind, &env.namespace, name))
+                .ok_or_else(|| format!("{kind} {}/{name} not found", env.namespace))?;
             let container = match &target.container {
-                Some(name) if deployment.image_of(name).is_some() => name.clone(),
-                Some(name) => return Err(format!("Deployment {}/{} has no container {name:?}", env.namespace, target.deployment)),
-                None if deployment.containers.len() == 1 => deployment.containers[0].container.clone(),
-                None if deployment.image_of(&target.deployment).is_some() => target.deployment.clone(),
+                Some(container) if workload.image_of(container).is_some() => container.clone(),
+                Some(container) => {
+                    return Err(format!(
+                        "{kind} {}/{name} has no container {container:?}",
+                        env.namespace
+                    ));
+                }
+                None if workload.containers.len() == 1 => workload.containers[0].container.clone(),
+                None if workload.image_of(name).is_some() => name.clone(),
                 None => {
                     return Err(format!(
-                        "Deployment {}/{} has several containers and none is named {:?}; set target.deployments[].container",
-                        env.namespace, target.deployment, target.deployment
+                        "{kind} {}/{name} has several containers and none is named {name:?}; set the target's container",
+                        env.namespace
                     ));
                 }
             };
-            Ok(Resolved { deployment, container, artifact: target.artifact.clone() })
+            Ok(Resolved {
+                workload,
+                container,
+                artifact: target.artifact.clone(),
+            })
         })
         .collect()
 }
 
-/// The images a set of targets should run, by `deployment/container`.
+/// The images a set of targets should run, by [`Resolved::key`].
 pub type Desired = BTreeMap<String, String>;
 
 /// The images of `release` for these targets, or the missing artifact.
@@ -95,66 +113,77 @@ pub fn images_match(targets: &[Resolved<'_>], desired: &Desired) -> bool {
     })
 }
 
-/// `SetImages` for each Deployment whose spec differs from `desired`; nothing when all match.
-pub fn set_images(namespace: &str, targets: &[Resolved<'_>], desired: &Desired) -> Vec<Action> {
-    let mut by_deployment: BTreeMap<&str, Vec<ContainerImage>> = BTreeMap::new();
-    let mut differs: BTreeMap<&str, bool> = BTreeMap::new();
+/// `SetImages` for each workload whose spec differs from `desired`; nothing when all match.
+pub fn set_images(targets: &[Resolved<'_>], desired: &Desired) -> Vec<Action> {
+    let mut by_workload: BTreeMap<super::WorkloadRef, (Vec<ContainerImage>, bool)> =
+        BTreeMap::new();
     for target in targets {
         let Some(want) = desired.get(&target.key()) else {
             continue;
         };
-        by_deployment
-            .entry(&target.deployment.name)
-            .or_default()
-            .push(ContainerImage {
-                container: target.container.clone(),
-                image: want.clone(),
-            });
-        *differs.entry(&target.deployment.name).or_default() |=
-            target.observed_image() != Some(want.as_str());
+        let (images, differs) = by_workload.entry(target.workload.reference()).or_default();
+        images.push(ContainerImage {
+            container: target.container.clone(),
+            image: want.clone(),
+        });
+        *differs |= target.observed_image() != Some(want.as_str());
     }
-    by_deployment
+    by_workload
         .into_iter()
-        .filter(|(name, _)| differs[name])
-        .map(|(name, images)| Action::SetImages {
-            namespace: namespace.to_owned(),
-            deployment: name.to_owned(),
-            images,
-        })
+        .filter(|(_, (_, differs))| *differs)
+        .map(|(workload, (images, _))| Action::SetImages { workload, images })
         .collect()
 }
 
-/// Whether every target Deployment has finished rolling out.
+/// Whether every target workload has finished rolling out.
 pub fn rolled_out(targets: &[Resolved<'_>]) -> bool {
-    targets.iter().all(|t| t.deployment.rolled_out())
+    targets.iter().all(|t| t.workload.rolled_out())
 }
 
-/// Whether every target Deployment has all its replicas available.
+/// The kinds of the target workloads, each once.
+pub fn kinds_of(targets: &[Resolved<'_>]) -> Vec<WorkloadKind> {
+    let mut kinds: Vec<WorkloadKind> = targets.iter().map(|t| t.workload.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+/// Whether every target workload has all its replicas available.
 pub fn available(targets: &[Resolved<'_>]) -> bool {
-    targets.iter().all(|t| t.deployment.available())
+    targets.iter().all(|t| t.workload.available)
 }
 
-/// The target Deployments whose controller has not yet observed their latest spec.
-pub fn unobserved<'a>(targets: &'a [Resolved<'a>]) -> Vec<&'a DeploymentView> {
-    let mut unobserved: Vec<&DeploymentView> = targets
+/// The target workloads whose controller has not yet observed their latest spec.
+pub fn unobserved<'a>(targets: &'a [Resolved<'a>]) -> Vec<&'a WorkloadView> {
+    let mut unobserved: Vec<&WorkloadView> = targets
         .iter()
-        .map(|t| t.deployment)
-        .filter(|d| !d.observed())
+        .map(|t| t.workload)
+        .filter(|w| !w.observed())
         .collect();
-    unobserved.dedup_by_key(|d| &d.name);
+    unobserved.dedup_by_key(|w| (w.kind, &w.name));
     unobserved
 }
 
-/// Whether a target Deployment reports `ProgressDeadlineExceeded` for its latest spec
-/// (a condition left from an older generation says nothing of this rollout).
+/// Why a target workload's rollout of its latest spec cannot complete, if its controller
+/// says so.
 pub fn stuck(targets: &[Resolved<'_>]) -> Option<String> {
-    targets
-        .iter()
-        .find(|t| t.deployment.progress_deadline_exceeded && t.deployment.observed())
-        .map(|t| {
-            format!(
-                "Deployment {} exceeded its progress deadline",
-                t.deployment.name
-            )
-        })
+    targets.iter().find_map(|t| {
+        let reason = t.workload.failure()?;
+        Some(format!("{} {}: {reason}", t.workload.kind, t.workload.name))
+    })
+}
+
+/// What a person should know about a rollout that is still going (pods that change only
+/// when deleted), one note per workload.
+pub fn notes(targets: &[Resolved<'_>]) -> Option<String> {
+    let mut notes: Vec<String> = Vec::new();
+    for t in targets {
+        if let Some(note) = t.workload.note() {
+            let note = format!("{} {}: {note}", t.workload.kind, t.workload.name);
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
+    }
+    (!notes.is_empty()).then(|| notes.join("; "))
 }

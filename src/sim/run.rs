@@ -10,7 +10,7 @@ use crate::{
     api::{Approval, ApprovalStatus, Pipeline, PipelineStatus, Release, ReleaseStatus},
     engine::{
         Action, ApprovalView, ContainerImage, Decision, Event, PipelineView, ReleaseView, Snapshot,
-        decide,
+        WorkloadRef, decide,
     },
     validation::validate_pipeline,
 };
@@ -94,30 +94,29 @@ pub fn baseline_image(artifact: &str) -> String {
 }
 
 impl Simulation {
-    /// A cluster with the pipeline's target Deployments running baseline images.
+    /// A cluster with the pipeline's target workloads running baseline images.
     pub fn new(pipeline: Pipeline, start: Timestamp, options: Options) -> Self {
         let mut world = World::new(options.timing.clone(), options.failures.clone());
         if let (Some(valid), _) = validate_pipeline(&pipeline.spec) {
             for env in &valid.environments {
                 for target in &env.targets {
-                    if world.has_deployment(&env.namespace, &target.deployment) {
+                    if world.has_workload(target.kind, &env.namespace, &target.name) {
                         continue;
                     }
                     let container = target
                         .container
                         .clone()
-                        .unwrap_or_else(|| target.deployment.clone());
+                        .unwrap_or_else(|| target.name.clone());
                     let containers = vec![ContainerImage {
                         container,
                         image: baseline_image(&target.artifact),
                     }];
-                    world.add_deployment(
-                        &env.name,
-                        &env.namespace,
-                        &target.deployment,
-                        containers,
-                        2,
-                    );
+                    let workload = WorkloadRef {
+                        kind: target.kind,
+                        namespace: env.namespace.clone(),
+                        name: target.name.clone(),
+                    };
+                    world.add_workload(&env.name, workload, containers);
                 }
             }
         }
@@ -219,7 +218,7 @@ impl Simulation {
             },
             releases: self.visible_releases(),
             approvals: self.visible_approvals(),
-            deployments: self.world.deployments(),
+            workloads: self.world.workloads(),
             jobs: self.world.jobs(),
             observations: self.world.observations(),
         }

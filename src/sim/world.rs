@@ -1,4 +1,4 @@
-//! The simulated cluster: Deployments that roll out after a delay, Jobs that finish after
+//! The simulated cluster: workloads that roll out after a delay, Jobs that finish after
 //! theirs, and probes that answer, each failing where a [`Failure`] says so.
 
 use std::{collections::BTreeMap, time::Duration};
@@ -6,8 +6,8 @@ use std::{collections::BTreeMap, time::Duration};
 use jiff::Timestamp;
 
 use crate::engine::{
-    Action, ContainerImage, DeploymentView, JobOutcome, JobRequest, JobView, Observation, ProbeId,
-    ProbeKind, ProbePurpose, ProbeRequest, ReleaseView,
+    Action, ContainerImage, JobOutcome, JobRequest, JobView, Observation, ProbeId, ProbeKind,
+    ProbePurpose, ProbeRequest, ReleaseView, RolloutState, WorkloadKind, WorkloadRef, WorkloadView,
 };
 
 /// How a release fails in an environment.
@@ -97,8 +97,8 @@ impl Default for Timing {
     }
 }
 
-struct SimDeployment {
-    view: DeploymentView,
+struct SimWorkload {
+    view: WorkloadView,
     environment: String,
     rollout_done_at: Option<Timestamp>,
     /// When the workload controller observes the latest spec, while it lags.
@@ -116,15 +116,16 @@ struct SimProbe {
     next_at: Timestamp,
 }
 
-/// The cluster: Deployments, Jobs and probe results, advanced by a virtual clock.
+/// The cluster: workloads, Jobs and probe results, advanced by a virtual clock.
 pub struct World {
     timing: Timing,
     failures: Vec<Failure>,
-    deployments: Vec<SimDeployment>,
+    workloads: Vec<SimWorkload>,
     jobs: BTreeMap<(String, String), SimJob>,
     probes: BTreeMap<ProbeId, SimProbe>,
     results: crate::checks::Results,
-    /// How many times each Deployment's images were changed, by `namespace/name`.
+    /// How many times each workload's images were changed, by `namespace/name` for a
+    /// Deployment and `namespace/Kind/name` for the other kinds.
     pub image_changes: BTreeMap<String, u32>,
 }
 
@@ -139,7 +140,7 @@ impl World {
         Self {
             timing,
             failures,
-            deployments: vec![],
+            workloads: vec![],
             jobs: BTreeMap::new(),
             probes: BTreeMap::new(),
             results: crate::checks::Results::default(),
@@ -147,27 +148,23 @@ impl World {
         }
     }
 
-    /// Adds a healthy Deployment running `containers`.
-    pub fn add_deployment(
+    /// Adds a healthy workload running `containers`.
+    pub fn add_workload(
         &mut self,
         environment: &str,
-        namespace: &str,
-        name: &str,
+        workload: WorkloadRef,
         containers: Vec<ContainerImage>,
-        replicas: i32,
     ) {
-        self.deployments.push(SimDeployment {
-            view: DeploymentView {
-                namespace: namespace.into(),
-                name: name.into(),
+        self.workloads.push(SimWorkload {
+            view: WorkloadView {
+                kind: workload.kind,
+                namespace: workload.namespace,
+                name: workload.name,
                 containers,
                 generation: 1,
                 observed_generation: 1,
-                replicas,
-                updated_replicas: replicas,
-                available_replicas: replicas,
-                total_replicas: replicas,
-                progress_deadline_exceeded: false,
+                rollout: RolloutState::Complete,
+                available: true,
             },
             environment: environment.into(),
             rollout_done_at: None,
@@ -175,16 +172,16 @@ impl World {
         });
     }
 
-    /// Whether a deployment exists.
-    pub fn has_deployment(&self, namespace: &str, name: &str) -> bool {
-        self.deployments
+    /// Whether a workload exists.
+    pub fn has_workload(&self, kind: WorkloadKind, namespace: &str, name: &str) -> bool {
+        self.workloads
             .iter()
-            .any(|d| d.view.namespace == namespace && d.view.name == name)
+            .any(|w| w.view.is(kind, namespace, name))
     }
 
-    /// Observed Deployments.
-    pub fn deployments(&self) -> Vec<DeploymentView> {
-        self.deployments.iter().map(|d| d.view.clone()).collect()
+    /// Observed workloads.
+    pub fn workloads(&self) -> Vec<WorkloadView> {
+        self.workloads.iter().map(|w| w.view.clone()).collect()
     }
 
     /// Observed Jobs.
@@ -212,16 +209,12 @@ impl World {
         })
     }
 
-    /// The version whose images a Deployment runs, if they are a release's.
-    fn version_running(
-        &self,
-        deployment: &DeploymentView,
-        releases: &[ReleaseView],
-    ) -> Option<String> {
+    /// The version whose images a workload runs, if they are a release's.
+    fn version_running(&self, workload: &WorkloadView, releases: &[ReleaseView]) -> Option<String> {
         releases
             .iter()
             .find(|r| {
-                deployment
+                workload
                     .containers
                     .iter()
                     .any(|c| r.spec.artifacts.values().any(|image| image == &c.image))
@@ -231,31 +224,26 @@ impl World {
 
     /// Versions running in an environment.
     fn versions_in(&self, environment: &str, releases: &[ReleaseView]) -> Vec<String> {
-        self.deployments
+        self.workloads
             .iter()
-            .filter(|d| d.environment == environment)
-            .filter_map(|d| self.version_running(&d.view, releases))
+            .filter(|w| w.environment == environment)
+            .filter_map(|w| self.version_running(&w.view, releases))
             .collect()
     }
 
     /// Applies one action at `now`.
     pub fn apply(&mut self, action: &Action, now: Timestamp, releases: &[ReleaseView]) {
         match action {
-            Action::SetImages {
-                namespace,
-                deployment,
-                images,
-            } => {
-                let Some(index) = self
-                    .deployments
-                    .iter()
-                    .position(|d| &d.view.namespace == namespace && &d.view.name == deployment)
-                else {
+            Action::SetImages { workload, images } => {
+                let Some(index) = self.workloads.iter().position(|w| {
+                    w.view
+                        .is(workload.kind, &workload.namespace, &workload.name)
+                }) else {
                     return;
                 };
                 let mut changed = false;
                 for wanted in images {
-                    if let Some(container) = self.deployments[index]
+                    if let Some(container) = self.workloads[index]
                         .view
                         .containers
                         .iter_mut()
@@ -269,31 +257,29 @@ impl World {
                 if !changed {
                     return;
                 }
-                *self
-                    .image_changes
-                    .entry(format!("{namespace}/{deployment}"))
-                    .or_default() += 1;
-                let version = self.version_running(&self.deployments[index].view, releases);
-                let environment = self.deployments[index].environment.clone();
+                let (kind, namespace, name) = (workload.kind, &workload.namespace, &workload.name);
+                let counted = if kind == WorkloadKind::Deployment {
+                    format!("{namespace}/{name}")
+                } else {
+                    format!("{namespace}/{kind}/{name}")
+                };
+                *self.image_changes.entry(counted).or_default() += 1;
+                let version = self.version_running(&self.workloads[index].view, releases);
+                let environment = self.workloads[index].environment.clone();
                 let broken = self.fails(version.as_deref(), &environment, FailureMode::Rollout);
                 let observed_at = add(now, self.timing.observe);
                 let done_at = add(observed_at, self.timing.rollout);
-                let d = &mut self.deployments[index];
-                d.view.generation += 1;
+                let w = &mut self.workloads[index];
+                w.view.generation += 1;
                 if self.timing.observe.is_zero() {
-                    d.view.observed_generation = d.view.generation;
+                    w.view.observed_generation = w.view.generation;
                 } else {
-                    d.observed_at = Some(observed_at);
+                    w.observed_at = Some(observed_at);
                 }
-                d.view.updated_replicas = 0;
-                d.view.total_replicas = d.view.replicas + 1;
-                d.view.progress_deadline_exceeded = false;
-                d.rollout_done_at = if broken { None } else { Some(done_at) };
-                if broken {
-                    // New pods crash-loop: never available, old ones linger.
-                    d.view.updated_replicas = d.view.replicas;
-                    d.view.available_replicas = d.view.replicas - 1;
-                }
+                w.view.rollout = RolloutState::Progressing { note: None };
+                // Broken: the new pods crash-loop, never available, and the old ones linger.
+                w.view.available = !broken;
+                w.rollout_done_at = if broken { None } else { Some(done_at) };
             }
             Action::CreateJob(request) => self.create_job(request, now, releases),
             Action::DeleteJob { namespace, name } => {
@@ -368,9 +354,9 @@ impl World {
     /// The next instant something happens by itself: a rollout or a Job finishing, a probe due.
     pub fn next_event(&self) -> Option<Timestamp> {
         let rollouts = self
-            .deployments
+            .workloads
             .iter()
-            .flat_map(|d| [d.rollout_done_at, d.observed_at])
+            .flat_map(|w| [w.rollout_done_at, w.observed_at])
             .flatten();
         let jobs = self
             .jobs
@@ -384,17 +370,16 @@ impl World {
     /// Moves the world to `now`. Returns whether anything the controller watches changed.
     pub fn advance(&mut self, now: Timestamp, releases: &[ReleaseView]) -> bool {
         let mut changed = false;
-        for d in &mut self.deployments {
-            if d.observed_at.is_some_and(|t| t <= now) {
-                d.observed_at = None;
-                d.view.observed_generation = d.view.generation;
+        for w in &mut self.workloads {
+            if w.observed_at.is_some_and(|t| t <= now) {
+                w.observed_at = None;
+                w.view.observed_generation = w.view.generation;
                 changed = true;
             }
-            if d.rollout_done_at.is_some_and(|t| t <= now) {
-                d.rollout_done_at = None;
-                d.view.updated_replicas = d.view.replicas;
-                d.view.available_replicas = d.view.replicas;
-                d.view.total_replicas = d.view.replicas;
+            if w.rollout_done_at.is_some_and(|t| t <= now) {
+                w.rollout_done_at = None;
+                w.view.rollout = RolloutState::Complete;
+                w.view.available = true;
                 changed = true;
             }
         }

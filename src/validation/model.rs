@@ -8,7 +8,7 @@ use globset::GlobMatcher;
 use serde_json::{Map, Value};
 
 use super::schedule::{Freeze, Window};
-use crate::api::ApprovalRule;
+use crate::api::{ApprovalRule, WorkloadKind};
 
 /// A Pipeline whose spec passed validation.
 #[derive(Clone, Debug)]
@@ -71,13 +71,15 @@ pub struct RefGlob {
     pub matcher: GlobMatcher,
 }
 
-/// One container of one Deployment, and the artifact it runs.
+/// One container of one workload, and the artifact it runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidTarget {
-    /// Deployment name.
-    pub deployment: String,
+    /// The workload's kind.
+    pub kind: WorkloadKind,
+    /// The workload's name.
+    pub name: String,
     /// Container name; `None` means "the only container, or the one named like the
-    /// Deployment", resolved against the live object.
+    /// workload", resolved against the live object.
     pub container: Option<String>,
     /// The key in `Release.spec.artifacts`.
     pub artifact: String,

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::api::{
     self, DEFAULT_HISTORY_LIMIT, DEFAULT_JOB_TIMEOUT, DEFAULT_PROGRESS_DEADLINE, Environment,
-    Gates, JobStep, MetricCheck, PipelineSpec,
+    Gates, JobStep, MetricCheck, PipelineSpec, WorkloadKind,
 };
 
 /// Checks a Pipeline spec. Returns the checked model when there is no error, and every
@@ -273,7 +273,8 @@ fn validate_environment(
             dns_label(artifact).map_err(|e| format!("artifact name: {e}")),
         );
         targets.push(ValidTarget {
-            deployment: deployment.name.clone(),
+            kind: WorkloadKind::Deployment,
+            name: deployment.name.clone(),
             container: deployment.container.clone(),
             artifact: artifact.to_owned(),
         });

@@ -21,7 +21,11 @@ pub fn validate_release_references(
             if release.artifacts.contains_key(&target.artifact) {
                 continue;
             }
-            let place = format!("{}/{}", env.name, target.deployment);
+            let place = if target.kind == crate::api::WorkloadKind::Deployment {
+                format!("{}/{}", env.name, target.name)
+            } else {
+                format!("{}/{} {}", env.name, target.kind, target.name)
+            };
             match missing
                 .iter_mut()
                 .find(|(name, _)| *name == target.artifact)

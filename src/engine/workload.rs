@@ -1,0 +1,116 @@
+//! What an environment runs, as the engine sees it: a workload of some kind, the images of
+//! its containers and how its rollout stands. Each kind's driver on the controller side
+//! (`controller::workloads`) and the simulator turn their objects into this view; the
+//! engine never reads a kind's own status fields.
+
+use super::snapshot::ContainerImage;
+pub use crate::api::WorkloadKind;
+
+/// Names one workload.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkloadRef {
+    /// Its kind.
+    pub kind: WorkloadKind,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl std::fmt::Display for WorkloadRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// How a workload's rollout of its latest spec stands, as its kind judges it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RolloutState {
+    /// Every replica (pod, node, schedule) runs the latest spec.
+    Complete,
+    /// Still changing. `note` says what a person should know while it waits (pods that
+    /// change only when deleted, say); `None` for an ordinary rollout.
+    Progressing {
+        /// Why it may not finish by itself.
+        note: Option<String>,
+    },
+    /// The workload's controller gave up on it (a Deployment's progress deadline).
+    Failed {
+        /// In words.
+        reason: String,
+    },
+}
+
+/// A target workload as observed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadView {
+    /// Its kind.
+    pub kind: WorkloadKind,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The containers of its pod template, in order.
+    pub containers: Vec<ContainerImage>,
+    /// `metadata.generation`.
+    pub generation: i64,
+    /// `status.observedGeneration`; kinds whose controller reports none count as having
+    /// observed every generation.
+    pub observed_generation: i64,
+    /// How the rollout of the observed generation stands.
+    pub rollout: RolloutState,
+    /// Every desired replica is available, whatever its version.
+    pub available: bool,
+}
+
+impl WorkloadView {
+    /// Its reference.
+    pub fn reference(&self) -> WorkloadRef {
+        WorkloadRef {
+            kind: self.kind,
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+
+    /// Whether it is the workload `reference` names.
+    pub fn is(&self, kind: WorkloadKind, namespace: &str, name: &str) -> bool {
+        self.kind == kind && self.namespace == namespace && self.name == name
+    }
+
+    /// The image of `container`, if it exists.
+    pub fn image_of(&self, container: &str) -> Option<&str> {
+        self.containers
+            .iter()
+            .find(|c| c.container == container)
+            .map(|c| c.image.as_str())
+    }
+
+    /// Its controller has seen the latest spec: until it has, its status describes an
+    /// older one and says nothing of the new pods.
+    pub fn observed(&self) -> bool {
+        self.observed_generation >= self.generation
+    }
+
+    /// Rolled out: the controller saw the latest spec and reports it complete.
+    pub fn rolled_out(&self) -> bool {
+        self.observed() && self.rollout == RolloutState::Complete
+    }
+
+    /// Why the rollout of the latest spec cannot complete, if its controller says so (a
+    /// verdict about an older generation says nothing of this rollout).
+    pub fn failure(&self) -> Option<&str> {
+        match &self.rollout {
+            RolloutState::Failed { reason } if self.observed() => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// What a person should know about the rollout while it waits.
+    pub fn note(&self) -> Option<&str> {
+        match &self.rollout {
+            RolloutState::Progressing { note } if self.observed() => note.as_deref(),
+            _ => None,
+        }
+    }
+}
