@@ -199,3 +199,44 @@ fn an_approval_rule_must_be_satisfiable_by_the_users_it_lists() {
         );
     }
 }
+
+#[test]
+fn an_environment_targets_at_least_one_workload_in_either_list() {
+    let mut pipeline = example("nightly-smoke-promotion/pipeline.yaml", 0);
+    let schema = schema_of(Pipeline::crd());
+    let target = |value: Value| {
+        json!({"namespace": "shop-dev"})
+            .as_object()
+            .cloned()
+            .map(|mut t| {
+                t.extend(value.as_object().cloned().unwrap_or_default());
+                Value::Object(t)
+            })
+    };
+    pipeline["spec"]["environments"][0]["target"] = target(json!({})).unwrap();
+    assert_eq!(
+        rejections(&schema, &pipeline, None),
+        [
+            "an environment needs at least one target workload: set target.deployments or target.workloads"
+        ]
+    );
+    pipeline["spec"]["environments"][0]["target"] =
+        target(json!({"deployments": [], "workloads": []})).unwrap();
+    assert_eq!(
+        rejections(&schema, &pipeline, None).len(),
+        1,
+        "empty lists count as none"
+    );
+    for enough in [
+        json!({"deployments": [{"name": "api"}]}),
+        json!({"workloads": [{"kind": "StatefulSet", "name": "db"}]}),
+        json!({"deployments": [{"name": "api"}], "workloads": [{"kind": "CronJob", "name": "nightly"}]}),
+    ] {
+        pipeline["spec"]["environments"][0]["target"] = target(enough.clone()).unwrap();
+        assert_eq!(
+            rejections(&schema, &pipeline, None),
+            Vec::<String>::new(),
+            "{enough}"
+        );
+    }
+}

@@ -395,3 +395,29 @@ fn standard_input_is_read_with_a_dash() {
     assert!(!output.status.success());
     assert!(stdout.contains("-:19:29: Pipeline shop/shop: error: spec.environments[2].gates.schedule[0].timeZone: \"Europe/Berln\" is not an IANA time zone: did you mean \"Europe/Berlin\"?"), "{stdout}");
 }
+
+#[test]
+fn an_unknown_workload_kind_lists_the_kinds_there_are() {
+    let run = check_pipeline_with(
+        "deployments: [{name: api}, {name: worker}]",
+        "deployments: [{name: api}], workloads: [{kind: ReplicaSet, name: worker}]",
+    );
+    assert_one_error(
+        &run,
+        "spec.environments[2].target.workloads[0].kind: \"ReplicaSet\" is not one of Deployment, StatefulSet, DaemonSet, CronJob",
+    );
+}
+
+#[test]
+fn a_release_missing_the_artifact_of_a_statefulset_names_it() {
+    let pipeline = PIPELINE.replacen(
+        "deployments: [{name: api}, {name: worker}]",
+        "deployments: [{name: api}], workloads: [{kind: StatefulSet, name: queue, artifact: worker}, {kind: CronJob, name: report}]",
+        1,
+    );
+    let run = check_files(&[("pipeline.yaml", &pipeline), ("release.yaml", RELEASE)]);
+    assert_one_error(
+        &run,
+        "missing artifact \"report\", which Pipeline \"shop\" deploys to prod/CronJob report",
+    );
+}

@@ -85,17 +85,51 @@ pub struct Environment {
     pub gates: Option<Gates>,
 }
 
-/// Where an environment deploys.
+/// Where an environment deploys: the workloads of one namespace whose images Greenlight
+/// sets. `deployments` is the short form of `workloads` entries of kind Deployment; the
+/// two lists together name at least one workload, each once.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new("(has(self.deployments) ? size(self.deployments) : 0) + (has(self.workloads) ? size(self.workloads) : 0) >= 1").message("an environment needs at least one target workload: set target.deployments or target.workloads").reason(Reason::FieldValueRequired))]
 #[serde(rename_all = "camelCase")]
 pub struct Target {
-    /// Namespace of the target Deployments; Jobs run here too.
+    /// Namespace of the target workloads; Jobs run here too.
     #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
     pub namespace: String,
-    /// The Deployments whose container images Greenlight sets.
-    #[schemars(length(min = 1, max = limits::ITEMS))]
+    /// Deployments whose container images Greenlight sets (short for `workloads`
+    /// entries of kind Deployment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = limits::ITEMS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub deployments: Vec<TargetDeployment>,
+    /// Workloads of any supported kind (Deployment, StatefulSet, DaemonSet, CronJob)
+    /// whose container images Greenlight sets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = limits::ITEMS))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["kind".into(), "name".into()]))]
+    pub workloads: Vec<Workload>,
+}
+
+/// One container of one workload, and the Release artifact whose image it runs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Workload {
+    /// The workload's kind. A StatefulSet or DaemonSet with `updateStrategy: OnDelete`
+    /// changes its pods only when they are deleted; a CronJob's new image is rolled out
+    /// as soon as the API server accepts it (its next Job runs it).
+    pub kind: WorkloadKind,
+    /// Name of the workload in the target namespace.
+    #[schemars(length(min = 1, max = limits::OBJECT_NAME), pattern(DNS_SUBDOMAIN))]
+    pub name: String,
+    /// Name of the container whose image is set. Default: the pod template's only
+    /// container, or else the container named like the workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
+    pub container: Option<String>,
+    /// Key in the Release's `spec.artifacts` that holds the image. Default: `container`
+    /// if set, else the workload's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
+    pub artifact: Option<String>,
 }
 
 /// One container of one Deployment, and the Release artifact whose image it runs.
@@ -121,12 +155,23 @@ impl Target {
     /// Every target workload, whatever list it is written in, with the documented
     /// defaults applied: the one home of that reading for the engine and the controller.
     pub fn workloads(&self) -> impl Iterator<Item = TargetWorkload<'_>> {
-        self.deployments.iter().map(|d| TargetWorkload {
+        let deployments = self.deployments.iter().map(|d| TargetWorkload {
             kind: WorkloadKind::Deployment,
             name: &d.name,
             container: d.container.as_deref(),
             artifact: d.artifact_name(),
-        })
+        });
+        let workloads = self.workloads.iter().map(|w| TargetWorkload {
+            kind: w.kind,
+            name: &w.name,
+            container: w.container.as_deref(),
+            artifact: w
+                .artifact
+                .as_deref()
+                .or(w.container.as_deref())
+                .unwrap_or(&w.name),
+        });
+        deployments.chain(workloads)
     }
 }
 

@@ -20,16 +20,30 @@ use serde::{Deserialize, Serialize};
 pub enum WorkloadKind {
     /// `apps/v1` Deployment.
     Deployment,
+    /// `apps/v1` StatefulSet.
+    StatefulSet,
+    /// `apps/v1` DaemonSet.
+    DaemonSet,
+    /// `batch/v1` CronJob: the image of its Job template.
+    CronJob,
 }
 
 impl WorkloadKind {
     /// Every kind, in the order status and `greenlight check` list them.
-    pub const ALL: &'static [Self] = &[Self::Deployment];
+    pub const ALL: &'static [Self] = &[
+        Self::Deployment,
+        Self::StatefulSet,
+        Self::DaemonSet,
+        Self::CronJob,
+    ];
 
     /// The kind as Kubernetes spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Deployment => "Deployment",
+            Self::StatefulSet => "StatefulSet",
+            Self::DaemonSet => "DaemonSet",
+            Self::CronJob => "CronJob",
         }
     }
 }

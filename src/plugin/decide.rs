@@ -165,6 +165,7 @@ mod tests {
             target: Target {
                 namespace: format!("shop-{name}"),
                 deployments: vec![],
+                workloads: vec![],
             },
             pre_deploy: vec![],
             verify: None,

@@ -237,48 +237,7 @@ fn validate_environment(
         &target_path.field("namespace"),
         dns_label(&env.target.namespace),
     );
-    let deployments_path = target_path.field("deployments");
-    if env.target.deployments.is_empty() {
-        problems.error(
-            &deployments_path,
-            "an environment needs at least one target Deployment",
-        );
-    }
-    let mut targets = Vec::new();
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for (i, deployment) in env.target.deployments.iter().enumerate() {
-        let entry = deployments_path.index(i);
-        problems.check(&entry.field("name"), dns_subdomain(&deployment.name));
-        if let Some(first) = seen.insert(&deployment.name, i) {
-            problems.error(
-                &entry.field("name"),
-                format!(
-                    "duplicate Deployment {:?}: already listed at {}",
-                    deployment.name,
-                    deployments_path.index(first)
-                ),
-            );
-        }
-        if let Some(container) = &deployment.container {
-            problems.check(&entry.field("container"), dns_label(container));
-        }
-        let artifact = deployment.artifact_name();
-        let artifact_path = if deployment.artifact.is_some() {
-            entry.field("artifact")
-        } else {
-            entry.clone()
-        };
-        problems.check(
-            &artifact_path,
-            dns_label(artifact).map_err(|e| format!("artifact name: {e}")),
-        );
-        targets.push(ValidTarget {
-            kind: WorkloadKind::Deployment,
-            name: deployment.name.clone(),
-            container: deployment.container.clone(),
-            artifact: artifact.to_owned(),
-        });
-    }
+    let targets = validate_targets(&env.target, &target_path, problems);
 
     let pre_deploy = validate_jobs(&env.pre_deploy, &path.field("preDeploy"), problems);
     let verify = validate_verify(env.verify.as_ref(), &path.field("verify"), problems);
@@ -341,6 +300,69 @@ fn duration_or(
     problems: &mut Problems,
 ) -> Option<Duration> {
     problems.check(path, parse_duration(value.unwrap_or(default)))
+}
+
+/// The target workloads of both lists (`deployments`, the short form, and `workloads`):
+/// at least one, each (kind, name) once, with well-formed names.
+fn validate_targets(
+    target: &api::Target,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Vec<ValidTarget> {
+    if target.deployments.is_empty() && target.workloads.is_empty() {
+        problems.error(
+            &path.field("workloads"),
+            "an environment needs at least one target workload: set target.deployments or target.workloads",
+        );
+    }
+    let entries = target
+        .deployments
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (path.field("deployments").index(i), d.artifact.is_some()))
+        .chain(
+            target
+                .workloads
+                .iter()
+                .enumerate()
+                .map(|(i, w)| (path.field("workloads").index(i), w.artifact.is_some())),
+        );
+    let mut seen: HashMap<(WorkloadKind, &str), FieldPath> = HashMap::new();
+    let mut targets = Vec::new();
+    for ((entry, artifact_set), workload) in entries.zip(target.workloads()) {
+        problems.check(&entry.field("name"), dns_subdomain(workload.name));
+        match seen.get(&(workload.kind, workload.name)) {
+            Some(first) => problems.error(
+                &entry.field("name"),
+                format!(
+                    "duplicate {} {:?}: already listed at {first}",
+                    workload.kind, workload.name
+                ),
+            ),
+            None => {
+                seen.insert((workload.kind, workload.name), entry.clone());
+            }
+        }
+        if let Some(container) = workload.container {
+            problems.check(&entry.field("container"), dns_label(container));
+        }
+        let artifact_path = if artifact_set {
+            entry.field("artifact")
+        } else {
+            entry.clone()
+        };
+        problems.check(
+            &artifact_path,
+            dns_label(workload.artifact).map_err(|e| format!("artifact name: {e}")),
+        );
+        targets.push(ValidTarget {
+            kind: workload.kind,
+            name: workload.name.to_owned(),
+            container: workload.container.map(str::to_owned),
+            artifact: workload.artifact.to_owned(),
+        });
+    }
+    targets
 }
 
 /// Like [`duration_or`], but zero is an error: the field must last some time.
@@ -781,6 +803,70 @@ environments:
             artifacts,
             ["api", "app", "backend"],
             "artifact defaults to the container, then the Deployment name"
+        );
+    }
+
+    #[test]
+    fn workloads_of_every_kind_are_targets_with_the_same_defaults() {
+        let yaml = THREE.replace(
+            "target: {namespace: p, deployments: [{name: api, container: app, artifact: backend}]}",
+            "target: {namespace: p, deployments: [{name: api}], workloads: [{kind: StatefulSet, name: db}, {kind: CronJob, name: nightly, container: apply}, {kind: DaemonSet, name: api}]}",
+        );
+        let (valid, problems) = validate_pipeline(&spec(&yaml));
+        let pipeline = valid.unwrap_or_else(|| panic!("{problems:?}"));
+        let prod: Vec<(WorkloadKind, &str, &str)> = pipeline
+            .environment("prod")
+            .unwrap()
+            .targets
+            .iter()
+            .map(|t| (t.kind, t.name.as_str(), t.artifact.as_str()))
+            .collect();
+        assert_eq!(
+            prod,
+            [
+                (WorkloadKind::Deployment, "api", "api"),
+                (WorkloadKind::StatefulSet, "db", "db"),
+                (WorkloadKind::CronJob, "nightly", "apply"),
+                (WorkloadKind::DaemonSet, "api", "api"),
+            ],
+            "a DaemonSet may share a Deployment's name: kinds differ"
+        );
+    }
+
+    #[test]
+    fn a_workload_listed_twice_or_none_at_all_is_rejected_where_written() {
+        let twice = THREE.replace(
+            "target: {namespace: p, deployments: [{name: api, container: app, artifact: backend}]}",
+            "target: {namespace: p, deployments: [{name: api}], workloads: [{kind: Deployment, name: api}]}",
+        );
+        assert_eq!(
+            errors(&twice),
+            [
+                "error: spec.environments[2].target.workloads[0].name: duplicate Deployment \"api\": already listed at spec.environments[2].target.deployments[0]"
+            ]
+        );
+        let none = THREE.replace(
+            "target: {namespace: p, deployments: [{name: api, container: app, artifact: backend}]}",
+            "target: {namespace: p}",
+        );
+        assert_eq!(
+            errors(&none),
+            [
+                "error: spec.environments[2].target.workloads: an environment needs at least one target workload: set target.deployments or target.workloads"
+            ]
+        );
+        let unknown = THREE.replace(
+            "target: {namespace: p, deployments: [{name: api, container: app, artifact: backend}]}",
+            "target: {namespace: p, workloads: [{kind: ReplicaSet, name: api}]}",
+        );
+        let error = serde_yaml::from_str::<PipelineSpec>(&unknown)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(
+                "unknown variant `ReplicaSet`, expected one of `Deployment`, `StatefulSet`, `DaemonSet`, `CronJob`"
+            ),
+            "{error}"
         );
     }
 

@@ -90,6 +90,9 @@ pub fn collection_of(api_version: &str, kind: &str) -> Collection {
         "Release" => "releases",
         "Approval" => "approvals",
         "Deployment" => "deployments",
+        "StatefulSet" => "statefulsets",
+        "DaemonSet" => "daemonsets",
+        "CronJob" => "cronjobs",
         "Job" => "jobs",
         "Lease" => "leases",
         "Event" => "events",
@@ -105,6 +108,9 @@ fn kind_of(resource: &str) -> &'static str {
         "releases" => "Release",
         "approvals" => "Approval",
         "deployments" => "Deployment",
+        "statefulsets" => "StatefulSet",
+        "daemonsets" => "DaemonSet",
+        "cronjobs" => "CronJob",
         "jobs" => "Job",
         "leases" => "Lease",
         "events" => "Event",
@@ -328,18 +334,41 @@ impl State {
         }
     }
 
-    /// The kubelet and the Deployment controller, instantly.
+    /// The kubelet and the workload controllers, instantly: a changed Deployment,
+    /// StatefulSet or DaemonSet reports its new generation rolled out on every replica (a
+    /// CronJob has no pods of its own).
     fn kubelet(&mut self, collection: &Collection, object: &Value) {
-        if !self.auto_kubelet || collection.1 != "deployments" {
+        if !self.auto_kubelet {
             return;
         }
         let mut rolled = object.clone();
+        let generation = rolled["metadata"]["generation"].clone();
         let replicas = rolled["spec"]["replicas"].as_i64().unwrap_or(1);
-        rolled["status"] = json!({
-            "observedGeneration": rolled["metadata"]["generation"],
-            "replicas": replicas, "updatedReplicas": replicas,
-            "readyReplicas": replicas, "availableReplicas": replicas,
-        });
+        rolled["status"] = match collection.1.as_str() {
+            "deployments" => json!({
+                "observedGeneration": generation,
+                "replicas": replicas, "updatedReplicas": replicas,
+                "readyReplicas": replicas, "availableReplicas": replicas,
+            }),
+            "statefulsets" => {
+                let revision = format!(
+                    "{}-{generation}",
+                    rolled["metadata"]["name"].as_str().unwrap_or_default()
+                );
+                json!({
+                    "observedGeneration": generation,
+                    "replicas": replicas, "updatedReplicas": replicas, "currentReplicas": replicas,
+                    "readyReplicas": replicas, "availableReplicas": replicas,
+                    "currentRevision": revision, "updateRevision": revision,
+                })
+            }
+            "daemonsets" => json!({
+                "observedGeneration": generation,
+                "desiredNumberScheduled": 2, "currentNumberScheduled": 2,
+                "updatedNumberScheduled": 2, "numberAvailable": 2, "numberReady": 2,
+            }),
+            _ => return,
+        };
         self.store(collection, rolled, "MODIFIED");
     }
 }

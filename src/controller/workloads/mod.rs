@@ -6,8 +6,11 @@
 //!
 //! A new kind is one [`WorkloadKind`] variant, one driver file and one arm in [`driver`].
 
+mod cronjob;
+mod daemonset;
 mod deployment;
 mod slim;
+mod statefulset;
 
 use std::{collections::BTreeMap, fmt::Debug, marker::PhantomData, sync::Arc};
 
@@ -87,6 +90,9 @@ pub type Touched = BoxStream<'static, Result<WorkloadRef, watcher::Error>>;
 pub fn driver(kind: WorkloadKind) -> &'static dyn AnyDriver {
     match kind {
         WorkloadKind::Deployment => &Typed::<deployment::Deployments>(PhantomData),
+        WorkloadKind::StatefulSet => &Typed::<statefulset::StatefulSets>(PhantomData),
+        WorkloadKind::DaemonSet => &Typed::<daemonset::DaemonSets>(PhantomData),
+        WorkloadKind::CronJob => &Typed::<cronjob::CronJobs>(PhantomData),
     }
 }
 
