@@ -6,7 +6,7 @@ use std::time::Duration;
 use greenlight::{
     api::{Pipeline, PipelineStatus},
     controller::actions::{Error, Executor},
-    engine::{Action, ContainerImage, JobRequest},
+    engine::{Action, ContainerImage, JobRequest, WorkloadKind},
 };
 use http::{Method, Request, Response};
 use kube::{Client, client::Body};
@@ -122,6 +122,63 @@ async fn images_are_set_by_server_side_apply_touching_only_the_container_image()
         }),
         "nothing but the image: no replicas, no selector, no other container field"
     );
+}
+
+/// Each kind's images live in its own place: the apply body names the kind and reaches
+/// the pod template's containers through that kind's path, and holds nothing else.
+#[tokio::test]
+async fn every_kind_gets_an_images_only_apply_body_at_its_own_path() {
+    let cases = [
+        (
+            WorkloadKind::StatefulSet,
+            "/apis/apps/v1/namespaces/shop-prod/statefulsets/db",
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                   "metadata": {"name": "db", "namespace": "shop-prod"},
+                   "spec": {"template": {"spec": {"containers": [{"name": "db", "image": "db:2"}]}}}}),
+        ),
+        (
+            WorkloadKind::DaemonSet,
+            "/apis/apps/v1/namespaces/shop-prod/daemonsets/db",
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                   "metadata": {"name": "db", "namespace": "shop-prod"},
+                   "spec": {"template": {"spec": {"containers": [{"name": "db", "image": "db:2"}]}}}}),
+        ),
+        (
+            WorkloadKind::CronJob,
+            "/apis/batch/v1/namespaces/shop-prod/cronjobs/db",
+            json!({"apiVersion": "batch/v1", "kind": "CronJob",
+                   "metadata": {"name": "db", "namespace": "shop-prod"},
+                   "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "db", "image": "db:2"}]}}}}}}),
+        ),
+    ];
+    for (kind, path, body) in cases {
+        let (executor, mut handle) = executor();
+        let action = Action::SetImages {
+            workload: greenlight::engine::WorkloadRef {
+                kind,
+                namespace: "shop-prod".into(),
+                name: "db".into(),
+            },
+            images: vec![ContainerImage {
+                container: "db".into(),
+                image: "db:2".into(),
+            }],
+        };
+        let answer = json!({"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": {"name": "db"}});
+        let server = tokio::spawn(async move {
+            expect(
+                &mut handle,
+                Method::PATCH,
+                path,
+                &["fieldManager=greenlight", "force=true"],
+                200,
+                answer,
+            )
+            .await
+        });
+        executor.apply(&action).await.unwrap();
+        assert_eq!(server.await.unwrap(), body, "{kind}");
+    }
 }
 
 fn job_request(namespace: &str) -> JobRequest {

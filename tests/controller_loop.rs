@@ -1101,3 +1101,91 @@ async fn an_invalid_pipeline_gets_a_condition_and_waits_for_a_fix() {
         .expect("the fixed Pipeline deploys");
     shut_down(stop, task).await;
 }
+
+/// A workload of `kind` running `image` in container `api` (apps/v1 or batch/v1).
+fn workload(kind: &str, namespace: &str, name: &str, image: &str) -> Value {
+    let template = json!({"metadata": {"labels": {"app": name}}, "spec": {"containers": [
+        {"name": "api", "image": image}]}});
+    let spec = match kind {
+        "CronJob" => {
+            json!({"schedule": "0 1 * * *", "jobTemplate": {"spec": {"template": template}}})
+        }
+        _ => {
+            json!({"replicas": 2, "selector": {"matchLabels": {"app": name}}, "template": template})
+        }
+    };
+    let api_version = if kind == "CronJob" {
+        "batch/v1"
+    } else {
+        "apps/v1"
+    };
+    json!({"apiVersion": api_version, "kind": kind,
+           "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+}
+
+/// One environment of several kinds (a StatefulSet and the CronJob of its nightly job),
+/// and a prod of a DaemonSet: each gets its images-only apply at its own path, each
+/// kind's controller (played by the fake API server) reports the rollout in its own
+/// status fields, and the release goes all the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statefulsets_cronjobs_and_daemonsets_promote_through_their_own_status() {
+    let api = FakeApi::start(true).await;
+    let old = "registry.example.com/shop/api:0.9.0";
+    api.put(workload("StatefulSet", "shop-dev", "db-api", old));
+    api.put(workload("CronJob", "shop-dev", "nightly", old));
+    api.put(workload("DaemonSet", "shop-prod", "edge", old));
+    api.put(json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {"environments": [
+            {"name": "dev", "accepts": ["main"],
+             "target": {"namespace": "shop-dev", "workloads": [
+                 {"kind": "StatefulSet", "name": "db-api", "container": "api"},
+                 {"kind": "CronJob", "name": "nightly", "container": "api"}]}},
+            {"name": "prod", "upstream": ["dev"],
+             "target": {"namespace": "shop-prod", "workloads": [
+                 {"kind": "DaemonSet", "name": "edge", "container": "api"}]}}
+        ]}
+    }));
+    let (stop, task) = start(&api, options(None));
+    api.put(release("shop-1-0-0", "1.0.0"));
+    wait_healthy(&api, "prod", "shop-1-0-0", "the release reaches prod").await;
+
+    let new = "registry.example.com/shop/api:1.0.0";
+    let pod = json!({"spec": {"containers": [{"name": "api", "image": new}]}});
+    for (path, body) in [
+        (
+            "/apis/apps/v1/namespaces/shop-dev/statefulsets/db-api",
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                   "metadata": {"name": "db-api", "namespace": "shop-dev"},
+                   "spec": {"template": pod}}),
+        ),
+        (
+            "/apis/batch/v1/namespaces/shop-dev/cronjobs/nightly",
+            json!({"apiVersion": "batch/v1", "kind": "CronJob",
+                   "metadata": {"name": "nightly", "namespace": "shop-dev"},
+                   "spec": {"jobTemplate": {"spec": {"template": pod}}}}),
+        ),
+        (
+            "/apis/apps/v1/namespaces/shop-prod/daemonsets/edge",
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                   "metadata": {"name": "edge", "namespace": "shop-prod"},
+                   "spec": {"template": pod}}),
+        ),
+    ] {
+        let patches: Vec<Recorded> = api
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == http::Method::PATCH && r.path == path)
+            .collect();
+        assert_eq!(patches.len(), 1, "{path} is patched once: {patches:?}");
+        assert_eq!(patches[0].body, body, "{path}: images only");
+        assert_eq!(patches[0].content_type, "application/apply-patch+yaml");
+        assert!(patches[0].query.contains("fieldManager=greenlight"));
+    }
+    let dev = env_status(&api, "dev");
+    assert_eq!(dev["current"]["release"], "shop-1-0-0", "{dev}");
+    assert_eq!(dev["healthy"], true, "{dev}");
+    shut_down(stop, task).await;
+    assert_rbac_covers_every_request(&api);
+}

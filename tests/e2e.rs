@@ -17,11 +17,13 @@
 //! 1. Installs the CRDs with server-side apply (field manager `greenlight-e2e`) and waits for
 //!    `Established`.
 //! 2. Creates a Pipeline namespace and dev, staging and prod namespaces, each with a
-//!    Deployment `api` running `registry.k8s.io/pause:3.9`.
+//!    Deployment `api` running `registry.k8s.io/pause:3.9`; staging also runs a StatefulSet
+//!    `worker` of the same image, which staging's target lists next to the Deployment.
 //! 3. Starts the controller in-process, and applies the Pipeline: dev (verification test Job),
 //!    staging (verification test Job), prod (one approval and a schedule window).
 //! 4. Release 1.0.0 goes dev → staging → prod: prod waits for the approval and the window
 //!    (`blockedBy: schedule`), and is deployed within seconds after the window opens.
+//!    Staging's StatefulSet runs 1.0.0 too, rolled out (its revisions and ready replicas).
 //! 5. Release 2.0.0-bad fails its test in dev: dev rolls back to 1.0.0 by itself, the Pipeline
 //!    records the failure, and staging never sees it.
 //! 6. Release 3.0.0-slow: the controller is stopped while dev verifies it and a new one is
@@ -36,15 +38,16 @@
 //!   ending in `-bad` and sleeps 45 s for versions ending in `-slow`.
 //! - `GREENLIGHT_E2E_FAKE_KUBELET=1`: an API server with no kubelet and no
 //!   kube-controller-manager (envtest style: kube-apiserver and etcd). The test plays their
-//!   part: it writes each Deployment's rollout status when its generation changes, and
+//!   part: it writes each Deployment's and StatefulSet's rollout status when its generation
+//!   changes, and
 //!   finishes each test Job as the script would have (Complete, or Failed for `-bad`, with
 //!   the `SuccessCriteriaMet`/`FailureTarget` conditions the API server requires since
 //!   1.31; `-slow` Jobs wait until the test lets them finish). If a deployment or Job
 //!   controller runs as well, it overwrites these statuses: use the default mode then.
 //!
 //! The test user needs cluster-admin, or at least: CRDs (get, create, patch); namespaces
-//! (create, delete); Deployments and Jobs (get, list, watch, create, patch, delete,
-//! deletecollection) and, in fake-kubelet mode, their `status` (patch); Greenlight's three
+//! (create, delete); Deployments, StatefulSets and Jobs (get, list, watch, create, patch,
+//! delete, deletecollection) and, in fake-kubelet mode, their `status` (patch); Greenlight's three
 //! kinds and their `status` (everything); `events.k8s.io` Events (create, patch); and
 //! `selfsubjectreviews` (create; every authenticated user may).
 //!
@@ -86,7 +89,9 @@ use http_get::http_get;
 use jiff::{SignedDuration, Timestamp, tz::TimeZone};
 use k8s_openapi::{
     api::{
-        apps::v1::Deployment, authentication::v1::SelfSubjectReview, batch::v1::Job,
+        apps::v1::{Deployment, StatefulSet},
+        authentication::v1::SelfSubjectReview,
+        batch::v1::Job,
         core::v1::Namespace,
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
@@ -284,6 +289,9 @@ impl Names {
 
 const ENVIRONMENTS: [&str; 3] = ["dev", "staging", "prod"];
 
+/// The StatefulSet staging runs next to its Deployment.
+const STATEFULSET: &str = "worker";
+
 /// The test Job's script. The fake kubelet decides outcomes the same way: [`test_fate`].
 fn test_script() -> String {
     format!(
@@ -363,6 +371,24 @@ fn deployment_manifest(namespace: &str) -> Value {
     })
 }
 
+/// Staging's StatefulSet: one replica of the baseline image (no Service: nothing resolves
+/// its pods by name).
+fn statefulset_manifest(namespace: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": STATEFULSET, "namespace": namespace, "labels": {"app": STATEFULSET}},
+        "spec": {
+            "replicas": 1,
+            "serviceName": STATEFULSET,
+            "selector": {"matchLabels": {"app": STATEFULSET}},
+            "template": {
+                "metadata": {"labels": {"app": STATEFULSET}},
+                "spec": restricted_pod("Always", json!({"name": "api", "image": BASELINE_IMAGE})),
+            },
+        },
+    })
+}
+
 fn test_steps(step: &str) -> Value {
     json!([{
         "name": step,
@@ -376,10 +402,19 @@ fn test_steps(step: &str) -> Value {
     }])
 }
 
-/// dev (accepts `main`, a test Job, automatic rollback) → staging (a test Job) → prod (one
-/// approval and a daily ten-minute window opening at `prod_cron`, UTC).
+/// dev (accepts `main`, a test Job, automatic rollback) → staging (a test Job; a Deployment
+/// and a StatefulSet) → prod (one approval and a daily ten-minute window opening at
+/// `prod_cron`, UTC).
 fn pipeline_manifest(n: &Names, prod_cron: &str) -> Value {
-    let target = |env: &str| json!({"namespace": n.target(env), "deployments": [{"name": "api"}]});
+    let target = |env: &str| {
+        let mut target = json!({"namespace": n.target(env), "deployments": [{"name": "api"}]});
+        if env == "staging" {
+            target["workloads"] = json!([
+                {"kind": "StatefulSet", "name": STATEFULSET, "container": "api", "artifact": "api"}
+            ]);
+        }
+        target
+    };
     json!({
         "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
         "metadata": {"name": n.pipeline, "namespace": n.namespace},
@@ -538,6 +573,43 @@ fn rolled_out(d: &Deployment) -> bool {
         && status.updated_replicas.unwrap_or(0) >= want
         && status.available_replicas.unwrap_or(0) >= want
         && status.replicas.unwrap_or(0) <= want
+}
+
+fn statefulset_image(s: &StatefulSet) -> String {
+    s.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.iter().find(|c| c.name == "api"))
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+fn describe_statefulset(s: &StatefulSet) -> String {
+    let status = s.status.clone().unwrap_or_default();
+    format!(
+        "StatefulSet {}/{}: image={} generation={} observedGeneration={} replicas={} \
+         ready={} updated={} currentRevision={} updateRevision={}",
+        s.namespace().unwrap_or_default(),
+        s.name_any(),
+        statefulset_image(s),
+        s.metadata.generation.unwrap_or(0),
+        status.observed_generation.unwrap_or(0),
+        status.replicas,
+        status.ready_replicas.unwrap_or(0),
+        status.updated_replicas.unwrap_or(0),
+        status.current_revision.unwrap_or_default(),
+        status.update_revision.unwrap_or_default(),
+    )
+}
+
+/// The StatefulSet controller finished the rollout of the current generation.
+fn statefulset_rolled_out(s: &StatefulSet) -> bool {
+    let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = s.status.clone().unwrap_or_default();
+    status.observed_generation.unwrap_or(0) >= s.metadata.generation.unwrap_or(0)
+        && status.update_revision.is_some()
+        && status.current_revision == status.update_revision
+        && status.ready_replicas.unwrap_or(0) == want
 }
 
 fn job_finished(j: &Job) -> Option<&'static str> {
@@ -852,6 +924,7 @@ async fn fake_kubelet_pass(client: &Client, namespace: &str, hold: bool) -> Vec<
             }
         }
     }
+    problems.extend(fake_statefulset_pass(client, namespace).await);
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
     let managed = ListParams::default().labels("app.kubernetes.io/managed-by=greenlight");
     match tokio::time::timeout(API_CALL, jobs.list(&managed)).await {
@@ -900,6 +973,50 @@ async fn fake_kubelet_pass(client: &Client, namespace: &str, hold: bool) -> Vec<
                     ));
                 }
             }
+        }
+    }
+    problems
+}
+
+/// The StatefulSet controller's part: a StatefulSet whose status describes another
+/// generation is rolled out at once, its revision named after the generation.
+async fn fake_statefulset_pass(client: &Client, namespace: &str) -> Vec<String> {
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
+    let list = match tokio::time::timeout(API_CALL, statefulsets.list(&ListParams::default())).await
+    {
+        Err(_) => return vec![format!("listing StatefulSets in {namespace} timed out")],
+        Ok(Err(e)) => {
+            return vec![format!(
+                "could not list StatefulSets in {namespace}: {}",
+                describe_error(&e)
+            )];
+        }
+        Ok(Ok(list)) => list,
+    };
+    let mut problems = Vec::new();
+    for s in list.items.iter().filter(|s| !statefulset_rolled_out(s)) {
+        let generation = s.metadata.generation.unwrap_or(0);
+        let replicas = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let revision = format!("{}-{generation}", s.name_any());
+        let status = json!({"status": {
+            "observedGeneration": generation, "replicas": replicas,
+            "readyReplicas": replicas, "availableReplicas": replicas,
+            "currentReplicas": replicas, "updatedReplicas": replicas,
+            "currentRevision": revision, "updateRevision": revision,
+        }});
+        if let Err(e) = statefulsets
+            .patch_status(
+                &s.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&status),
+            )
+            .await
+        {
+            problems.push(format!(
+                "could not write the status of StatefulSet {namespace}/{}: {}",
+                s.name_any(),
+                describe_error(&e)
+            ));
         }
     }
     problems
@@ -1470,6 +1587,31 @@ async fn create_namespaces_and_deployments(h: &mut Harness) {
             .await
             .unwrap_or_else(|e| panic!("could not create Deployment {ns}/api: {e}"));
     }
+    let staging = h.names.target("staging");
+    let statefulsets = h.api::<StatefulSet>(&staging);
+    statefulsets
+        .create(
+            &PostParams::default(),
+            &typed(statefulset_manifest(&staging)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("could not create StatefulSet {staging}/{STATEFULSET}: {e}"));
+    h.wait_for(
+        &format!("StatefulSet {staging}/{STATEFULSET} to roll out {BASELINE_IMAGE}"),
+        h.step(),
+        async || {
+            let s = statefulsets
+                .get(STATEFULSET)
+                .await
+                .map_err(api_err("read the StatefulSet"))?;
+            if statefulset_rolled_out(&s) {
+                Ok(())
+            } else {
+                Err(describe_statefulset(&s))
+            }
+        },
+    )
+    .await;
     for env in ENVIRONMENTS {
         let ns = h.names.target(env);
         let api = h.api::<Deployment>(&ns);
@@ -1534,6 +1676,23 @@ async fn promote_through_dev_staging_prod(h: &Harness) {
     h.create_release(&GOOD).await;
     h.wait_healthy_on("dev", GOOD.name, h.step()).await;
     h.wait_healthy_on("staging", GOOD.name, h.step()).await;
+    // Healthy means each of staging's workloads rolled it out: the StatefulSet too.
+    let worker = h
+        .api::<StatefulSet>(&h.names.target("staging"))
+        .get(STATEFULSET)
+        .await
+        .expect("read staging's StatefulSet");
+    assert_eq!(
+        statefulset_image(&worker),
+        GOOD.image,
+        "{}",
+        describe_statefulset(&worker)
+    );
+    assert!(
+        statefulset_rolled_out(&worker),
+        "staging is healthy only once its StatefulSet rolled out: {}",
+        describe_statefulset(&worker)
+    );
 
     phase("4: 1.0.0 waits for prod's approval and schedule window");
     let gates_of = async |h: &Harness| -> Result<(Vec<String>, ReleaseEnvironmentStatus), String> {

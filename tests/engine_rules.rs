@@ -5,7 +5,7 @@ use greenlight::{
         Approval, ApprovalSpec, Decision, EnvironmentPhase, Pipeline, Release,
         ReleaseEnvironmentState as State,
     },
-    engine::{Action, decide},
+    engine::{Action, ON_DELETE_NOTE, WorkloadKind, WorkloadRef, decide},
     sim::{Failure, Options, Simulation, Timing},
 };
 use jiff::{SignedDuration, Timestamp};
@@ -761,4 +761,164 @@ fn statuses_do_not_change_with_the_clock_while_a_gate_holds() {
     assert_eq!(prod(&first), prod(&later));
     assert_eq!(first.release_statuses, later.release_statuses);
     assert_eq!(first.pipeline_status, later.pipeline_status);
+}
+
+/// Every kind in one environment, each also in prod; `api` is the artifact of all of them.
+const KINDS: &str = r#"
+apiVersion: greenlight.dev/v1alpha1
+kind: Pipeline
+metadata: {name: shop, namespace: shop}
+spec:
+  environments:
+  - name: dev
+    accepts: ["main"]
+    target:
+      namespace: shop-dev
+      deployments: [{name: api}]
+      workloads:
+      - {kind: StatefulSet, name: db, artifact: api}
+      - {kind: DaemonSet, name: agent, artifact: api}
+      - {kind: CronJob, name: nightly, artifact: api}
+    verify: {progressDeadline: 2m, window: 1m, http: [{url: "http://api.shop-dev/healthz", interval: 10s, failureThreshold: 2}]}
+  - name: prod
+    target:
+      namespace: shop-prod
+      deployments: [{name: api}]
+      workloads:
+      - {kind: StatefulSet, name: db, artifact: api}
+      - {kind: DaemonSet, name: agent, artifact: api}
+      - {kind: CronJob, name: nightly, artifact: api}
+    verify: {progressDeadline: 2m, window: 1m, http: [{url: "http://api.shop-prod/healthz", interval: 10s, failureThreshold: 2}]}
+"#;
+
+/// The image of every workload in `namespace`, by kind.
+fn images_by_kind(sim: &Simulation, namespace: &str) -> Vec<(WorkloadKind, String)> {
+    let mut images: Vec<(WorkloadKind, String)> = sim
+        .world
+        .workloads()
+        .into_iter()
+        .filter(|w| w.namespace == namespace)
+        .map(|w| (w.kind, w.containers[0].image.clone()))
+        .collect();
+    images.sort();
+    images
+}
+
+fn every_kind_runs(version: &str) -> Vec<(WorkloadKind, String)> {
+    let image = format!("registry.example.com/shop/api:{version}");
+    let mut all: Vec<(WorkloadKind, String)> = WorkloadKind::ALL
+        .iter()
+        .map(|k| (*k, image.clone()))
+        .collect();
+    all.sort();
+    all
+}
+
+fn shop_dev(kind: WorkloadKind, name: &str) -> WorkloadRef {
+    WorkloadRef {
+        kind,
+        namespace: "shop-dev".into(),
+        name: name.into(),
+    }
+}
+
+fn dev_message(sim: &Simulation) -> String {
+    sim.status()
+        .environments
+        .iter()
+        .find(|e| e.name == "dev")
+        .and_then(|e| e.message.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn workloads_of_every_kind_roll_out_together_and_a_cronjob_at_once() {
+    let mut sim = sim_with(KINDS, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 30);
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.0.0"));
+    for namespace in ["shop-dev", "shop-prod"] {
+        assert_eq!(
+            images_by_kind(&sim, namespace),
+            every_kind_runs("1.0.0"),
+            "{namespace}"
+        );
+    }
+    let nightly = sim
+        .world
+        .workloads()
+        .into_iter()
+        .find(|w| w.kind == WorkloadKind::CronJob && w.namespace == "shop-dev")
+        .unwrap();
+    assert!(
+        nightly.rolled_out(),
+        "a CronJob is rolled out once its spec is accepted"
+    );
+}
+
+#[test]
+fn a_rollback_restores_every_kind() {
+    let mut sim = sim_with(KINDS, &["1.1.0@prod:health"]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    sim.add_release(release("1.1.0", "main"), minutes(30));
+    run_to(&mut sim, 120);
+    assert_eq!(state(&sim, "1.1.0", "prod"), Some(State::Failed));
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.0.0"));
+    assert_eq!(images_by_kind(&sim, "shop-prod"), every_kind_runs("1.0.0"));
+    assert_eq!(images_by_kind(&sim, "shop-dev"), every_kind_runs("1.1.0"));
+    for counted in [
+        "shop-prod/api",
+        "shop-prod/StatefulSet/db",
+        "shop-prod/DaemonSet/agent",
+        "shop-prod/CronJob/nightly",
+    ] {
+        assert_eq!(
+            sim.world.image_changes.get(counted),
+            Some(&3),
+            "{counted}: 1.0.0, 1.1.0, back to 1.0.0"
+        );
+    }
+}
+
+#[test]
+fn an_on_delete_statefulset_says_its_pods_change_only_when_deleted_and_then_completes() {
+    let mut sim = sim_with(KINDS, &[]);
+    let db = shop_dev(WorkloadKind::StatefulSet, "db");
+    sim.world.set_on_delete(&db);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 1);
+    let message = dev_message(&sim);
+    assert!(
+        message.contains(&format!("StatefulSet db: {ON_DELETE_NOTE}")),
+        "{message}"
+    );
+    assert_eq!(
+        state(&sim, "1.0.0", "dev"),
+        Some(State::Deploying),
+        "not rolled out while the old pods run"
+    );
+    sim.world.delete_pods(&db, minutes(1));
+    run_to(&mut sim, 10);
+    assert_eq!(state(&sim, "1.0.0", "dev"), Some(State::Healthy));
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.0.0"));
+}
+
+#[test]
+fn an_on_delete_statefulset_whose_pods_are_never_deleted_fails_at_the_deadline_saying_why() {
+    let mut sim = sim_with(KINDS, &[]);
+    sim.world
+        .set_on_delete(&shop_dev(WorkloadKind::StatefulSet, "db"));
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 10);
+    assert_eq!(state(&sim, "1.0.0", "dev"), Some(State::Failed));
+    let failed = sim
+        .timeline
+        .iter()
+        .find(|e| e.message.contains("did not complete within 2m"))
+        .expect("the failure is reported");
+    assert!(
+        failed.message.contains("updateStrategy is OnDelete"),
+        "the reason says why: {}",
+        failed.message
+    );
 }

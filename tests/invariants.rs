@@ -11,7 +11,7 @@ use greenlight::{
         Approval, ApprovalSpec, Decision as Verdict, EnvironmentPhase, Pipeline, PromotionKind,
         Release,
     },
-    engine::{Regarding, Snapshot},
+    engine::{Regarding, Snapshot, WorkloadKind},
     sim::{Chaos, Options, Simulation, Step},
 };
 use jiff::{SignedDuration, Timestamp};
@@ -37,6 +37,8 @@ struct EnvGen {
     pre_deploy: bool,
     verify_test: bool,
     gate_test: bool,
+    /// The kind of its one target workload.
+    kind: WorkloadKind,
 }
 
 #[derive(Clone, Debug)]
@@ -87,7 +89,8 @@ fn env_gen(index: usize) -> impl Strategy<Value = EnvGen> {
         proptest::bool::weighted(0.3),
         proptest::bool::weighted(0.2),
     );
-    (upstream, timing, behaviour).prop_map(
+    let kind = proptest::sample::select(WorkloadKind::ALL);
+    (upstream, timing, behaviour, kind).prop_map(
         |(
             upstream,
             (soak_min, window_every, freeze, window_min, deadline_min),
@@ -102,6 +105,7 @@ fn env_gen(index: usize) -> impl Strategy<Value = EnvGen> {
                 verify_test,
                 gate_test,
             ),
+            kind,
         )| EnvGen {
             upstream,
             accepts_hotfix,
@@ -118,6 +122,7 @@ fn env_gen(index: usize) -> impl Strategy<Value = EnvGen> {
             pre_deploy,
             verify_test,
             gate_test,
+            kind,
         },
     )
 }
@@ -183,7 +188,14 @@ fn pipeline_yaml(s: &Scenario) -> String {
             upstream.join(", "),
             accepts.join(", ")
         );
-        out += &format!("    target: {{namespace: ns-{i}, deployments: [{{name: app}}]}}\n");
+        out += &match e.kind {
+            WorkloadKind::Deployment => {
+                format!("    target: {{namespace: ns-{i}, deployments: [{{name: app}}]}}\n")
+            }
+            kind => format!(
+                "    target: {{namespace: ns-{i}, workloads: [{{kind: {kind}, name: app}}]}}\n"
+            ),
+        };
         out += &format!(
             "    rollback: {{automatic: {}, afterVerification: {}}}\n",
             e.automatic, e.after_verification

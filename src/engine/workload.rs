@@ -23,6 +23,9 @@ impl std::fmt::Display for WorkloadRef {
     }
 }
 
+/// What a person must know while a workload with `updateStrategy: OnDelete` waits.
+pub const ON_DELETE_NOTE: &str = "its updateStrategy is OnDelete: Greenlight changed the pod template, and each pod changes only when it is deleted";
+
 /// How a workload's rollout of its latest spec stands, as its kind judges it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RolloutState {

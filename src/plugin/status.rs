@@ -8,7 +8,7 @@ use jiff::Timestamp;
 
 use crate::api::{
     EnvironmentPhase, EnvironmentStatus, Pipeline, Release, ReleaseEnvironmentState,
-    ReleaseEnvironmentStatus,
+    ReleaseEnvironmentStatus, Target, WorkloadKind,
 };
 
 const HEADERS: [&str; 4] = ["NAME", "VERSION", "HEALTH", "WAITING"];
@@ -85,6 +85,13 @@ pub fn render(pipeline: &Pipeline, releases: &[Release], now: Timestamp, width: 
             health_cell(env),
             waiting_cell(env, waiting.as_ref(), now),
         ]);
+        let target = pipeline
+            .spec
+            .environments
+            .iter()
+            .find(|e| e.name == env_name)
+            .map(|e| &e.target);
+        details.extend(target.and_then(|t| runs_line(env_name, t)));
         details.extend(detail_lines(
             env_name,
             env,
@@ -254,6 +261,20 @@ fn detail_lines(
         }
     }
     lines
+}
+
+/// What an environment runs, when that is not only Deployments: `staging runs StatefulSet
+/// shop-staging/worker, Deployment shop-staging/api`.
+fn runs_line(env_name: &str, target: &Target) -> Option<String> {
+    let workloads: Vec<_> = target.workloads().collect();
+    if workloads.iter().all(|w| w.kind == WorkloadKind::Deployment) {
+        return None;
+    }
+    let listed: Vec<String> = workloads
+        .iter()
+        .map(|w| format!("{} {}/{}", w.kind, target.namespace, w.name))
+        .collect();
+    Some(format!("{env_name} runs {}", listed.join(", ")))
 }
 
 /// `Sat 2026-11-21 12:04 UTC`.
@@ -501,6 +522,34 @@ prod: 1.4.2 (shop-1-4-2) waits for:
   schedule: outside the promotion windows; opens Sun 2026-11-22 02:00 UTC (in 15h56m)
 ";
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn an_environment_of_other_kinds_than_deployments_says_what_it_runs() {
+        let mut pipeline = pipeline();
+        pipeline.spec.environments[1].target.workloads = vec![crate::api::Workload {
+            kind: WorkloadKind::StatefulSet,
+            name: "worker".into(),
+            container: None,
+            artifact: Some("api".into()),
+        }];
+        let out = render(&pipeline, &releases(), now(), 120);
+        let lines: Vec<&str> = out.lines().collect();
+        let runs = lines
+            .iter()
+            .position(|l| {
+                *l == "staging runs Deployment shop-staging/api, StatefulSet shop-staging/worker"
+            })
+            .unwrap_or_else(|| panic!("no line says what staging runs:\n{out}"));
+        assert_eq!(
+            lines[runs + 1],
+            "staging: verifying 1.4.3 in staging for 5m",
+            "it comes first among staging's details:\n{out}"
+        );
+        assert!(
+            !out.contains("dev runs") && !out.contains("prod runs"),
+            "Deployments only is the default, not shown:\n{out}"
+        );
     }
 
     #[test]

@@ -64,6 +64,17 @@ pub struct Step<'a> {
     pub applied: &'a [Action],
 }
 
+/// What follows one reconcile at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum After {
+    /// Nothing until the next event.
+    Quiet,
+    /// The controller's own write changed what it watches: it reconciles again.
+    WatchEvent,
+    /// The controller crashed: it restarts and reconciles again.
+    Crashed,
+}
+
 /// A pipeline, its releases and approvals, and a simulated cluster, on a virtual clock.
 pub struct Simulation {
     /// The current virtual time.
@@ -238,6 +249,10 @@ impl Simulation {
     /// status, then take the actions; each may fail or the controller may crash between.
     /// Returns whether the controller crashed.
     pub fn reconcile(&mut self, observer: &mut dyn FnMut(&Step<'_>)) -> bool {
+        self.reconcile_once(observer) == After::Crashed
+    }
+
+    fn reconcile_once(&mut self, observer: &mut dyn FnMut(&Step<'_>)) -> After {
         self.reconciles += 1;
         let snapshot = self.snapshot();
         let decision = decide(&snapshot);
@@ -249,6 +264,7 @@ impl Simulation {
         };
         let status_fails = crash_point == Some(0) || self.roll(self.chaos.api_error_percent);
         let mut applied = Vec::new();
+        let mut settled_at_once = false;
         if !status_fails {
             self.status = decision.pipeline_status.clone();
             self.release_statuses
@@ -264,7 +280,7 @@ impl Simulation {
                     self.retry_at = Some(self.now + jiff::SignedDuration::from_secs(2));
                     continue;
                 }
-                self.world.apply(action, self.now, &releases);
+                settled_at_once |= self.world.apply(action, self.now, &releases);
                 applied.push(action.clone());
             }
             self.world.set_probes(&decision.probes, self.now);
@@ -281,7 +297,13 @@ impl Simulation {
             status_written: !status_fails,
             applied: &applied,
         });
-        crash
+        if crash {
+            After::Crashed
+        } else if settled_at_once {
+            After::WatchEvent
+        } else {
+            After::Quiet
+        }
     }
 
     fn record(&mut self, decision: &Decision) {
@@ -407,10 +429,11 @@ impl Simulation {
         self.now = end.max(self.now);
     }
 
-    /// Reconciles; after a crash the controller restarts at once and reconciles again.
+    /// Reconciles; after a crash the controller restarts at once and reconciles again, and
+    /// so it does when its own write changed what it sees at once.
     fn settle(&mut self, observer: &mut dyn FnMut(&Step<'_>)) {
         for _ in 0..32 {
-            if !self.reconcile(observer) {
+            if self.reconcile_once(observer) == After::Quiet {
                 return;
             }
         }

@@ -99,6 +99,9 @@ impl Default for Timing {
 
 struct SimWorkload {
     view: WorkloadView,
+    /// `updateStrategy: OnDelete`: a new template reaches the pods only when they are
+    /// deleted ([`World::delete_pods`]).
+    on_delete: bool,
     environment: String,
     rollout_done_at: Option<Timestamp>,
     /// When the workload controller observes the latest spec, while it lags.
@@ -167,9 +170,36 @@ impl World {
                 available: true,
             },
             environment: environment.into(),
+            on_delete: false,
             rollout_done_at: None,
             observed_at: None,
         });
+    }
+
+    /// Gives a StatefulSet or DaemonSet `updateStrategy: OnDelete`.
+    pub fn set_on_delete(&mut self, workload: &WorkloadRef) {
+        if let Some(w) = self.find_mut(workload) {
+            w.on_delete = true;
+        }
+    }
+
+    /// Deletes a workload's pods (a person does, for an `OnDelete` workload): the new ones
+    /// run its current template and are available after the rollout time.
+    pub fn delete_pods(&mut self, workload: &WorkloadRef, now: Timestamp) {
+        let rollout = self.timing.rollout;
+        if let Some(w) = self.find_mut(workload)
+            && w.view.rollout != RolloutState::Complete
+        {
+            w.view.rollout = RolloutState::Progressing { note: None };
+            w.rollout_done_at = Some(add(now, rollout));
+        }
+    }
+
+    fn find_mut(&mut self, workload: &WorkloadRef) -> Option<&mut SimWorkload> {
+        self.workloads.iter_mut().find(|w| {
+            w.view
+                .is(workload.kind, &workload.namespace, &workload.name)
+        })
     }
 
     /// Whether a workload exists.
@@ -231,15 +261,16 @@ impl World {
             .collect()
     }
 
-    /// Applies one action at `now`.
-    pub fn apply(&mut self, action: &Action, now: Timestamp, releases: &[ReleaseView]) {
+    /// Applies one action at `now`. Returns whether it changed what the controller sees at
+    /// once (its watch then delivers the change, and it reconciles again).
+    pub fn apply(&mut self, action: &Action, now: Timestamp, releases: &[ReleaseView]) -> bool {
         match action {
             Action::SetImages { workload, images } => {
                 let Some(index) = self.workloads.iter().position(|w| {
                     w.view
                         .is(workload.kind, &workload.namespace, &workload.name)
                 }) else {
-                    return;
+                    return false;
                 };
                 let mut changed = false;
                 for wanted in images {
@@ -255,7 +286,7 @@ impl World {
                     }
                 }
                 if !changed {
-                    return;
+                    return false;
                 }
                 let (kind, namespace, name) = (workload.kind, &workload.namespace, &workload.name);
                 let counted = if kind == WorkloadKind::Deployment {
@@ -276,14 +307,34 @@ impl World {
                 } else {
                     w.observed_at = Some(observed_at);
                 }
+                // A CronJob's next Job runs the new image: nothing rolls out, and the
+                // accepted write is all there is to see.
+                if w.view.kind == WorkloadKind::CronJob {
+                    w.view.observed_generation = w.view.generation;
+                    w.observed_at = None;
+                    return true;
+                }
+                if w.on_delete {
+                    // The old pods keep running, available, until someone deletes them.
+                    w.view.rollout = RolloutState::Progressing {
+                        note: Some(crate::engine::ON_DELETE_NOTE.to_owned()),
+                    };
+                    w.rollout_done_at = None;
+                    return false;
+                }
                 w.view.rollout = RolloutState::Progressing { note: None };
                 // Broken: the new pods crash-loop, never available, and the old ones linger.
                 w.view.available = !broken;
                 w.rollout_done_at = if broken { None } else { Some(done_at) };
+                false
             }
-            Action::CreateJob(request) => self.create_job(request, now, releases),
+            Action::CreateJob(request) => {
+                self.create_job(request, now, releases);
+                false
+            }
             Action::DeleteJob { namespace, name } => {
                 self.jobs.remove(&(namespace.clone(), name.clone()));
+                false
             }
         }
     }

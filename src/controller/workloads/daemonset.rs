@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::{
     Driver,
     slim::{PodTemplate, containers, identity},
-    statefulset::{ON_DELETE, UpdateStrategy},
+    statefulset::UpdateStrategy,
 };
-use crate::engine::{RolloutState, WorkloadKind, WorkloadView};
+use crate::engine::{ON_DELETE_NOTE, RolloutState, WorkloadKind, WorkloadView};
 
 /// The DaemonSet driver.
 pub struct DaemonSets;
@@ -35,7 +35,7 @@ impl Driver for DaemonSets {
             RolloutState::Complete
         } else {
             RolloutState::Progressing {
-                note: on_delete.then(|| ON_DELETE.to_owned()),
+                note: on_delete.then(|| ON_DELETE_NOTE.to_owned()),
             }
         };
         WorkloadView {
@@ -155,6 +155,6 @@ mod tests {
             json!({"type": "OnDelete"}),
             json!({"observedGeneration": 2, "desiredNumberScheduled": 5, "updatedNumberScheduled": 0, "numberAvailable": 5}),
         );
-        assert_eq!(waiting.note(), Some(ON_DELETE));
+        assert_eq!(waiting.note(), Some(ON_DELETE_NOTE));
     }
 }

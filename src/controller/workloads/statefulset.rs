@@ -13,10 +13,7 @@ use super::{
     Driver,
     slim::{PodTemplate, containers, identity},
 };
-use crate::engine::{RolloutState, WorkloadKind, WorkloadView};
-
-/// What a person must know while an `OnDelete` workload waits.
-pub const ON_DELETE: &str = "its updateStrategy is OnDelete: Greenlight changed the pod template, and each pod changes only when it is deleted";
+use crate::engine::{ON_DELETE_NOTE, RolloutState, WorkloadKind, WorkloadView};
 
 /// The StatefulSet driver.
 pub struct StatefulSets;
@@ -53,7 +50,7 @@ impl Driver for StatefulSets {
             RolloutState::Complete
         } else {
             RolloutState::Progressing {
-                note: on_delete.then(|| ON_DELETE.to_owned()),
+                note: on_delete.then(|| ON_DELETE_NOTE.to_owned()),
             }
         };
         // `availableReplicas` (Kubernetes 1.22 on); ready replicas before it.
@@ -241,7 +238,7 @@ mod tests {
             json!({"observedGeneration": 4, "replicas": 3, "readyReplicas": 3, "updatedReplicas": 0,
                    "currentRevision": "db-6b1", "updateRevision": "db-7c9"}),
         );
-        assert_eq!(waiting.note(), Some(ON_DELETE));
+        assert_eq!(waiting.note(), Some(ON_DELETE_NOTE));
         assert!(!waiting.rolled_out());
         let replaced = view(
             json!({"type": "OnDelete"}),
