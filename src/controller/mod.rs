@@ -2,6 +2,7 @@
 //! engine decides; this layer observes and acts.
 
 pub mod actions;
+pub mod clusters;
 pub mod leader;
 pub mod logging;
 pub mod observe;

@@ -67,6 +67,8 @@ struct State {
     identity: Option<(String, Vec<String>)>,
     /// Injected refusals: (method, path, code, reason, message, how many more times).
     refusals: Vec<(Method, String, u16, String, String, usize)>,
+    /// The whole server answers 503 and ends its watches (see [`FakeApi::set_down`]).
+    down: bool,
 }
 
 /// The server.
@@ -97,6 +99,7 @@ pub fn collection_of(api_version: &str, kind: &str) -> Collection {
         "Lease" => "leases",
         "Event" => "events",
         "Pod" => "pods",
+        "Secret" => "secrets",
         other => panic!("the fake API server does not know {other}"),
     };
     (prefix, plural.to_owned())
@@ -114,6 +117,7 @@ fn kind_of(resource: &str) -> &'static str {
         "jobs" => "Job",
         "leases" => "Lease",
         "events" => "Event",
+        "secrets" => "Secret",
         _ => "Unknown",
     }
 }
@@ -495,6 +499,13 @@ impl FakeApi {
             .push((method, path.to_owned(), code, times));
     }
 
+    /// Takes the whole server down (every request answers 503, open watches end) or
+    /// brings it back, as a cluster that goes away and returns.
+    pub fn set_down(&self, down: bool) {
+        self.state().down = down;
+        let _ = self.changes.send(());
+    }
+
     /// Authenticates every client as `user` in `groups`: `POST selfsubjectreviews` answers
     /// with them, and an Approval is created only if its `approver` is `user` and its
     /// `groups` are among `groups`, as the chart's ValidatingAdmissionPolicy requires
@@ -603,6 +614,13 @@ impl FakeApi {
                 format!("no route {}", parts.uri.path()),
             ));
         };
+        if self.state().down {
+            return full(status_response(
+                503,
+                "ServiceUnavailable",
+                "the API server is down".into(),
+            ));
+        }
         if watching {
             return self.watch(target, &query);
         }
@@ -810,6 +828,9 @@ impl FakeApi {
                             let state = state
                                 .lock()
                                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            if state.down {
+                                return None;
+                            }
                             let log = state
                                 .log
                                 .get(&target_collection)
