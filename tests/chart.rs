@@ -9,12 +9,12 @@
 
 use std::{collections::BTreeSet, path::Path, process::Command};
 
-use greenlight::controller::rbac::{Scope, required};
+use greenlight::controller::rbac::{Scope, remote, required};
 use k8s_openapi::{
     api::{
         admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding},
         apps::v1::Deployment,
-        core::v1::{ConfigMap, Service, ServiceAccount},
+        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
         policy::v1::PodDisruptionBudget,
         rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
     },
@@ -283,6 +283,7 @@ fn check_object(doc: &Json) -> Result<(), String> {
         ("v1", "ServiceAccount") => round_trip::<ServiceAccount>(doc),
         ("v1", "Service") => round_trip::<Service>(doc),
         ("v1", "ConfigMap") => round_trip::<ConfigMap>(doc),
+        ("v1", "Secret") => round_trip::<Secret>(doc),
         ("apps/v1", "Deployment") => round_trip::<Deployment>(doc),
         ("policy/v1", "PodDisruptionBudget") => round_trip::<PodDisruptionBudget>(doc),
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => round_trip::<ClusterRole>(doc),
@@ -978,5 +979,65 @@ fn the_admission_policy_ships_the_files_cel_and_fails_closed() {
     assert!(
         !off.iter()
             .any(|d| kind(d).starts_with("ValidatingAdmissionPolicy"))
+    );
+}
+
+/// The `greenlight-remote` chart, applied in another cluster, grants exactly
+/// `controller::rbac::remote()` in each target namespace, to its ServiceAccount, and
+/// nothing cluster-wide; its token Secret is for that ServiceAccount.
+#[test]
+fn the_remote_chart_grants_exactly_the_remote_table_in_each_target_namespace() {
+    if !helm_available() {
+        return;
+    }
+    helm(&["lint", "--strict", "../greenlight-remote"]).unwrap_or_else(|e| panic!("{e}"));
+    let text = helm(&[
+        "template",
+        "gl",
+        "../greenlight-remote",
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--set",
+        "targetNamespaces={shop-prod,shop-db}",
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let docs: Vec<Json> = serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| Json::deserialize(doc).expect("YAML"))
+        .filter(|doc| !doc.is_null())
+        .collect();
+    for doc in &docs {
+        check_object(doc).unwrap_or_else(|e| panic!("{} {}: {e}", kind(doc), name(doc)));
+    }
+    let token = only(&docs, "Secret");
+    assert_eq!(token["type"], "kubernetes.io/service-account-token");
+    assert_eq!(
+        token["metadata"]["annotations"]["kubernetes.io/service-account.name"],
+        "greenlight-remote"
+    );
+    let grants = grants_of(&docs, "greenlight-remote");
+    let remote = remote();
+    for namespace in ["shop-prod", "shop-db"] {
+        let mut granted: Vec<(String, String, String)> = grants
+            .iter()
+            .filter(|g| g.namespace.as_deref() == Some(namespace))
+            .map(|g| (g.group.clone(), g.resource.clone(), g.verb.clone()))
+            .collect();
+        let mut wanted: Vec<(String, String, String)> = remote
+            .iter()
+            .flat_map(|p| {
+                p.verbs
+                    .iter()
+                    .map(|v| (p.group.to_owned(), p.resource.to_owned(), (*v).to_owned()))
+            })
+            .collect();
+        granted.sort();
+        wanted.sort();
+        assert_eq!(granted, wanted, "{namespace}");
+    }
+    assert!(
+        grants
+            .iter()
+            .all(|g| matches!(g.namespace.as_deref(), Some("shop-prod" | "shop-db"))),
+        "nothing cluster-wide nor elsewhere: {grants:?}"
     );
 }

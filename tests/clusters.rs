@@ -11,47 +11,12 @@ use greenlight::{
     controller::clusters::{ClusterError, Clusters, KubeconfigSecret, Reach, Remote},
     engine::WorkloadKind,
 };
-use k8s_openapi::{ByteString, api::core::v1::Secret};
 use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A kubeconfig whose current context is the server at `url`.
-fn kubeconfig(url: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\n\
-         clusters: [{{name: prod, cluster: {{server: \"{url}\"}}}}]\n\
-         users: [{{name: greenlight, user: {{token: not-checked-here}}}}]\n\
-         contexts: [{{name: prod, context: {{cluster: prod, user: greenlight}}}}]\n\
-         current-context: prod\n"
-    )
-}
-
-/// The Secret `shop/prod-cluster` holding `kubeconfig` under `value`.
-fn secret(kubeconfig: &str) -> Value {
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("prod-cluster".into()),
-            namespace: Some("shop".into()),
-            ..Default::default()
-        },
-        data: Some(
-            [(
-                "value".to_owned(),
-                ByteString(kubeconfig.as_bytes().to_vec()),
-            )]
-            .into(),
-        ),
-        ..Secret::default()
-    };
-    let mut value = serde_json::to_value(secret).unwrap();
-    value["apiVersion"] = json!("v1");
-    value["kind"] = json!("Secret");
-    value
-}
 
 fn deployment(image: &str) -> Value {
     json!({
@@ -110,10 +75,10 @@ fn triggered(
 async fn a_remote_namespace_is_watched_through_its_secret_and_comes_back_after_an_outage() {
     let local = FakeApi::start(true).await;
     let remote = FakeApi::start(true).await;
-    local.put(secret(&kubeconfig(&remote.url)));
+    local.put(remote.kubeconfig_secret("shop", "prod-cluster"));
     remote.put(deployment("registry.example.com/shop/api:1.0.0"));
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let clusters = Clusters::new(local.client(), tx);
+    let clusters = Clusters::new(local.client(), tx).with_secret_check(Duration::from_millis(100));
     let shop = ObjectRef::<Pipeline>::new("shop").within("shop");
 
     clusters.use_only(&shop, &BTreeSet::from([prod()]));
@@ -192,6 +157,15 @@ async fn a_remote_namespace_is_watched_through_its_secret_and_comes_back_after_a
         "the cluster's return reconciles the Pipeline"
     );
 
+    // The Secret changes (the cluster moved, say): the connection follows it by itself.
+    let moved = FakeApi::start(true).await;
+    moved.put(deployment("registry.example.com/shop/api:2.0.0"));
+    local.put(moved.kubeconfig_secret("shop", "prod-cluster"));
+    until("the connection to follow the changed Secret", || {
+        image_there(&clusters).as_deref() == Some("registry.example.com/shop/api:2.0.0")
+    })
+    .await;
+
     // No Pipeline uses it any more: it is dropped.
     clusters.use_only(&shop, &BTreeSet::new());
     assert!(clusters.is_empty());
@@ -227,7 +201,7 @@ async fn a_missing_secret_then_refused_access_are_reported_and_retried_until_the
         "statefulsets.apps is forbidden: User \"greenlight\" cannot list resource \"statefulsets\"",
         2,
     );
-    local.put(secret(&kubeconfig(&remote.url)));
+    local.put(remote.kubeconfig_secret("shop", "prod-cluster"));
     until("the refusal to be reported", || {
         matches!(
             clusters.reach(&prod()),

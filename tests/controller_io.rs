@@ -90,6 +90,7 @@ async fn images_are_set_by_server_side_apply_touching_only_the_container_image()
     let (executor, mut handle) = executor();
     let action = Action::SetImages {
         workload: greenlight::engine::WorkloadRef {
+            cluster: None,
             kind: greenlight::engine::WorkloadKind::Deployment,
             namespace: "shop-prod".into(),
             name: "api".into(),
@@ -155,6 +156,7 @@ async fn every_kind_gets_an_images_only_apply_body_at_its_own_path() {
         let (executor, mut handle) = executor();
         let action = Action::SetImages {
             workload: greenlight::engine::WorkloadRef {
+                cluster: None,
                 kind,
                 namespace: "shop-prod".into(),
                 name: "db".into(),
@@ -183,6 +185,7 @@ async fn every_kind_gets_an_images_only_apply_body_at_its_own_path() {
 
 fn job_request(namespace: &str) -> JobRequest {
     JobRequest {
+        cluster: None,
         namespace: namespace.into(),
         name: "shop-1-4-2-prod-migrate-0123456789".into(),
         labels: [("greenlight.dev/pipeline".to_owned(), "shop".to_owned())].into(),
@@ -273,6 +276,7 @@ async fn jobs_in_other_namespaces_have_no_owner_reference() {
 async fn deleting_a_job_that_is_gone_is_success_and_other_errors_are_reported() {
     let (executor, mut handle) = executor();
     let action = Action::DeleteJob {
+        cluster: None,
         namespace: "shop".into(),
         name: "old".into(),
     };
@@ -380,6 +384,7 @@ async fn a_call_that_never_answers_times_out() {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     });
     let action = Action::DeleteJob {
+        cluster: None,
         namespace: "shop".into(),
         name: "slow".into(),
     };

@@ -1189,3 +1189,127 @@ async fn statefulsets_cronjobs_and_daemonsets_promote_through_their_own_status()
     shut_down(stop, task).await;
     assert_rbac_covers_every_request(&api);
 }
+
+/// dev in the controller's cluster; prod in a second cluster (a second fake API server),
+/// reached through the kubeconfig in the Secret `shop/prod-cluster`.
+fn two_cluster_pipeline() -> Value {
+    json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {"environments": [
+            {"name": "dev", "accepts": ["main"],
+             "target": {"namespace": "shop-dev", "deployments": [{"name": "api", "container": "api"}]}},
+            {"name": "prod", "upstream": ["dev"],
+             "target": {"namespace": "shop-prod", "deployments": [{"name": "api", "container": "api"}],
+                        "cluster": {"secretRef": {"name": "prod-cluster"}}}}
+        ]}
+    })
+}
+
+fn condition_of(api: &FakeApi, type_: &str) -> Value {
+    let pipeline = api
+        .get("greenlight.dev/v1alpha1", "Pipeline", "shop", "shop")
+        .unwrap_or(Value::Null);
+    pipeline["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Issue: environments in other clusters. prod's cluster is a second API server: the
+/// release is deployed there; that cluster going away sets `ClusterUnreachable` while dev
+/// keeps deploying; when it comes back, the waiting promotion completes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prod_in_a_second_cluster_is_promoted_there_and_waits_out_its_outage() {
+    let local = FakeApi::start(true).await;
+    let remote = FakeApi::start(true).await;
+    local.put(deployment(
+        "shop-dev",
+        "registry.example.com/shop/api:0.9.0",
+    ));
+    remote.put(deployment(
+        "shop-prod",
+        "registry.example.com/shop/api:0.9.0",
+    ));
+    local.put(remote.kubeconfig_secret("shop", "prod-cluster"));
+    local.put(two_cluster_pipeline());
+    let (stop, task) = start(&local, options(None));
+
+    local.put(release("shop-1-0-0", "1.0.0"));
+    wait_healthy(
+        &local,
+        "prod",
+        "shop-1-0-0",
+        "1.0.0 reaches prod, in the second cluster",
+    )
+    .await;
+    assert!(
+        remote
+            .requests()
+            .iter()
+            .any(|r| is_image_patch(r, "shop-prod", "api:1.0.0")),
+        "prod's image was set in the second cluster"
+    );
+    assert!(
+        !local
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/namespaces/shop-prod/")),
+        "nothing of prod was asked of the controller's own cluster"
+    );
+    assert_eq!(
+        condition_of(&local, "ClusterUnreachable")["status"],
+        "False"
+    );
+
+    // The second cluster goes away: prod waits and says why; dev keeps deploying.
+    remote.set_down(true);
+    local
+        .wait_for(WAIT, || {
+            (condition_of(&local, "ClusterUnreachable")["status"] == "True").then_some(())
+        })
+        .await
+        .expect("ClusterUnreachable turns True");
+    let message = condition_of(&local, "ClusterUnreachable")["message"].to_string();
+    assert!(message.contains("prod (cluster prod-cluster"), "{message}");
+    local.put(release("shop-1-1-0", "1.1.0"));
+    wait_healthy(
+        &local,
+        "dev",
+        "shop-1-1-0",
+        "dev deploys while prod's cluster is away",
+    )
+    .await;
+    assert_eq!(
+        env_status(&local, "prod")["current"]["release"],
+        "shop-1-0-0"
+    );
+
+    // It comes back: the waiting promotion completes by itself.
+    remote.set_down(false);
+    wait_healthy(
+        &local,
+        "prod",
+        "shop-1-1-0",
+        "1.1.0 reaches prod once its cluster answers",
+    )
+    .await;
+    assert_eq!(
+        condition_of(&local, "ClusterUnreachable")["status"],
+        "False"
+    );
+    assert_eq!(
+        remote
+            .requests()
+            .iter()
+            .filter(|r| is_image_patch(r, "shop-prod", "api:1.1.0"))
+            .count(),
+        1,
+        "prod's image was set once"
+    );
+    shut_down(stop, task).await;
+    assert_rbac_covers_every_request(&local);
+}

@@ -20,7 +20,11 @@
 //!    Deployment `api` running `registry.k8s.io/pause:3.9`; staging also runs a StatefulSet
 //!    `worker` of the same image, which staging's target lists next to the Deployment.
 //! 3. Starts the controller in-process, and applies the Pipeline: dev (verification test Job),
-//!    staging (verification test Job), prod (one approval and a schedule window).
+//!    staging (verification test Job), prod (one approval and a schedule window). prod is
+//!    an environment "in another cluster": the same API server, reached through a second
+//!    kubeconfig, the test's own, copied into the Secret `prod-cluster` of the Pipeline's
+//!    namespace (paths in that kubeconfig are read by the in-process controller, relative to
+//!    the working directory). The Pipeline's `ClusterUnreachable` condition must be False.
 //! 4. Release 1.0.0 goes dev → staging → prod: prod waits for the approval and the window
 //!    (`blockedBy: schedule`), and is deployed within seconds after the window opens.
 //!    Staging's StatefulSet runs 1.0.0 too, rolled out (its revisions and ready replicas).
@@ -47,7 +51,8 @@
 //!
 //! The test user needs cluster-admin, or at least: CRDs (get, create, patch); namespaces
 //! (create, delete); Deployments, StatefulSets and Jobs (get, list, watch, create, patch,
-//! delete, deletecollection) and, in fake-kubelet mode, their `status` (patch); Greenlight's three
+//! delete, deletecollection) and, in fake-kubelet mode, their `status` (patch); Secrets
+//! (create, get); Greenlight's three
 //! kinds and their `status` (everything); `events.k8s.io` Events (create, patch); and
 //! `selfsubjectreviews` (create; every authenticated user may).
 //!
@@ -289,6 +294,10 @@ impl Names {
 
 const ENVIRONMENTS: [&str; 3] = ["dev", "staging", "prod"];
 
+/// The kubeconfig Secret through which prod's "other cluster" (the same API server) is
+/// reached.
+const PROD_CLUSTER_SECRET: &str = "prod-cluster";
+
 /// The StatefulSet staging runs next to its Deployment.
 const STATEFULSET: &str = "worker";
 
@@ -415,6 +424,8 @@ fn pipeline_manifest(n: &Names, prod_cron: &str) -> Value {
         }
         target
     };
+    let mut remote_target = target("prod");
+    remote_target["cluster"] = json!({"secretRef": {"name": PROD_CLUSTER_SECRET}});
     json!({
         "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
         "metadata": {"name": n.pipeline, "namespace": n.namespace},
@@ -425,7 +436,7 @@ fn pipeline_manifest(n: &Names, prod_cron: &str) -> Value {
             {"name": "staging", "upstream": ["dev"], "target": target("staging"),
              "verify": {"progressDeadline": "5m", "tests": test_steps("e2e")},
              "rollback": {"automatic": true}},
-            {"name": "prod", "upstream": ["staging"], "target": target("prod"),
+            {"name": "prod", "upstream": ["staging"], "target": remote_target,
              "verify": {"progressDeadline": "5m"},
              "gates": {
                  "approvals": [{"name": "owners", "count": 1}],
@@ -1638,6 +1649,16 @@ async fn create_namespaces_and_deployments(h: &mut Harness) {
 async fn start_controller_and_apply_pipeline(h: &mut Harness) {
     phase("3: starting the controller and applying the Pipeline");
     h.start_controller().await;
+    let kubeconfig = std::fs::read(&h.settings.kubeconfig).expect("the kubeconfig was read before");
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": PROD_CLUSTER_SECRET, "namespace": h.names.namespace},
+        "stringData": {"value": String::from_utf8_lossy(&kubeconfig)},
+    });
+    h.api::<k8s_openapi::api::core::v1::Secret>(&h.names.namespace)
+        .create(&PostParams::default(), &typed(secret))
+        .await
+        .unwrap_or_else(|e| panic!("could not create the kubeconfig Secret: {e}"));
     // Closed until the release waits for prod; phase 4 then moves the window.
     let (_, far_away) = window_opening(Timestamp::now(), Duration::from_secs(6 * 3600));
     h.apply_pipeline(&far_away).await;
@@ -1650,7 +1671,11 @@ async fn start_controller_and_apply_pipeline(h: &mut Harness) {
                 env_of(&status, env)
                     .is_some_and(|e| e.baseline.values().any(|image| image == BASELINE_IMAGE))
             });
-            if recorded {
+            let remote_connected = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "ClusterUnreachable" && c.status == "False");
+            if recorded && remote_connected {
                 Ok(())
             } else {
                 let baselines: Vec<String> = status

@@ -502,6 +502,7 @@ fn drift_is_restored_and_reported() {
     let releases = sim.visible_releases();
     let hand_edit = Action::SetImages {
         workload: greenlight::engine::WorkloadRef {
+            cluster: None,
             kind: greenlight::engine::WorkloadKind::Deployment,
             namespace: "shop-prod".into(),
             name: "api".into(),
@@ -816,6 +817,7 @@ fn every_kind_runs(version: &str) -> Vec<(WorkloadKind, String)> {
 
 fn shop_dev(kind: WorkloadKind, name: &str) -> WorkloadRef {
     WorkloadRef {
+        cluster: None,
         kind,
         namespace: "shop-dev".into(),
         name: name.into(),
@@ -921,4 +923,99 @@ fn an_on_delete_statefulset_whose_pods_are_never_deleted_fails_at_the_deadline_s
         "the reason says why: {}",
         failed.message
     );
+}
+
+/// dev in the controller's cluster, prod in another one (its kubeconfig in the Secret
+/// `prod-cluster`).
+const REMOTE_PROD: &str = r#"
+apiVersion: greenlight.dev/v1alpha1
+kind: Pipeline
+metadata: {name: shop, namespace: shop}
+spec:
+  environments:
+  - name: dev
+    accepts: ["main"]
+    target: {namespace: shop-dev, deployments: [{name: api}]}
+    verify: {progressDeadline: 2m, window: 1m}
+  - name: prod
+    target:
+      namespace: shop-prod
+      deployments: [{name: api}]
+      cluster: {secretRef: {name: prod-cluster}}
+    verify: {progressDeadline: 2m, window: 1m}
+"#;
+
+fn condition(sim: &Simulation, type_: &str) -> Option<(String, String)> {
+    sim.status()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.message.clone()))
+}
+
+#[test]
+fn an_unreachable_cluster_holds_only_its_environment_and_the_promotion_completes_when_it_returns() {
+    let mut sim = sim_with(REMOTE_PROD, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 10);
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.0.0"));
+    let prod = sim
+        .world
+        .workloads()
+        .into_iter()
+        .find(|w| w.namespace == "shop-prod")
+        .unwrap();
+    assert_eq!(prod.cluster.as_deref(), Some("prod-cluster"));
+    assert_eq!(
+        condition(&sim, "ClusterUnreachable")
+            .map(|c| c.0)
+            .as_deref(),
+        Some("False")
+    );
+
+    sim.set_unreachable("prod-cluster", "shop-prod", Some("connection refused"));
+    sim.add_release(release("1.1.0", "main"), minutes(11));
+    run_to(&mut sim, 30);
+    // dev goes on; prod waits, says why, and nothing was sent to its cluster.
+    assert_eq!(runs(&sim, "dev").as_deref(), Some("1.1.0"));
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.0.0"));
+    assert_eq!(
+        image(&sim, "shop-prod"),
+        "registry.example.com/shop/api:1.0.0"
+    );
+    let (status, message) = condition(&sim, "ClusterUnreachable").unwrap();
+    assert_eq!(status, "True");
+    assert!(
+        message.contains("prod (cluster prod-cluster: connection refused)"),
+        "{message}"
+    );
+    let waiting = sim
+        .release_status("shop-1-1-0")
+        .and_then(|s| s.environments.iter().find(|e| e.name == "prod").cloned())
+        .unwrap();
+    assert_eq!(waiting.state, State::Waiting);
+    assert!(
+        waiting.blocked_by.iter().any(|g| g
+            .reason
+            .contains("cluster prod-cluster cannot be used: connection refused")),
+        "{waiting:?}"
+    );
+
+    sim.set_unreachable("prod-cluster", "shop-prod", None);
+    run_to(&mut sim, 40);
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.1.0"));
+    assert_eq!(
+        condition(&sim, "ClusterUnreachable")
+            .map(|c| c.0)
+            .as_deref(),
+        Some("False")
+    );
+}
+
+#[test]
+fn a_pipeline_without_other_clusters_has_no_cluster_condition() {
+    let mut sim = sim_with(PIPELINE, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 10);
+    assert_eq!(condition(&sim, "ClusterUnreachable"), None);
 }

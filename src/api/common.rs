@@ -40,6 +40,8 @@ pub const DURATION: &str = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$";
 /// A DNS-1123 subdomain, as Kubernetes requires for most object names.
 pub const DNS_SUBDOMAIN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A key of a Secret's `data`, as the API server accepts it.
+pub const SECRET_KEY: &str = r"^[-._a-zA-Z0-9]+$";
 
 /// A Job run by Greenlight: a pre-deploy migration, a verification test or a gate test.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]

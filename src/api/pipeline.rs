@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    common::{DNS_LABEL, DNS_SUBDOMAIN, DURATION, JobStep, limits},
+    common::{DNS_LABEL, DNS_SUBDOMAIN, DURATION, JobStep, SECRET_KEY, limits},
     pipeline_status::PipelineStatus,
     workload::WorkloadKind,
 };
@@ -107,6 +107,41 @@ pub struct Target {
     #[schemars(length(max = limits::ITEMS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["kind".into(), "name".into()]))]
     pub workloads: Vec<Workload>,
+    /// The cluster the namespace is in. Unset: the controller's own cluster. Its Jobs
+    /// (pre-deploy steps, verification tests) run there too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<TargetCluster>,
+}
+
+/// Another cluster, reached with a kubeconfig kept in a Secret (as Flux's
+/// `kubeConfig.secretRef`). The kubeconfig's current context is used; it needs get, list,
+/// watch and patch on the target kinds in the target namespace, and create, list, watch
+/// and delete on Jobs there if the environment runs Jobs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetCluster {
+    /// The Secret, in the Pipeline's namespace, that holds the kubeconfig.
+    pub secret_ref: SecretKeyRef,
+}
+
+/// A key of a Secret in the Pipeline's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// The Secret's name; it also names the cluster in status and metrics.
+    #[schemars(length(min = 1, max = limits::OBJECT_NAME), pattern(DNS_SUBDOMAIN))]
+    pub name: String,
+    /// The key under `data`. Default: `value` (Flux's convention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::OBJECT_NAME), pattern(SECRET_KEY))]
+    pub key: Option<String>,
+}
+
+impl SecretKeyRef {
+    /// The key, with its default.
+    pub fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or("value")
+    }
 }
 
 /// One container of one workload, and the Release artifact whose image it runs.

@@ -2,7 +2,7 @@
 //! apply with one fixed field manager, every call bounded by a timeout, idempotent answers
 //! ("already exists", "not found") taken as success.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::{
     api::{
@@ -58,6 +58,14 @@ pub enum Error {
         /// What would have been done.
         what: String,
     },
+    /// The action goes to another cluster that is not connected now.
+    #[error("{what}: cluster {cluster} is not connected")]
+    NotConnected {
+        /// What would have been done.
+        what: String,
+        /// The cluster.
+        cluster: String,
+    },
     /// The engine asked for a Job whose template is not a valid JobSpec.
     #[error("the Job {name} has an invalid template: {source}")]
     InvalidJob {
@@ -77,6 +85,7 @@ impl Error {
             Self::Timeout { .. } => "timeout",
             Self::InvalidJob { .. } => "invalid_job",
             Self::NotLeader { .. } => "not_leader",
+            Self::NotConnected { .. } => "not_connected",
         }
     }
 
@@ -134,6 +143,8 @@ impl DecidedStatus for Approval {
 /// Writes for one Pipeline: its actions, its status and its Releases' statuses.
 pub struct Executor {
     client: Client,
+    /// Clients of other clusters, by (cluster, target namespace).
+    remotes: BTreeMap<(String, String), Client>,
     owner: OwnerReference,
     namespace: String,
     timeout: Duration,
@@ -154,12 +165,38 @@ impl Executor {
         };
         Self {
             client,
+            remotes: BTreeMap::new(),
             owner,
             namespace: pipeline.metadata.namespace.clone().unwrap_or_default(),
             timeout: API_TIMEOUT,
             metrics: None,
             leadership: None,
         }
+    }
+
+    /// Acts in other clusters through these clients, by (cluster, target namespace).
+    pub fn with_remotes(mut self, remotes: BTreeMap<(String, String), Client>) -> Self {
+        self.remotes = remotes;
+        self
+    }
+
+    /// The client of `namespace` in `cluster` (`None`: the controller's own).
+    fn client_in(
+        &self,
+        cluster: Option<&str>,
+        namespace: &str,
+        what: impl Fn() -> String,
+    ) -> Result<Client, Error> {
+        let Some(cluster) = cluster else {
+            return Ok(self.client.clone());
+        };
+        self.remotes
+            .get(&(cluster.to_owned(), namespace.to_owned()))
+            .cloned()
+            .ok_or_else(|| Error::NotConnected {
+                what: what(),
+                cluster: cluster.to_owned(),
+            })
     }
 
     /// Counts every API call in `metrics`.
@@ -202,13 +239,12 @@ impl Executor {
                 let driver = super::workloads::driver(workload.kind);
                 // Only the images: server-side apply then owns nothing else of the workload.
                 let patch = driver.apply_body(workload, images);
-                let api: Api<DynamicObject> = Api::namespaced_with(
-                    self.client.clone(),
-                    &workload.namespace,
-                    &driver.api_resource(),
-                );
-                let params = PatchParams::apply(FIELD_MANAGER).force();
                 let what = || format!("set the images of {workload}");
+                let client =
+                    self.client_in(workload.cluster.as_deref(), &workload.namespace, what)?;
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(client, &workload.namespace, &driver.api_resource());
+                let params = PatchParams::apply(FIELD_MANAGER).force();
                 self.call(
                     ("patch", driver.permission().resource),
                     what,
@@ -222,9 +258,14 @@ impl Executor {
                 Ok(())
             }
             Action::CreateJob(request) => self.create_job(request).await,
-            Action::DeleteJob { namespace, name } => {
-                let api: Api<Job> = Api::namespaced(self.client.clone(), namespace);
+            Action::DeleteJob {
+                cluster,
+                namespace,
+                name,
+            } => {
                 let what = || format!("delete Job {namespace}/{name}");
+                let client = self.client_in(cluster.as_deref(), namespace, what)?;
+                let api: Api<Job> = Api::namespaced(client, namespace);
                 match self
                     .call(
                         ("delete", "jobs"),
@@ -255,15 +296,19 @@ impl Executor {
                 name: Some(request.name.clone()),
                 namespace: Some(request.namespace.clone()),
                 labels: Some(request.labels.clone()),
-                owner_references: (request.namespace == self.namespace)
+                // Owned (and garbage-collected with the Pipeline) where an owner
+                // reference can reach: the Pipeline's own namespace of its own cluster.
+                owner_references: (request.cluster.is_none()
+                    && request.namespace == self.namespace)
                     .then(|| vec![self.owner.clone()]),
                 ..ObjectMeta::default()
             },
             spec: Some(spec),
             status: None,
         };
-        let api: Api<Job> = Api::namespaced(self.client.clone(), &request.namespace);
         let what = || format!("create Job {}/{}", request.namespace, request.name);
+        let client = self.client_in(request.cluster.as_deref(), &request.namespace, what)?;
+        let api: Api<Job> = Api::namespaced(client, &request.namespace);
         match self
             .call(
                 ("create", "jobs"),
@@ -288,12 +333,14 @@ impl Executor {
     /// Job's Pods by the label Kubernetes puts on them.
     pub async fn job_termination_message(
         &self,
+        cluster: Option<&str>,
         namespace: &str,
         job: &str,
     ) -> Result<Option<String>, Error> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let params = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
         let what = || format!("list the Pods of Job {namespace}/{job}");
+        let client = self.client_in(cluster, namespace, what)?;
+        let api: Api<Pod> = Api::namespaced(client, namespace);
+        let params = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}"));
         match self.call(("list", "pods"), what, api.list(&params)).await? {
             Ok(pods) => Ok(super::observe::termination_message(&pods.items)),
             Err(source) => Err(Error::Api {

@@ -43,6 +43,10 @@ use crate::{api::Pipeline, engine::jobs::labels};
 /// How long one call to another cluster may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often a connected cluster's kubeconfig Secret is read again: a changed Secret
+/// (rotated credentials, a moved server) reconnects with it.
+pub const SECRET_CHECK: Duration = Duration::from_secs(60);
+
 /// Where another cluster's kubeconfig is: a key of a Secret in a Pipeline's namespace.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KubeconfigSecret {
@@ -212,6 +216,7 @@ impl Drop for Connection {
 /// Every connection to another cluster.
 pub struct Clusters {
     local: Client,
+    secret_check: Duration,
     triggers: mpsc::UnboundedSender<ObjectRef<Pipeline>>,
     connections: Mutex<BTreeMap<Remote, Connection>>,
 }
@@ -228,9 +233,16 @@ impl Clusters {
     pub fn new(local: Client, triggers: mpsc::UnboundedSender<ObjectRef<Pipeline>>) -> Self {
         Self {
             local,
+            secret_check: SECRET_CHECK,
             triggers,
             connections: Mutex::default(),
         }
+    }
+
+    /// Reads each connected cluster's Secret again every `every` (default [`SECRET_CHECK`]).
+    pub fn with_secret_check(mut self, every: Duration) -> Self {
+        self.secret_check = every;
+        self
     }
 
     /// Makes `pipeline` a user of exactly the connections in `remotes`: connects the new
@@ -272,6 +284,28 @@ impl Clusters {
         lock(&connection.stores).clone()
     }
 
+    /// The caches of a Ready connection of a Pipeline in `namespace` to `namespace` of
+    /// `cluster` (its Secret's name), whatever the key in the Secret.
+    pub fn stores_of(
+        &self,
+        pipeline_namespace: &str,
+        cluster: &str,
+        namespace: &str,
+    ) -> Option<RemoteStores> {
+        let remote = {
+            let connections = lock(&self.connections);
+            connections
+                .keys()
+                .find(|r| {
+                    r.secret.namespace == pipeline_namespace
+                        && r.secret.name == cluster
+                        && r.namespace == namespace
+                })?
+                .clone()
+        };
+        self.stores(&remote)
+    }
+
     /// How many connections are kept.
     pub fn len(&self) -> usize {
         lock(&self.connections).len()
@@ -289,6 +323,7 @@ impl Clusters {
         let users = Arc::new(Mutex::new(HashSet::new()));
         let keeper = Keeper {
             local: self.local.clone(),
+            secret_check: self.secret_check,
             remote,
             reach: reach_tx,
             stores: stores.clone(),
@@ -304,9 +339,18 @@ impl Clusters {
     }
 }
 
+/// Why a connection's watches stopped.
+enum Ended {
+    /// A watch failed.
+    Failed(ClusterError),
+    /// The kubeconfig Secret changed.
+    SecretChanged,
+}
+
 /// The task behind one connection.
 struct Keeper {
     local: Client,
+    secret_check: Duration,
     remote: Remote,
     reach: watch::Sender<Reach>,
     stores: Arc<Mutex<Option<RemoteStores>>>,
@@ -352,28 +396,35 @@ impl Keeper {
 
     async fn run(self) {
         loop {
-            let client = match self.connect().await {
-                Ok(client) => client,
+            let (client, version) = match self.connect().await {
+                Ok(connected) => connected,
                 Err(error) => {
                     let delay = self.failed(error);
                     tokio::time::sleep(delay).await;
                     continue;
                 }
             };
-            // Connected: watch until a watch fails, then start over (the Secret may have
-            // changed, the credentials expired).
-            let error = self.watch(client).await;
+            // Connected: watch until a watch fails or the Secret changes, then start over.
+            let ended = self.watch(client, version).await;
             *lock(&self.stores) = None;
-            let delay = self.failed(error);
-            tokio::time::sleep(delay).await;
+            match ended {
+                Ended::SecretChanged => {
+                    tracing::info!(secret = %self.remote.secret, "the kubeconfig Secret changed; reconnecting with it");
+                    self.set(Reach::Connecting);
+                }
+                Ended::Failed(error) => {
+                    let delay = self.failed(error);
+                    tokio::time::sleep(delay).await;
+                }
+            }
         }
     }
 
-    /// Reads the Secret, builds a client, and lists every kind in the target namespace.
-    async fn connect(&self) -> Result<Client, ClusterError> {
+    /// Reads the Secret (its `resourceVersion` too).
+    async fn read_secret(&self) -> Result<Secret, ClusterError> {
         let at = &self.remote.secret;
         let secrets: Api<Secret> = Api::namespaced(self.local.clone(), &at.namespace);
-        let secret = tokio::time::timeout(CALL_TIMEOUT, secrets.get(&at.name))
+        tokio::time::timeout(CALL_TIMEOUT, secrets.get(&at.name))
             .await
             .map_err(|_| ClusterError::Secret {
                 secret: at.clone(),
@@ -382,7 +433,14 @@ impl Keeper {
             .map_err(|e| ClusterError::Secret {
                 secret: at.clone(),
                 reason: e.to_string(),
-            })?;
+            })
+    }
+
+    /// Reads the Secret, builds a client, and lists every kind in the target namespace.
+    /// Returns the client and the Secret's version it was built from.
+    async fn connect(&self) -> Result<(Client, Option<String>), ClusterError> {
+        let at = &self.remote.secret;
+        let secret = self.read_secret().await?;
         let client = client_from_secret(&secret, at).await?;
         let ns = &self.remote.namespace;
         let probe = ListParams::default().limit(1);
@@ -393,7 +451,7 @@ impl Keeper {
         }
         let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
         self.answer(jobs.list_metadata(&probe)).await?;
-        Ok(client)
+        Ok((client, secret.metadata.resource_version))
     }
 
     async fn answer<T>(
@@ -409,8 +467,8 @@ impl Keeper {
         }
     }
 
-    /// Watches the namespace until a watch fails; returns why.
-    async fn watch(&self, client: Client) -> ClusterError {
+    /// Watches the namespace until a watch fails (returning why) or the Secret changes.
+    async fn watch(&self, client: Client, secret_version: Option<String>) -> Ended {
         let ns = self.remote.namespace.as_str();
         let (workloads, touched) = WorkloadStores::watch(&client, Some(ns));
         let (jobs, job_writer) = reflector::store();
@@ -436,8 +494,18 @@ impl Keeper {
             workloads.wait_until_ready().await && world::ready(&jobs).await
         });
         let mut ready = false;
+        let mut check = tokio::time::interval(self.secret_check);
+        check.tick().await;
         loop {
             tokio::select! {
+                _ = check.tick() => {
+                    // A Secret that cannot be read now leaves the working connection be.
+                    if let Ok(secret) = self.read_secret().await
+                        && secret.metadata.resource_version != secret_version
+                    {
+                        return Ended::SecretChanged;
+                    }
+                }
                 done = &mut synced, if !ready => {
                     ready = done;
                     if ready {
@@ -451,7 +519,7 @@ impl Keeper {
                         }
                     }
                     Some(Err(error)) => {
-                        return match error {
+                        return Ended::Failed(match error {
                             watcher::Error::InitialListFailed(e)
                             | watcher::Error::WatchStartFailed(e)
                             | watcher::Error::WatchFailed(e) => classify(&self.remote.secret, &e),
@@ -459,13 +527,13 @@ impl Keeper {
                                 secret: self.remote.secret.clone(),
                                 reason: other.to_string(),
                             },
-                        };
+                        });
                     }
                     None => {
-                        return ClusterError::Unreachable {
+                        return Ended::Failed(ClusterError::Unreachable {
                             secret: self.remote.secret.clone(),
                             reason: "the watch ended".into(),
-                        };
+                        });
                     }
                 },
             }

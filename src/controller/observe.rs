@@ -46,6 +46,7 @@ pub fn job(j: &Job) -> JobView {
         (JobOutcome::Running, None)
     };
     JobView {
+        cluster: None,
         namespace: j.namespace().unwrap_or_default(),
         name: j.name_any(),
         created: j

@@ -92,6 +92,13 @@ const FIXED: &[Permission] = &[
         why: "Events (repeats become a series)",
     },
     Permission {
+        group: "",
+        resource: "secrets",
+        verbs: &["get"],
+        scope: Scope::Watched,
+        why: "the kubeconfig Secrets of environments in other clusters (read by name, never listed)",
+    },
+    Permission {
         group: "coordination.k8s.io",
         resource: "leases",
         verbs: &["get", "create", "update"],
@@ -113,6 +120,20 @@ pub fn required() -> Vec<Permission> {
         .copied()
         .chain(super::workloads::drivers().map(|d| d.permission()))
         .chain(rest.iter().copied())
+        .collect()
+}
+
+/// What the controller needs in each target namespace of another cluster (granted by the
+/// `greenlight-remote` chart there): the target kinds, Jobs and their Pods. Nothing
+/// cluster-wide, and no Greenlight objects: those live in the controller's cluster.
+pub fn remote() -> Vec<Permission> {
+    let job_and_pods = FIXED
+        .iter()
+        .filter(|p| p.group == "batch" || p.resource == "pods")
+        .copied();
+    super::workloads::drivers()
+        .map(|d| d.permission())
+        .chain(job_and_pods)
         .collect()
 }
 

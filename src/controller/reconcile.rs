@@ -23,6 +23,7 @@ use kube::{
 
 use super::{
     actions::{self, DecidedStatus, Executor},
+    clusters::Clusters,
     leader::Leadership,
     probes::Prober,
     sent::SentAction,
@@ -59,8 +60,8 @@ type CheckedSpec = (i64, Option<Arc<ValidPipeline>>);
 /// store moves past that version, the written status is the truth, not the store's.
 type Written = (Option<String>, PipelineStatus);
 
-/// Termination messages by Job (namespace, name); `None` when its Pods left none.
-type JobMessages = HashMap<(String, String), Option<String>>;
+/// Termination messages by Job (cluster, namespace, name); `None` when its Pods left none.
+type JobMessages = HashMap<(Option<String>, String, String), Option<String>>;
 
 /// Everything a reconcile needs, shared by all of them.
 pub struct Context {
@@ -76,6 +77,8 @@ pub struct Context {
     pub prober: Prober,
     /// Whether this replica may act.
     pub leadership: Leadership,
+    /// The connections to other clusters.
+    pub clusters: Arc<Clusters>,
     specs: Mutex<HashMap<ObjectRef<Pipeline>, CheckedSpec>>,
     written: Mutex<HashMap<ObjectRef<Pipeline>, Written>>,
     failures: Mutex<HashMap<ObjectRef<Pipeline>, u32>>,
@@ -108,6 +111,7 @@ impl Context {
         reporter: Reporter,
         prober: Prober,
         leadership: Leadership,
+        clusters: Arc<Clusters>,
     ) -> Self {
         Self {
             client,
@@ -116,6 +120,7 @@ impl Context {
             reporter,
             prober,
             leadership,
+            clusters,
             specs: Mutex::default(),
             written: Mutex::default(),
             failures: Mutex::default(),
@@ -175,9 +180,18 @@ impl Context {
         self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// An executor acting for `pipeline`, counted and only while leading.
+    /// An executor acting for `pipeline` (in its other clusters too), counted and only
+    /// while leading.
     fn executor(&self, pipeline: &Pipeline) -> Executor {
+        let remotes = world::remotes_of(pipeline)
+            .into_iter()
+            .filter_map(|remote| {
+                let stores = self.clusters.stores(&remote)?;
+                Some(((remote.secret.name, remote.namespace), stores.client))
+            })
+            .collect();
         Executor::new(self.client.clone(), pipeline)
+            .with_remotes(remotes)
             .with_metrics(self.metrics.clone())
             .with_leadership(self.leadership.clone())
     }
@@ -185,6 +199,7 @@ impl Context {
     /// Forgets a deleted Pipeline: its probes stop, its caches and metric series go.
     pub fn forget(&self, key: &ObjectRef<Pipeline>) {
         self.prober.set(key, &[]);
+        self.clusters.use_only(key, &Default::default());
         self.metrics.forget_pipeline(PipelineLabels::new(
             key.namespace.as_deref().unwrap_or_default(),
             &key.name,
@@ -211,11 +226,11 @@ impl Context {
             if job.outcome == JobOutcome::Running {
                 continue;
             }
-            let id = (job.namespace.clone(), job.name.clone());
+            let id = (job.cluster.clone(), job.namespace.clone(), job.name.clone());
             let message = match known.remove(&id) {
                 Some(message) => message,
                 None => match executor
-                    .job_termination_message(&job.namespace, &job.name)
+                    .job_termination_message(job.cluster.as_deref(), &job.namespace, &job.name)
                     .await
                 {
                     Ok(message) => message,
@@ -254,10 +269,11 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Req
         timer.ok();
         return Ok(Requeue::await_change());
     }
+    ctx.clusters.use_only(&key, &world::remotes_of(&pipeline));
     let now = jiff::Timestamp::now();
-    let mut snapshot = ctx
-        .stores
-        .snapshot(&pipeline, now, ctx.prober.observations(&key));
+    let mut snapshot =
+        ctx.stores
+            .snapshot(&pipeline, now, ctx.prober.observations(&key), &ctx.clusters);
     if let Some(status) = ctx.current_status(&key, &pipeline) {
         snapshot.pipeline.status = status;
     }
@@ -318,7 +334,7 @@ async fn execute(
     // Each action is independent: one failing does not hold back the others.
     let mut first_error = None;
     for action in &decision.actions {
-        let sent = SentAction::of(action, &ctx.stores);
+        let sent = SentAction::of(action, &namespace, &ctx.stores, &ctx.clusters);
         if let Some(sent) = &sent
             && !ctx
                 .unseen_actions

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
 use super::{
+    clusters::Clusters,
     leader::{Elector, Leadership, LeaseConfig},
     probes::Prober,
     reconcile::{Context, error_policy, reconcile},
@@ -201,6 +202,8 @@ pub async fn run_serving(
         jobs,
     };
 
+    let (cluster_tx, mut cluster_rx) = mpsc::unbounded_channel::<ObjectRef<Pipeline>>();
+    let clusters = Arc::new(Clusters::new(client.clone(), cluster_tx));
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<ObjectRef<Pipeline>>();
     let prober = Prober::new(HttpClient::new().map_err(Error::Probes)?, probe_tx);
     let reporter = Reporter {
@@ -214,6 +217,7 @@ pub async fn run_serving(
         reporter,
         prober.clone(),
         leadership.clone(),
+        clusters,
     ));
 
     // Until every store has its first full list, a decision would see part of the world
@@ -259,6 +263,8 @@ pub async fn run_serving(
         },
     );
     let probe_results = futures::stream::poll_fn(move |cx| probe_rx.poll_recv(cx));
+    // Another cluster connected, lost, or changed what a Pipeline targets there.
+    let cluster_changes = futures::stream::poll_fn(move |cx| cluster_rx.poll_recv(cx));
 
     // A deleted Release's or Approval's pending status write is forgotten.
     let (forget_release, forget_approval) = (ctx.clone(), ctx.clone());
@@ -311,6 +317,7 @@ pub async fn run_serving(
         .watches_stream(job_events.touched_objects(), |j| world::pipeline_of_job(&j))
         .reconcile_on(workload_triggers)
         .reconcile_on(probe_results)
+        .reconcile_on(cluster_changes)
         .reconcile_all_on(futures::stream::select(gained, synced))
         .graceful_shutdown_on(async move {
             let _ = stopping.wait_for(|stop| *stop).await;

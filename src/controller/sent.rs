@@ -5,7 +5,7 @@
 //! which cached version (in an [`Unseen`](super::unseen::Unseen)) keeps it from being sent
 //! twice; an entry goes when the store shows the object again.
 
-use super::world::Stores;
+use super::{clusters::Clusters, world::Stores};
 use crate::engine::{Action, WorkloadRef};
 
 /// An image change or Job creation, as remembered until the stores show it: the object
@@ -19,10 +19,11 @@ pub struct SentAction {
 
 /// The memo key of a workload's image changes.
 pub fn workload_key(workload: &WorkloadRef) -> (String, String) {
-    (
-        format!("{}/{}", workload.kind, workload.namespace),
-        workload.name.clone(),
-    )
+    let place = match &workload.cluster {
+        None => format!("{}/{}", workload.kind, workload.namespace),
+        Some(cluster) => format!("{cluster}:{}/{}", workload.kind, workload.namespace),
+    };
+    (place, workload.name.clone())
 }
 
 /// The memo key of a Job's creation.
@@ -31,12 +32,28 @@ pub fn job_key(namespace: &str, name: &str) -> (String, String) {
 }
 
 impl SentAction {
-    /// The memo entry of `action`; `None` for deletions, which are always sent.
-    pub fn of(action: &Action, stores: &Stores) -> Option<Self> {
+    /// The memo entry of `action` for a Pipeline in `namespace`; `None` for deletions,
+    /// which are always sent, and for Jobs in other clusters, whose watches do not clear
+    /// the memo (creating one is idempotent: it exists, or it is created).
+    pub fn of(
+        action: &Action,
+        namespace: &str,
+        stores: &Stores,
+        clusters: &Clusters,
+    ) -> Option<Self> {
         match action {
+            Action::CreateJob(request) if request.cluster.is_some() => None,
             Action::SetImages { workload, images } => Some(Self {
                 object: workload_key(workload),
-                over: stores.workloads.resource_version(workload),
+                // In another cluster, its store's version: the memo stands until that
+                // store shows the write (or anything else) changed the workload.
+                over: match &workload.cluster {
+                    None => stores.workloads.resource_version(workload),
+                    Some(cluster) => clusters
+                        .stores_of(namespace, cluster, &workload.namespace)?
+                        .workloads
+                        .resource_version(workload),
+                },
                 what: images
                     .iter()
                     .map(|i| (i.container.clone(), i.image.clone()))

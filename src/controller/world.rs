@@ -10,10 +10,14 @@ use k8s_openapi::{
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use super::{observe, workloads::WorkloadStores};
+use super::{
+    clusters::{Clusters, KubeconfigSecret, Reach, Remote},
+    observe,
+    workloads::WorkloadStores,
+};
 use crate::{
-    api::{Approval, Pipeline, Release},
-    engine::{Observation, Snapshot, WorkloadRef, jobs::labels},
+    api::{Approval, Pipeline, Release, Target},
+    engine::{JobView, Observation, Snapshot, Unreachable, WorkloadRef, jobs::labels},
 };
 
 /// The reflector stores the controller reads the world from.
@@ -128,7 +132,31 @@ pub fn pipeline_of_job(job: &Job) -> Option<ObjectRef<Pipeline>> {
     Some(ObjectRef::new(name).within(&namespace))
 }
 
-/// The Pipelines that deploy to a workload.
+/// Where an environment of a Pipeline in `namespace` runs, if in another cluster.
+pub fn remote_of(namespace: &str, target: &Target) -> Option<Remote> {
+    let secret = &target.cluster.as_ref()?.secret_ref;
+    Some(Remote {
+        secret: KubeconfigSecret {
+            namespace: namespace.to_owned(),
+            name: secret.name.clone(),
+            key: secret.key().to_owned(),
+        },
+        namespace: target.namespace.clone(),
+    })
+}
+
+/// Every other cluster namespace a Pipeline's environments run in.
+pub fn remotes_of(pipeline: &Pipeline) -> BTreeSet<Remote> {
+    let namespace = pipeline.metadata.namespace.as_deref().unwrap_or_default();
+    pipeline
+        .spec
+        .environments
+        .iter()
+        .filter_map(|e| remote_of(namespace, &e.target))
+        .collect()
+}
+
+/// The Pipelines that deploy to a workload of the controller's own cluster.
 pub fn pipelines_of_workload(
     pipelines: &Store<Pipeline>,
     workload: &WorkloadRef,
@@ -138,7 +166,8 @@ pub fn pipelines_of_workload(
         .iter()
         .filter(|p| {
             p.spec.environments.iter().any(|e| {
-                e.target.namespace == workload.namespace
+                e.target.cluster.is_none()
+                    && e.target.namespace == workload.namespace
                     && e.target
                         .workloads()
                         .any(|w| w.kind == workload.kind && w.name == workload.name)
@@ -182,12 +211,14 @@ impl Stores {
         a && b && c && d && e
     }
 
-    /// Everything one decision about `pipeline` reads, at `now`.
+    /// Everything one decision about `pipeline` reads, at `now`: from these stores, and
+    /// for environments in other clusters from their connections in `clusters`.
     pub fn snapshot(
         &self,
         pipeline: &Pipeline,
         now: jiff::Timestamp,
         observations: Vec<Observation>,
+        clusters: &Clusters,
     ) -> Snapshot {
         let view = observe::pipeline(pipeline);
         let (namespace, name) = (view.namespace.clone(), view.name.clone());
@@ -211,24 +242,62 @@ impl Stores {
             .map(|a| observe::approval(a))
             .collect();
         approvals.sort_by(|a, b| a.name.cmp(&b.name));
-        let workloads = pipeline
-            .spec
-            .environments
-            .iter()
-            .flat_map(|e| {
-                e.target
-                    .workloads()
-                    .filter_map(|w| self.workloads.view(w.kind, &e.target.namespace, w.name))
-            })
-            .collect();
         let ours = ObjectRef::from_obj(pipeline);
+        let mut workloads = Vec::new();
         let mut jobs: Vec<_> = self
             .jobs
             .state_filter(|j| pipeline_of_job(j).as_ref() == Some(&ours))
             .iter()
             .map(|j| observe::job(j))
             .collect();
-        jobs.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let mut unreachable = Vec::new();
+        let mut remotes_seen = BTreeSet::new();
+        for env in &pipeline.spec.environments {
+            let target = &env.target;
+            let Some(remote) = remote_of(&namespace, target) else {
+                workloads.extend(
+                    target
+                        .workloads()
+                        .filter_map(|w| self.workloads.view(w.kind, &target.namespace, w.name)),
+                );
+                continue;
+            };
+            let cluster = remote.secret.name.clone();
+            let Some(stores) = clusters.stores(&remote) else {
+                let reason = match clusters.reach(&remote) {
+                    Some(Reach::Unreachable { error, .. }) => error.to_string(),
+                    _ => "connecting".to_owned(),
+                };
+                if remotes_seen.insert(remote.clone()) {
+                    unreachable.push(Unreachable {
+                        cluster,
+                        namespace: target.namespace.clone(),
+                        reason,
+                    });
+                }
+                continue;
+            };
+            workloads.extend(target.workloads().filter_map(|w| {
+                let mut view = stores.workloads.view(w.kind, &target.namespace, w.name)?;
+                view.cluster = Some(cluster.clone());
+                Some(view)
+            }));
+            if remotes_seen.insert(remote.clone()) {
+                jobs.extend(
+                    stores
+                        .jobs
+                        .state_filter(|j| pipeline_of_job(j).as_ref() == Some(&ours))
+                        .iter()
+                        .map(|j| JobView {
+                            cluster: Some(cluster.clone()),
+                            ..observe::job(j)
+                        }),
+                );
+            }
+        }
+        jobs.sort_by(|a, b| {
+            (&a.cluster, &a.namespace, &a.name).cmp(&(&b.cluster, &b.namespace, &b.name))
+        });
         Snapshot {
             now,
             pipeline: view,
@@ -237,6 +306,7 @@ impl Stores {
             workloads,
             jobs,
             observations,
+            unreachable,
         }
     }
 }

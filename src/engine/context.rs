@@ -154,7 +154,13 @@ impl<'a> Ctx<'a> {
 
     /// Asks for the Job of `key` from a step, with the release's facts as environment
     /// variables (`GREENLIGHT_PIPELINE`, `_ENVIRONMENT`, `_RELEASE`, `_VERSION`).
-    pub fn create_job(&mut self, key: &JobKey<'_>, namespace: &str, step: &ValidJob) {
+    pub fn create_job(
+        &mut self,
+        key: &JobKey<'_>,
+        cluster: Option<&str>,
+        namespace: &str,
+        step: &ValidJob,
+    ) {
         let version = self.version_of(key.release);
         let vars = [
             ("GREENLIGHT_PIPELINE", key.pipeline),
@@ -162,7 +168,7 @@ impl<'a> Ctx<'a> {
             ("GREENLIGHT_RELEASE", key.release),
             ("GREENLIGHT_VERSION", version.as_str()),
         ];
-        let mut request = key.request(namespace, &step.template, step.timeout, &vars);
+        let mut request = key.request(cluster, namespace, &step.template, step.timeout, &vars);
         request.labels.insert(
             super::jobs::labels::PIPELINE_NAMESPACE.to_owned(),
             self.snap.pipeline.namespace.clone(),
@@ -198,12 +204,12 @@ impl<'a> Ctx<'a> {
         id
     }
 
-    /// The observed Job with this name in this namespace.
-    pub fn job(&self, namespace: &str, name: &str) -> Option<&'a JobView> {
+    /// The observed Job with this name in this namespace of `cluster`.
+    pub fn job(&self, cluster: Option<&str>, namespace: &str, name: &str) -> Option<&'a JobView> {
         self.snap
             .jobs
             .iter()
-            .find(|j| j.namespace == namespace && j.name == name)
+            .find(|j| j.cluster.as_deref() == cluster && j.namespace == namespace && j.name == name)
     }
 
     /// The latest observation of a probe.

@@ -154,7 +154,7 @@ fn step_environment(
     overrides: &mut Vec<crate::api::OverrideRecord>,
 ) {
     prune(ctx, status);
-    let resolved = targets::resolve(env, &ctx.snap.workloads);
+    let resolved = targets::resolve(env, &ctx.snap.workloads, &ctx.snap.unreachable);
     let targets = match resolved {
         Ok(targets) => targets,
         Err(why) => {

@@ -46,6 +46,8 @@ pub enum Action {
     CreateJob(JobRequest),
     /// Delete a Job that ran past its timeout.
     DeleteJob {
+        /// The cluster (its kubeconfig Secret's name); `None`: the controller's own.
+        cluster: Option<String>,
         /// Namespace.
         namespace: String,
         /// Name.
@@ -56,6 +58,8 @@ pub enum Action {
 /// A Job to create.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobRequest {
+    /// The cluster (its kubeconfig Secret's name); `None`: the controller's own.
+    pub cluster: Option<String>,
     /// Namespace.
     pub namespace: String,
     /// Deterministic name: the same request always has the same name.

@@ -207,6 +207,55 @@ pub fn pipeline_status(
             generation,
         );
     }
+    // Environments in another cluster that cannot be used now: they wait, the others go on.
+    let cut_off: Vec<String> = ctx
+        .pipeline
+        .environments
+        .iter()
+        .filter_map(|e| {
+            let cluster = e.cluster.as_ref()?;
+            let outage = ctx
+                .snap
+                .unreachable
+                .iter()
+                .find(|u| &u.cluster == cluster && u.namespace == e.namespace)?;
+            Some(format!("{} (cluster {cluster}: {})", e.name, outage.reason))
+        })
+        .collect();
+    if ctx
+        .pipeline
+        .environments
+        .iter()
+        .all(|e| e.cluster.is_none())
+    {
+        // Only Pipelines with environments in other clusters carry the condition.
+        status
+            .conditions
+            .retain(|c| c.type_ != "ClusterUnreachable");
+    } else if cut_off.is_empty() {
+        set_condition(
+            &mut status.conditions,
+            "ClusterUnreachable",
+            false,
+            "Reachable",
+            "every environment's cluster answers".into(),
+            &now,
+            generation,
+        );
+    } else {
+        set_condition(
+            &mut status.conditions,
+            "ClusterUnreachable",
+            true,
+            "ClusterUnreachable",
+            format!(
+                "these environments wait until their cluster can be used again (retried with backoff): {}",
+                cut_off.join("; ")
+            ),
+            &now,
+            generation,
+        );
+    }
     if moving.is_empty() {
         set_condition(
             &mut status.conditions,

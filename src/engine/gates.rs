@@ -368,10 +368,12 @@ fn test_gates(
     verdict: &mut Verdict,
 ) {
     let attempt = attempt(ctx, &release.name, &env.name);
-    // Gate tests run against the upstream environment, in its namespace.
-    let namespace = env.upstream.first().map_or(env.namespace.clone(), |&u| {
-        ctx.pipeline.environments[u].namespace.clone()
-    });
+    // Gate tests run against the upstream environment, in its namespace and cluster.
+    let tested = env
+        .upstream
+        .first()
+        .map_or(env, |&u| &ctx.pipeline.environments[u]);
+    let (cluster, namespace) = (tested.cluster.clone(), tested.namespace.clone());
     let blocked_before = verdict.blocking.len();
     for test in &env.gates.tests {
         let recorded = status
@@ -402,7 +404,7 @@ fn test_gates(
         };
         let name = key.name();
         let observed = ctx
-            .job(&namespace, &name)
+            .job(cluster.as_deref(), &namespace, &name)
             .map(|j| (j.outcome, j.created, j.message.clone()));
         let finished = |passed: bool, message: Option<String>| GateTestRecord {
             release: release.name.clone(),
@@ -428,6 +430,7 @@ fn test_gates(
                 verdict.block("tests", format!("{} {message}", test.name), None);
                 status.gate_tests.push(finished(false, Some(message)));
                 ctx.actions.push(Action::DeleteJob {
+                    cluster: cluster.clone(),
                     namespace: namespace.clone(),
                     name,
                 });
@@ -442,7 +445,7 @@ fn test_gates(
                 ctx.wake_at(Ctx::after(created, test.timeout));
             }
             None => {
-                ctx.create_job(&key, &namespace, test);
+                ctx.create_job(&key, cluster.as_deref(), &namespace, test);
                 verdict.tests_running = true;
                 verdict.block(
                     "tests",

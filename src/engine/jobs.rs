@@ -103,6 +103,7 @@ impl JobKey<'_> {
     /// The Job to create from a step's template.
     pub fn request(
         &self,
+        cluster: Option<&str>,
         namespace: &str,
         template: &Map<String, Value>,
         timeout: Duration,
@@ -122,6 +123,7 @@ impl JobKey<'_> {
         let mut spec = Value::Object(template.clone());
         decorate(&mut spec, &labels, timeout, env);
         JobRequest {
+            cluster: cluster.map(str::to_owned),
             namespace: namespace.to_owned(),
             name: self.name(),
             labels,
@@ -228,6 +230,7 @@ mod tests {
     fn requests_carry_labels_deadline_and_release_facts() {
         let template = json!({"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "t", "image": "x"}]}}});
         let request = key("shop-1-4-2", "smoke", 0).request(
+            None,
             "shop-staging",
             template.as_object().unwrap(),
             Duration::from_secs(600),

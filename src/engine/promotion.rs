@@ -272,7 +272,7 @@ fn run_step(
     let name = key.name();
     let deadline = Ctx::after(started, step.timeout);
     match ctx
-        .job(&env.namespace, &name)
+        .job(env.cluster.as_deref(), &env.namespace, &name)
         .map(|j| (j.outcome, j.message.clone()))
     {
         Some((JobOutcome::Succeeded, _)) => StepState::Succeeded,
@@ -281,6 +281,7 @@ fn run_step(
         }
         _ if ctx.now >= deadline => {
             ctx.actions.push(Action::DeleteJob {
+                cluster: env.cluster.clone(),
                 namespace: env.namespace.clone(),
                 name,
             });
@@ -288,7 +289,7 @@ fn run_step(
         }
         observed => {
             if observed.is_none() {
-                ctx.create_job(&key, &env.namespace, step);
+                ctx.create_job(&key, env.cluster.as_deref(), &env.namespace, step);
             }
             ctx.wake_at(deadline);
             StepState::Running

@@ -27,6 +27,20 @@ pub struct Snapshot {
     pub jobs: Vec<JobView>,
     /// The latest result of each probe.
     pub observations: Vec<Observation>,
+    /// The namespaces of other clusters that cannot be used now, and why.
+    pub unreachable: Vec<Unreachable>,
+}
+
+/// A target namespace in another cluster that cannot be used now: its workloads and Jobs
+/// are unknown, so its environment waits (nothing is decided about it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreachable {
+    /// The cluster (its kubeconfig Secret's name).
+    pub cluster: String,
+    /// The target namespace there.
+    pub namespace: String,
+    /// Why, in words (never credentials).
+    pub reason: String,
 }
 
 /// A Pipeline object.
@@ -82,6 +96,8 @@ pub struct ContainerImage {
 /// A Job as observed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobView {
+    /// The cluster (its kubeconfig Secret's name); `None`: the controller's own.
+    pub cluster: Option<String>,
     /// Namespace.
     pub namespace: String,
     /// Name (deterministic, see [`super::jobs`]).

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{
     decision::Action,
-    snapshot::{ContainerImage, ReleaseView},
+    snapshot::{ContainerImage, ReleaseView, Unreachable},
     workload::{WorkloadKind, WorkloadView},
 };
 use crate::validation::ValidEnvironment;
@@ -44,15 +44,29 @@ impl Resolved<'_> {
 pub fn resolve<'a>(
     env: &ValidEnvironment,
     workloads: &'a [WorkloadView],
+    unreachable: &[Unreachable],
 ) -> Result<Vec<Resolved<'a>>, String> {
+    if let Some(cluster) = &env.cluster
+        && let Some(outage) = unreachable
+            .iter()
+            .find(|u| &u.cluster == cluster && u.namespace == env.namespace)
+    {
+        return Err(format!(
+            "cluster {cluster} cannot be used: {}",
+            outage.reason
+        ));
+    }
     env.targets
         .iter()
         .map(|target| {
             let (kind, name) = (target.kind, &target.name);
             let workload = workloads
                 .iter()
-                .find(|w| w.is(kind, &env.namespace, name))
-                .ok_or_else(|| format!("{kind} {}/{name} not found", env.namespace))?;
+                .find(|w| w.is(env.cluster.as_deref(), kind, &env.namespace, name))
+                .ok_or_else(|| match &env.cluster {
+                    Some(cluster) => format!("{kind} {}/{name} not found in cluster {cluster}", env.namespace),
+                    None => format!("{kind} {}/{name} not found", env.namespace),
+                })?;
             let container = match &target.container {
                 Some(container) if workload.image_of(container).is_some() => container.clone(),
                 Some(container) => {

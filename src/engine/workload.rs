@@ -9,6 +9,8 @@ pub use crate::api::WorkloadKind;
 /// Names one workload.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WorkloadRef {
+    /// The cluster it is in (its kubeconfig Secret's name); `None`: the controller's own.
+    pub cluster: Option<String>,
     /// Its kind.
     pub kind: WorkloadKind,
     /// Namespace.
@@ -19,7 +21,11 @@ pub struct WorkloadRef {
 
 impl std::fmt::Display for WorkloadRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)?;
+        match &self.cluster {
+            Some(cluster) => write!(f, " in cluster {cluster}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -47,6 +53,8 @@ pub enum RolloutState {
 /// A target workload as observed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkloadView {
+    /// The cluster it is in (its kubeconfig Secret's name); `None`: the controller's own.
+    pub cluster: Option<String>,
     /// Its kind.
     pub kind: WorkloadKind,
     /// Namespace.
@@ -70,15 +78,35 @@ impl WorkloadView {
     /// Its reference.
     pub fn reference(&self) -> WorkloadRef {
         WorkloadRef {
+            cluster: self.cluster.clone(),
             kind: self.kind,
             namespace: self.namespace.clone(),
             name: self.name.clone(),
         }
     }
 
+    /// Whether it is the workload `kind` `namespace/name` in `cluster`.
+    pub fn is(
+        &self,
+        cluster: Option<&str>,
+        kind: WorkloadKind,
+        namespace: &str,
+        name: &str,
+    ) -> bool {
+        self.cluster.as_deref() == cluster
+            && self.kind == kind
+            && self.namespace == namespace
+            && self.name == name
+    }
+
     /// Whether it is the workload `reference` names.
-    pub fn is(&self, kind: WorkloadKind, namespace: &str, name: &str) -> bool {
-        self.kind == kind && self.namespace == namespace && self.name == name
+    pub fn is_ref(&self, reference: &WorkloadRef) -> bool {
+        self.is(
+            reference.cluster.as_deref(),
+            reference.kind,
+            &reference.namespace,
+            &reference.name,
+        )
     }
 
     /// The image of `container`, if it exists.

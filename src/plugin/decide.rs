@@ -166,6 +166,7 @@ mod tests {
                 namespace: format!("shop-{name}"),
                 deployments: vec![],
                 workloads: vec![],
+                cluster: None,
             },
             pre_deploy: vec![],
             verify: None,

@@ -263,18 +263,23 @@ fn detail_lines(
     lines
 }
 
-/// What an environment runs, when that is not only Deployments: `staging runs StatefulSet
-/// shop-staging/worker, Deployment shop-staging/api`.
+/// What an environment runs, when that is not only Deployments of the controller's own
+/// cluster: `staging runs StatefulSet shop-staging/worker, Deployment shop-staging/api`,
+/// `prod runs Deployment shop-prod/api in cluster prod-cluster`.
 fn runs_line(env_name: &str, target: &Target) -> Option<String> {
     let workloads: Vec<_> = target.workloads().collect();
-    if workloads.iter().all(|w| w.kind == WorkloadKind::Deployment) {
+    let cluster = target.cluster.as_ref().map(|c| &c.secret_ref.name);
+    if cluster.is_none() && workloads.iter().all(|w| w.kind == WorkloadKind::Deployment) {
         return None;
     }
     let listed: Vec<String> = workloads
         .iter()
         .map(|w| format!("{} {}/{}", w.kind, target.namespace, w.name))
         .collect();
-    Some(format!("{env_name} runs {}", listed.join(", ")))
+    let place = cluster
+        .map(|c| format!(" in cluster {c}"))
+        .unwrap_or_default();
+    Some(format!("{env_name} runs {}{place}", listed.join(", ")))
 }
 
 /// `Sat 2026-11-21 12:04 UTC`.
@@ -549,6 +554,23 @@ prod: 1.4.2 (shop-1-4-2) waits for:
         assert!(
             !out.contains("dev runs") && !out.contains("prod runs"),
             "Deployments only is the default, not shown:\n{out}"
+        );
+    }
+
+    #[test]
+    fn an_environment_in_another_cluster_names_it() {
+        let mut pipeline = pipeline();
+        pipeline.spec.environments[2].target.cluster = Some(crate::api::TargetCluster {
+            secret_ref: crate::api::SecretKeyRef {
+                name: "prod-cluster".into(),
+                key: None,
+            },
+        });
+        let out = render(&pipeline, &releases(), now(), 120);
+        assert!(
+            out.lines()
+                .any(|l| l == "prod runs Deployment shop-prod/api in cluster prod-cluster"),
+            "{out}"
         );
     }
 

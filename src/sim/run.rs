@@ -111,7 +111,13 @@ impl Simulation {
         if let (Some(valid), _) = validate_pipeline(&pipeline.spec) {
             for env in &valid.environments {
                 for target in &env.targets {
-                    if world.has_workload(target.kind, &env.namespace, &target.name) {
+                    let workload = WorkloadRef {
+                        cluster: env.cluster.clone(),
+                        kind: target.kind,
+                        namespace: env.namespace.clone(),
+                        name: target.name.clone(),
+                    };
+                    if world.has_workload(&workload) {
                         continue;
                     }
                     let container = target
@@ -122,11 +128,6 @@ impl Simulation {
                         container,
                         image: baseline_image(&target.artifact),
                     }];
-                    let workload = WorkloadRef {
-                        kind: target.kind,
-                        namespace: env.namespace.clone(),
-                        name: target.name.clone(),
-                    };
                     world.add_workload(&env.name, workload, containers);
                 }
             }
@@ -232,6 +233,7 @@ impl Simulation {
             workloads: self.world.workloads(),
             jobs: self.world.jobs(),
             observations: self.world.observations(),
+            unreachable: self.world.unreachable(),
         }
     }
 
@@ -437,6 +439,13 @@ impl Simulation {
                 return;
             }
         }
+    }
+
+    /// Another cluster's namespace becomes unusable (`Some(why)`) or usable again, now:
+    /// the controller's connection reports it, and the Pipeline is reconciled.
+    pub fn set_unreachable(&mut self, cluster: &str, namespace: &str, why: Option<&str>) {
+        self.world.set_unreachable(cluster, namespace, why);
+        self.settle(&mut |_| {});
     }
 
     /// Runs for `duration` from now.

@@ -7,7 +7,8 @@ use jiff::Timestamp;
 
 use crate::engine::{
     Action, ContainerImage, JobOutcome, JobRequest, JobView, Observation, ProbeId, ProbeKind,
-    ProbePurpose, ProbeRequest, ReleaseView, RolloutState, WorkloadKind, WorkloadRef, WorkloadView,
+    ProbePurpose, ProbeRequest, ReleaseView, RolloutState, Unreachable, WorkloadKind, WorkloadRef,
+    WorkloadView,
 };
 
 /// How a release fails in an environment.
@@ -124,7 +125,10 @@ pub struct World {
     timing: Timing,
     failures: Vec<Failure>,
     workloads: Vec<SimWorkload>,
-    jobs: BTreeMap<(String, String), SimJob>,
+    /// Namespaces of other clusters that cannot be used now: (cluster, namespace) → why.
+    unreachable: BTreeMap<(String, String), String>,
+    /// By cluster, namespace and name.
+    jobs: BTreeMap<(Option<String>, String, String), SimJob>,
     probes: BTreeMap<ProbeId, SimProbe>,
     results: crate::checks::Results,
     /// How many times each workload's images were changed, by `namespace/name` for a
@@ -145,6 +149,7 @@ impl World {
             failures,
             workloads: vec![],
             jobs: BTreeMap::new(),
+            unreachable: BTreeMap::new(),
             probes: BTreeMap::new(),
             results: crate::checks::Results::default(),
             image_changes: BTreeMap::new(),
@@ -160,6 +165,7 @@ impl World {
     ) {
         self.workloads.push(SimWorkload {
             view: WorkloadView {
+                cluster: workload.cluster,
                 kind: workload.kind,
                 namespace: workload.namespace,
                 name: workload.name,
@@ -196,17 +202,37 @@ impl World {
     }
 
     fn find_mut(&mut self, workload: &WorkloadRef) -> Option<&mut SimWorkload> {
-        self.workloads.iter_mut().find(|w| {
-            w.view
-                .is(workload.kind, &workload.namespace, &workload.name)
-        })
+        self.workloads.iter_mut().find(|w| w.view.is_ref(workload))
     }
 
     /// Whether a workload exists.
-    pub fn has_workload(&self, kind: WorkloadKind, namespace: &str, name: &str) -> bool {
-        self.workloads
+    pub fn has_workload(&self, workload: &WorkloadRef) -> bool {
+        self.workloads.iter().any(|w| w.view.is_ref(workload))
+    }
+
+    /// Makes a namespace of another cluster unusable (`Some(why)`) or usable again.
+    pub fn set_unreachable(&mut self, cluster: &str, namespace: &str, why: Option<&str>) {
+        let key = (cluster.to_owned(), namespace.to_owned());
+        match why {
+            Some(why) => {
+                self.unreachable.insert(key, why.to_owned());
+            }
+            None => {
+                self.unreachable.remove(&key);
+            }
+        }
+    }
+
+    /// The namespaces of other clusters that cannot be used now.
+    pub fn unreachable(&self) -> Vec<Unreachable> {
+        self.unreachable
             .iter()
-            .any(|w| w.view.is(kind, namespace, name))
+            .map(|((cluster, namespace), reason)| Unreachable {
+                cluster: cluster.clone(),
+                namespace: namespace.clone(),
+                reason: reason.clone(),
+            })
+            .collect()
     }
 
     /// Observed workloads.
@@ -264,12 +290,25 @@ impl World {
     /// Applies one action at `now`. Returns whether it changed what the controller sees at
     /// once (its watch then delivers the change, and it reconciles again).
     pub fn apply(&mut self, action: &Action, now: Timestamp, releases: &[ReleaseView]) -> bool {
+        let place = match action {
+            Action::SetImages { workload, .. } => (&workload.cluster, &workload.namespace),
+            Action::CreateJob(request) => (&request.cluster, &request.namespace),
+            Action::DeleteJob {
+                cluster, namespace, ..
+            } => (cluster, namespace),
+        };
+        if let (Some(cluster), namespace) = place
+            && self
+                .unreachable
+                .contains_key(&(cluster.clone(), namespace.clone()))
+        {
+            // The write never reaches a cluster that cannot be used.
+            return false;
+        }
         match action {
             Action::SetImages { workload, images } => {
-                let Some(index) = self.workloads.iter().position(|w| {
-                    w.view
-                        .is(workload.kind, &workload.namespace, &workload.name)
-                }) else {
+                let Some(index) = self.workloads.iter().position(|w| w.view.is_ref(workload))
+                else {
                     return false;
                 };
                 let mut changed = false;
@@ -289,11 +328,14 @@ impl World {
                     return false;
                 }
                 let (kind, namespace, name) = (workload.kind, &workload.namespace, &workload.name);
-                let counted = if kind == WorkloadKind::Deployment {
+                let mut counted = if kind == WorkloadKind::Deployment {
                     format!("{namespace}/{name}")
                 } else {
                     format!("{namespace}/{kind}/{name}")
                 };
+                if let Some(cluster) = &workload.cluster {
+                    counted = format!("{cluster}:{counted}");
+                }
                 *self.image_changes.entry(counted).or_default() += 1;
                 let version = self.version_running(&self.workloads[index].view, releases);
                 let environment = self.workloads[index].environment.clone();
@@ -332,15 +374,24 @@ impl World {
                 self.create_job(request, now, releases);
                 false
             }
-            Action::DeleteJob { namespace, name } => {
-                self.jobs.remove(&(namespace.clone(), name.clone()));
+            Action::DeleteJob {
+                cluster,
+                namespace,
+                name,
+            } => {
+                self.jobs
+                    .remove(&(cluster.clone(), namespace.clone(), name.clone()));
                 false
             }
         }
     }
 
     fn create_job(&mut self, request: &JobRequest, now: Timestamp, releases: &[ReleaseView]) {
-        let key = (request.namespace.clone(), request.name.clone());
+        let key = (
+            request.cluster.clone(),
+            request.namespace.clone(),
+            request.name.clone(),
+        );
         if self.jobs.contains_key(&key) {
             return;
         }
@@ -366,8 +417,9 @@ impl World {
         let fails = self.fails(version.as_deref(), &environment, mode);
         let duration = job_duration(&request.spec).unwrap_or(self.timing.job);
         let view = JobView {
-            namespace: key.0.clone(),
-            name: key.1.clone(),
+            cluster: key.0.clone(),
+            namespace: key.1.clone(),
+            name: key.2.clone(),
             created: now,
             outcome: JobOutcome::Running,
             message: None,

@@ -41,6 +41,9 @@ pub struct ValidEnvironment {
     pub accepts: Vec<RefGlob>,
     /// Namespace of the targets.
     pub namespace: String,
+    /// The cluster of the targets and Jobs: the name of its kubeconfig Secret, in the
+    /// Pipeline's namespace. `None`: the controller's own cluster.
+    pub cluster: Option<String>,
     /// The containers this environment sets images on.
     pub targets: Vec<ValidTarget>,
     /// Jobs run before the images change.

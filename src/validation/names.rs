@@ -29,6 +29,22 @@ pub fn dns_subdomain(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a key of a Secret's `data`.
+pub fn secret_key(value: &str) -> Result<(), String> {
+    let valid = !value.is_empty()
+        && value.len() <= 253
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not a valid Secret key: expected letters, digits, '-', '_' and '.', at most 253 characters"
+        ))
+    }
+}
+
 /// Checks an absolute `http://` or `https://` URL with a host.
 pub fn http_url(value: &str) -> Result<url::Url, String> {
     let parsed = url::Url::parse(value).map_err(|err| format!("{value:?} is not a URL: {err}"))?;

@@ -8,7 +8,7 @@ use super::{
     duration::parse_duration,
     job::validate_job_template,
     model::*,
-    names::{dns_label, dns_subdomain, http_url},
+    names::{dns_label, dns_subdomain, http_url, secret_key},
     problems::{FieldPath, Problems},
     schedule::{CronSchedule, Freeze, Window, parse_cron, parse_time_zone},
 };
@@ -238,6 +238,15 @@ fn validate_environment(
         dns_label(&env.target.namespace),
     );
     let targets = validate_targets(&env.target, &target_path, problems);
+    let cluster = env.target.cluster.as_ref().map(|cluster| {
+        let secret = target_path.field("cluster").field("secretRef");
+        problems.check(
+            &secret.field("name"),
+            dns_subdomain(&cluster.secret_ref.name),
+        );
+        problems.check(&secret.field("key"), secret_key(cluster.secret_ref.key()));
+        cluster.secret_ref.name.clone()
+    });
 
     let pre_deploy = validate_jobs(&env.pre_deploy, &path.field("preDeploy"), problems);
     let verify = validate_verify(env.verify.as_ref(), &path.field("verify"), problems);
@@ -264,6 +273,7 @@ fn validate_environment(
         upstream,
         accepts,
         namespace: env.target.namespace.clone(),
+        cluster,
         targets,
         pre_deploy,
         verify: verify?,
@@ -830,6 +840,32 @@ environments:
                 (WorkloadKind::DaemonSet, "api", "api"),
             ],
             "a DaemonSet may share a Deployment's name: kinds differ"
+        );
+    }
+
+    #[test]
+    fn a_target_cluster_names_its_secret_and_a_bad_reference_is_rejected_where_written() {
+        let remote = THREE.replace(
+            "target: {namespace: p, deployments: [{name: api, container: app, artifact: backend}]}",
+            "target: {namespace: p, deployments: [{name: api}], cluster: {secretRef: {name: prod-cluster}}}",
+        );
+        let (valid, problems) = validate_pipeline(&spec(&remote));
+        let pipeline = valid.unwrap_or_else(|| panic!("{problems:?}"));
+        assert_eq!(
+            pipeline.environment("prod").unwrap().cluster.as_deref(),
+            Some("prod-cluster")
+        );
+        assert_eq!(pipeline.environment("dev").unwrap().cluster, None);
+        let bad = THREE.replace(
+            "target: {namespace: p, deployments: [{name: api, container: app, artifact: backend}]}",
+            "target: {namespace: p, deployments: [{name: api}], cluster: {secretRef: {name: Prod_Cluster, key: \"kube config\"}}}",
+        );
+        assert_eq!(
+            errors(&bad),
+            [
+                "error: spec.environments[2].target.cluster.secretRef.name: \"Prod_Cluster\" is not a valid object name: expected a Kubernetes object name: lower-case letters, digits, '-' and '.', at most 253 characters",
+                "error: spec.environments[2].target.cluster.secretRef.key: \"kube config\" is not a valid Secret key: expected letters, digits, '-', '_' and '.', at most 253 characters",
+            ]
         );
     }
 

@@ -435,6 +435,38 @@ impl FakeApi {
         let _ = self.changes.send(());
     }
 
+    /// A Secret `namespace/name` holding, under `value`, a kubeconfig whose current
+    /// context is this server: how a Pipeline in another cluster reaches it.
+    pub fn kubeconfig_secret(&self, namespace: &str, name: &str) -> Value {
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\n\
+             clusters: [{{name: remote, cluster: {{server: \"{}\"}}}}]\n\
+             users: [{{name: greenlight, user: {{token: not-checked-here}}}}]\n\
+             contexts: [{{name: remote, context: {{cluster: remote, user: greenlight}}}}]\n\
+             current-context: remote\n",
+            self.url
+        );
+        let secret = k8s_openapi::api::core::v1::Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(namespace.into()),
+                ..Default::default()
+            },
+            data: Some(
+                [(
+                    "value".to_owned(),
+                    k8s_openapi::ByteString(kubeconfig.into_bytes()),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        let mut value = serde_json::to_value(secret).expect("a Secret serializes");
+        value["apiVersion"] = json!("v1");
+        value["kind"] = json!("Secret");
+        value
+    }
+
     /// A client of this server, with `default` as its namespace.
     pub fn client(&self) -> kube::Client {
         let config = kube::Config::new(self.url.parse().expect("a valid URL"));

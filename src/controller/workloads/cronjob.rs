@@ -29,6 +29,7 @@ impl Driver for CronJobs {
         // the one the next Job is made from.
         let generation = c.metadata.generation.unwrap_or(0);
         WorkloadView {
+            cluster: None,
             kind: WorkloadKind::CronJob,
             namespace: c.metadata.namespace.clone().unwrap_or_default(),
             name: c.metadata.name.clone().unwrap_or_default(),

@@ -39,6 +39,7 @@ impl Driver for DaemonSets {
             }
         };
         WorkloadView {
+            cluster: None,
             kind: WorkloadKind::DaemonSet,
             namespace: d.metadata.namespace.clone().unwrap_or_default(),
             name: d.metadata.name.clone().unwrap_or_default(),

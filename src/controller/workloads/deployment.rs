@@ -59,6 +59,7 @@ impl Driver for Deployments {
             RolloutState::Progressing { note: None }
         };
         WorkloadView {
+            cluster: None,
             kind: WorkloadKind::Deployment,
             namespace: d.metadata.namespace.clone().unwrap_or_default(),
             name: d.metadata.name.clone().unwrap_or_default(),

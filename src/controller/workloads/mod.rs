@@ -155,6 +155,7 @@ impl<D: Driver> AnyDriver for Typed<D> {
                 object.map(|o| {
                     let meta = o.meta();
                     WorkloadRef {
+                        cluster: None,
                         kind: D::KIND,
                         namespace: meta.namespace.clone().unwrap_or_default(),
                         name: meta.name.clone().unwrap_or_default(),

@@ -56,6 +56,7 @@ impl Driver for StatefulSets {
         // `availableReplicas` (Kubernetes 1.22 on); ready replicas before it.
         let available = status.available_replicas.unwrap_or(ready);
         WorkloadView {
+            cluster: None,
             kind: WorkloadKind::StatefulSet,
             namespace: s.metadata.namespace.clone().unwrap_or_default(),
             name: s.metadata.name.clone().unwrap_or_default(),
