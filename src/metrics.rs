@@ -95,6 +95,8 @@ pub struct Metrics {
     drift_repairs_total: IntCounterVec,
     gate_evaluations_total: IntCounterVec,
     api_requests_total: IntCounterVec,
+    cluster_connected: IntGaugeVec,
+    cluster_failures_total: IntCounterVec,
     /// When the oldest candidate started waiting, by (pipeline, environment, gate): the
     /// blocked-time gauge is computed from it when scraped, so it never goes stale.
     blocked_since: std::sync::Arc<std::sync::Mutex<BlockedSince>>,
@@ -293,8 +295,29 @@ impl Metrics {
             "Kubernetes API calls made by the controller, by verb, resource and result.",
             &["verb", "resource", "result"],
         );
+        // Not in SPEC's list: environments in other clusters (issue "Targets").
+        let cluster_labels = &["namespace", "cluster", "target_namespace"];
+        let cluster_connected = IntGaugeVec::new(
+            Opts::new(
+                "greenlight_cluster_connected",
+                "1 while the connection to a target namespace of another cluster (by its kubeconfig Secret's namespace and name) is usable, else 0.",
+            ),
+            cluster_labels,
+        )
+        .expect("metric definitions are valid");
+        registry
+            .register(Box::new(cluster_connected.clone()))
+            .expect("registered once");
+        let cluster_failures_total = counter(
+            &registry,
+            "greenlight_cluster_connection_failures_total",
+            "Failed attempts to use another cluster (unreadable Secret, no answer, refused access, a failed watch); each is retried with backoff.",
+            cluster_labels,
+        );
         Self {
             registry,
+            cluster_connected,
+            cluster_failures_total,
             reconcile_total,
             reconcile_duration,
             environment_info,
@@ -315,6 +338,35 @@ impl Metrics {
             known: Default::default(),
             unobserved_since: Default::default(),
         }
+    }
+
+    /// Whether the connection to `target_namespace` of the cluster whose kubeconfig is the
+    /// Secret `namespace/cluster` is usable now.
+    pub fn cluster_connected(
+        &self,
+        (namespace, cluster, target_namespace): (&str, &str, &str),
+        connected: bool,
+    ) {
+        self.cluster_connected
+            .with_label_values(&[namespace, cluster, target_namespace])
+            .set(i64::from(connected));
+        // The failure counter exists from the first report, at 0.
+        self.cluster_failures_total
+            .with_label_values(&[namespace, cluster, target_namespace]);
+    }
+
+    /// One failed attempt to use that connection.
+    pub fn cluster_failed(&self, (namespace, cluster, target_namespace): (&str, &str, &str)) {
+        self.cluster_failures_total
+            .with_label_values(&[namespace, cluster, target_namespace])
+            .inc();
+    }
+
+    /// The connection is dropped: its series go.
+    pub fn forget_cluster(&self, (namespace, cluster, target_namespace): (&str, &str, &str)) {
+        let labels = [namespace, cluster, target_namespace];
+        let _ = self.cluster_connected.remove_label_values(&labels);
+        let _ = self.cluster_failures_total.remove_label_values(&labels);
     }
 
     /// Starts timing a reconcile of `kind`; the guard records it when dropped.

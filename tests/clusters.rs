@@ -10,6 +10,7 @@ use greenlight::{
     api::Pipeline,
     controller::clusters::{ClusterError, Clusters, KubeconfigSecret, Reach, Remote},
     engine::WorkloadKind,
+    metrics::Metrics,
 };
 use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
@@ -59,6 +60,19 @@ fn image_there(clusters: &Clusters) -> Option<String> {
     Some(view.containers.first()?.image.clone())
 }
 
+/// The value of `name`'s series for `shop/prod-cluster` and `shop-prod`, if it exists.
+fn sample(metrics: &Metrics, name: &str) -> Option<f64> {
+    let text = metrics.render();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| {
+            l.contains("namespace=\"shop\"")
+                && l.contains("cluster=\"prod-cluster\"")
+                && l.contains("target_namespace=\"shop-prod\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
 /// Drains the triggers; whether `pipeline` was among them.
 fn triggered(
     rx: &mut mpsc::UnboundedReceiver<ObjectRef<Pipeline>>,
@@ -78,7 +92,10 @@ async fn a_remote_namespace_is_watched_through_its_secret_and_comes_back_after_a
     local.put(remote.kubeconfig_secret("shop", "prod-cluster"));
     remote.put(deployment("registry.example.com/shop/api:1.0.0"));
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let clusters = Clusters::new(local.client(), tx).with_secret_check(Duration::from_millis(100));
+    let metrics = Metrics::new();
+    let clusters = Clusters::new(local.client(), tx)
+        .with_secret_check(Duration::from_millis(100))
+        .with_metrics(metrics.clone());
     let shop = ObjectRef::<Pipeline>::new("shop").within("shop");
 
     clusters.use_only(&shop, &BTreeSet::from([prod()]));
@@ -94,6 +111,11 @@ async fn a_remote_namespace_is_watched_through_its_secret_and_comes_back_after_a
     assert!(
         triggered(&mut rx, &shop),
         "being connected reconciles the Pipeline"
+    );
+    assert_eq!(sample(&metrics, "greenlight_cluster_connected"), Some(1.0));
+    assert_eq!(
+        sample(&metrics, "greenlight_cluster_connection_failures_total"),
+        Some(0.0)
     );
     // The controller's own cluster was asked for the Secret and nothing else; the
     // remote one was asked only about the target namespace.
@@ -140,6 +162,8 @@ async fn a_remote_namespace_is_watched_through_its_secret_and_comes_back_after_a
         None,
         "an unreachable cluster's caches are not read"
     );
+    assert_eq!(sample(&metrics, "greenlight_cluster_connected"), Some(0.0));
+    assert!(sample(&metrics, "greenlight_cluster_connection_failures_total") >= Some(1.0));
     assert!(
         triggered(&mut rx, &shop),
         "losing the cluster reconciles the Pipeline"
@@ -169,6 +193,11 @@ async fn a_remote_namespace_is_watched_through_its_secret_and_comes_back_after_a
     // No Pipeline uses it any more: it is dropped.
     clusters.use_only(&shop, &BTreeSet::new());
     assert!(clusters.is_empty());
+    assert_eq!(
+        sample(&metrics, "greenlight_cluster_connected"),
+        None,
+        "its series go"
+    );
     assert_eq!(clusters.reach(&prod()), None);
 }
 

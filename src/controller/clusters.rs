@@ -38,7 +38,7 @@ use super::{
     workloads::{WorkloadStores, drivers},
     world,
 };
-use crate::{api::Pipeline, engine::jobs::labels};
+use crate::{api::Pipeline, engine::jobs::labels, metrics::Metrics};
 
 /// How long one call to another cluster may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -75,6 +75,13 @@ pub struct Remote {
     pub secret: KubeconfigSecret,
     /// The target namespace in that cluster.
     pub namespace: String,
+}
+
+impl Remote {
+    /// Its metric labels: the Secret's namespace and name, the target namespace.
+    fn labels(&self) -> (&str, &str, &str) {
+        (&self.secret.namespace, &self.secret.name, &self.namespace)
+    }
 }
 
 /// Why another cluster cannot be used. The messages name the Secret, never its contents.
@@ -216,6 +223,7 @@ impl Drop for Connection {
 /// Every connection to another cluster.
 pub struct Clusters {
     local: Client,
+    metrics: Option<Metrics>,
     secret_check: Duration,
     triggers: mpsc::UnboundedSender<ObjectRef<Pipeline>>,
     connections: Mutex<BTreeMap<Remote, Connection>>,
@@ -233,10 +241,18 @@ impl Clusters {
     pub fn new(local: Client, triggers: mpsc::UnboundedSender<ObjectRef<Pipeline>>) -> Self {
         Self {
             local,
+            metrics: None,
             secret_check: SECRET_CHECK,
             triggers,
             connections: Mutex::default(),
         }
+    }
+
+    /// Reports each connection in `metrics` (`greenlight_cluster_connected`,
+    /// `greenlight_cluster_connection_failures_total`).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Reads each connected cluster's Secret again every `every` (default [`SECRET_CHECK`]).
@@ -262,6 +278,9 @@ impl Clusters {
             }
             let used = !users.is_empty();
             if !used {
+                if let Some(metrics) = &self.metrics {
+                    metrics.forget_cluster(remote.labels());
+                }
                 tracing::info!(secret = %remote.secret, namespace = %remote.namespace, "no Pipeline targets this cluster namespace any more; disconnecting");
             }
             used
@@ -321,7 +340,11 @@ impl Clusters {
         let (reach_tx, reach) = watch::channel(Reach::Connecting);
         let stores = Arc::new(Mutex::new(None));
         let users = Arc::new(Mutex::new(HashSet::new()));
+        if let Some(metrics) = &self.metrics {
+            metrics.cluster_connected(remote.labels(), false);
+        }
         let keeper = Keeper {
+            metrics: self.metrics.clone(),
             local: self.local.clone(),
             secret_check: self.secret_check,
             remote,
@@ -349,6 +372,7 @@ enum Ended {
 
 /// The task behind one connection.
 struct Keeper {
+    metrics: Option<Metrics>,
     local: Client,
     secret_check: Duration,
     remote: Remote,
@@ -371,6 +395,9 @@ impl Keeper {
             *current = reach.clone();
             changed
         });
+        if let Some(metrics) = &self.metrics {
+            metrics.cluster_connected(self.remote.labels(), reach == Reach::Ready);
+        }
         if changed {
             match &reach {
                 Reach::Unreachable { error, attempts } => {
@@ -386,6 +413,9 @@ impl Keeper {
     }
 
     fn failed(&self, error: ClusterError) -> Duration {
+        if let Some(metrics) = &self.metrics {
+            metrics.cluster_failed(self.remote.labels());
+        }
         let attempts = match &*self.reach.borrow() {
             Reach::Unreachable { attempts, .. } => attempts.saturating_add(1),
             _ => 1,

@@ -203,7 +203,8 @@ pub async fn run_serving(
     };
 
     let (cluster_tx, mut cluster_rx) = mpsc::unbounded_channel::<ObjectRef<Pipeline>>();
-    let clusters = Arc::new(Clusters::new(client.clone(), cluster_tx));
+    let clusters =
+        Arc::new(Clusters::new(client.clone(), cluster_tx).with_metrics(metrics.clone()));
     let (probe_tx, mut probe_rx) = mpsc::unbounded_channel::<ObjectRef<Pipeline>>();
     let prober = Prober::new(HttpClient::new().map_err(Error::Probes)?, probe_tx);
     let reporter = Reporter {
