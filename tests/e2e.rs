@@ -97,7 +97,7 @@ use k8s_openapi::{
         apps::v1::{Deployment, StatefulSet},
         authentication::v1::SelfSubjectReview,
         batch::v1::Job,
-        core::v1::Namespace,
+        core::v1::{Namespace, PodTemplateSpec},
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
@@ -553,13 +553,17 @@ fn describe_release_env(e: Option<&ReleaseEnvironmentStatus>) -> String {
     }
 }
 
-fn image_of(d: &Deployment) -> String {
-    d.spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
+/// The image of container `api` in a pod template, or `""`.
+fn api_image(template: Option<&PodTemplateSpec>) -> String {
+    template
+        .and_then(|t| t.spec.as_ref())
         .and_then(|p| p.containers.iter().find(|c| c.name == "api"))
         .and_then(|c| c.image.clone())
         .unwrap_or_default()
+}
+
+fn image_of(d: &Deployment) -> String {
+    api_image(d.spec.as_ref().map(|s| &s.template))
 }
 
 fn describe_deployment(d: &Deployment) -> String {
@@ -587,12 +591,7 @@ fn rolled_out(d: &Deployment) -> bool {
 }
 
 fn statefulset_image(s: &StatefulSet) -> String {
-    s.spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|p| p.containers.iter().find(|c| c.name == "api"))
-        .and_then(|c| c.image.clone())
-        .unwrap_or_default()
+    api_image(s.spec.as_ref().map(|s| &s.template))
 }
 
 fn describe_statefulset(s: &StatefulSet) -> String {
