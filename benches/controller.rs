@@ -466,7 +466,8 @@ impl Controller {
             .port();
         let launched = Instant::now();
         // GREENLIGHT_BENCH_WRAP="heaptrack" (or "valgrind --tool=massif", ...) runs the
-        // child under a profiler; the RSS and CPU figures are then the wrapper's.
+        // child under a profiler; the RSS and CPU figures are then the wrapper's. Profilers
+        // that hook malloc need the build without jemalloc: `--no-default-features`.
         let wrap = std::env::var("GREENLIGHT_BENCH_WRAP").unwrap_or_default();
         let mut command: Vec<String> = wrap.split_whitespace().map(str::to_owned).collect();
         command.push(env!("CARGO_BIN_EXE_greenlight").to_owned());

@@ -5,6 +5,11 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
+/// See `tikv-jemallocator` in Cargo.toml.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Greenlight promotes releases through environments only when their gates pass.
 #[derive(Parser)]
 #[command(name = "greenlight", version, about)]

@@ -2,6 +2,7 @@
 //! engine decides; this layer observes and acts.
 
 pub mod actions;
+pub mod cached_release;
 pub mod clusters;
 pub mod leader;
 pub mod logging;
@@ -13,6 +14,7 @@ pub mod run;
 pub mod selector;
 pub mod sent;
 pub mod server;
+pub mod slim;
 pub mod unseen;
 pub mod workloads;
 pub mod world;

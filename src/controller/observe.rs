@@ -8,8 +8,9 @@ use k8s_openapi::{
 };
 use kube::ResourceExt;
 
+use super::cached_release::CachedRelease;
 use crate::{
-    api::{Approval, Pipeline, Release},
+    api::{Approval, Pipeline},
     engine::{ApprovalView, JobOutcome, JobView, PipelineView, ReleaseView},
 };
 
@@ -102,12 +103,12 @@ pub fn pipeline(p: &Pipeline) -> PipelineView {
 }
 
 /// A Release as the engine sees it.
-pub fn release(r: &Release) -> ReleaseView {
+pub fn release(r: &CachedRelease) -> ReleaseView {
     ReleaseView {
-        name: r.name_any(),
+        name: r.metadata.name.clone().unwrap_or_default(),
         created: created(&r.metadata),
         spec: r.spec.clone(),
-        status: r.status.clone(),
+        status: r.status.as_ref().map(|s| s.status.clone()),
     }
 }
 

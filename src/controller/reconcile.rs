@@ -23,6 +23,7 @@ use kube::{
 
 use super::{
     actions::{self, DecidedStatus, Executor},
+    cached_release::CachedRelease,
     clusters::Clusters,
     leader::Leadership,
     probes::Prober,
@@ -31,7 +32,7 @@ use super::{
     world::{self, Stores},
 };
 use crate::{
-    api::{Pipeline, PipelineStatus},
+    api::{Approval, Pipeline, PipelineStatus, Release},
     engine::{Decision, Event, EventType, JobOutcome, Regarding, Snapshot, decide, decide_with},
     metrics::{Metrics, PipelineLabels},
     validation::{ValidPipeline, validate_pipeline},
@@ -355,16 +356,16 @@ async fn execute(
             }
         }
     }
-    let releases = write_statuses(
+    let releases = write_statuses::<Release, _>(
         &executor,
         &ctx.stores.releases,
         &ctx.unseen_releases,
         &namespace,
         &decision.release_statuses,
-        world::status_fingerprint,
+        CachedRelease::status_fingerprint,
     )
     .await;
-    let approvals = write_statuses(
+    let approvals = write_statuses::<Approval, _>(
         &executor,
         &ctx.stores.approvals,
         &ctx.unseen_approvals,
@@ -388,13 +389,13 @@ async fn execute(
 /// Writes the statuses of one kind that the store does not show and this replica has
 /// not already written over the cached version. Each is tried; the first error is
 /// returned.
-async fn write_statuses<K: DecidedStatus>(
+async fn write_statuses<K: DecidedStatus, Cached: Resource<DynamicType = ()> + Clone>(
     executor: &Executor,
-    store: &Store<K>,
+    store: &Store<Cached>,
     unseen: &Unseen,
     namespace: &str,
     statuses: &BTreeMap<String, K::Status>,
-    cached_fingerprint: fn(&K) -> Option<u64>,
+    cached_fingerprint: fn(&Cached) -> Option<u64>,
 ) -> Option<actions::Error> {
     let mut first_error = None;
     for (name, status) in statuses {

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 
 use super::{
+    cached_release::CachedRelease,
     clusters::Clusters,
     leader::{Elector, Leadership, LeaseConfig},
     probes::Prober,
@@ -30,7 +31,7 @@ use super::{
     world::{self, Stores},
 };
 use crate::{
-    api::{Approval, Pipeline, Release},
+    api::{Approval, Pipeline},
     checks::HttpClient,
     engine::jobs::labels,
     metrics::Metrics,
@@ -179,9 +180,9 @@ pub async fn run_serving(
         world::trim_own,
     );
     let (releases, release_events) = reflect(
-        api::<Release>(&client, ns),
+        api::<CachedRelease>(&client, ns),
         watcher::Config::default(),
-        world::trim_release,
+        |_| {},
     );
     let (approvals, approval_events) = reflect(
         api::<Approval>(&client, ns),
@@ -267,12 +268,15 @@ pub async fn run_serving(
     // Another cluster connected, lost, or changed what a Pipeline targets there.
     let cluster_changes = futures::stream::poll_fn(move |cx| cluster_rx.poll_recv(cx));
 
-    // A deleted Release's or Approval's pending status write is forgotten.
+    // A deleted Release's or Approval's pending status write is forgotten, and so is a
+    // Release's once the store shows it.
     let (forget_release, forget_approval) = (ctx.clone(), ctx.clone());
-    let release_events = release_events.inspect_ok(move |event| {
-        if let watcher::Event::Delete(r) = event {
-            forget_release.unseen_releases.forget(key_of(r));
-        }
+    let release_events = release_events.inspect_ok(move |event| match event {
+        watcher::Event::Delete(r) => forget_release.unseen_releases.forget(key_of(r)),
+        watcher::Event::Apply(r) => forget_release
+            .unseen_releases
+            .seen(key_of(r), r.status_fingerprint()),
+        _ => {}
     });
     let approval_events = approval_events.inspect_ok(move |event| {
         if let watcher::Event::Delete(a) = event {

@@ -97,6 +97,18 @@ impl Unseen {
         );
     }
 
+    /// The store shows the object with a status of fingerprint `cached`: a write of that
+    /// status is no longer in flight. (Without this, an entry would wait for the next
+    /// decision about the object, and after a cold start 20,000 entries waited for a
+    /// decision that nothing triggers.)
+    pub fn seen(&self, key: (&str, &str), cached: Option<u64>) {
+        let key = (key.0.to_owned(), key.1.to_owned());
+        let mut written = self.lock();
+        if written.get(&key).map(|w| Some(w.fingerprint)) == Some(cached) {
+            written.remove(&key);
+        }
+    }
+
     /// Forgets a deleted object.
     pub fn forget(&self, key: (&str, &str)) {
         self.lock().remove(&(key.0.to_owned(), key.1.to_owned()));
@@ -118,6 +130,21 @@ mod tests {
     use super::*;
 
     const KEY: (&str, &str) = ("shop", "shop-1-0-0");
+
+    #[test]
+    fn a_write_is_forgotten_once_the_store_shows_it() {
+        let unseen = Unseen::default();
+        let new = "deploying".to_owned();
+        unseen.wrote(KEY, Some("7"), &new);
+        unseen.seen(KEY, Some(fingerprint(&"waiting".to_owned())));
+        assert_eq!(
+            unseen.len(),
+            1,
+            "the store shows another status: still in flight"
+        );
+        unseen.seen(KEY, Some(fingerprint(&new)));
+        assert!(unseen.is_empty(), "the store shows what was written");
+    }
 
     #[test]
     fn a_status_is_written_once_until_the_cache_moves() {

@@ -11,12 +11,13 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
 use super::{
+    cached_release::CachedRelease,
     clusters::{Clusters, KubeconfigSecret, Reach, Remote},
     observe,
     workloads::WorkloadStores,
 };
 use crate::{
-    api::{Approval, Pipeline, Release, Target},
+    api::{Approval, Pipeline, Target},
     engine::{JobView, Observation, Snapshot, Unreachable, WorkloadRef, jobs::labels},
 };
 
@@ -25,8 +26,8 @@ use crate::{
 pub struct Stores {
     /// Pipelines.
     pub pipelines: Store<Pipeline>,
-    /// Releases.
-    pub releases: Store<Release>,
+    /// Releases (identity, spec and what the engine reads back of their status).
+    pub releases: Store<CachedRelease>,
     /// Approvals.
     pub approvals: Store<Approval>,
     /// Target workloads of every kind (only what their drivers read).
@@ -55,44 +56,9 @@ fn keep_identity(meta: &mut ObjectMeta, keep_labels: bool) {
     };
 }
 
-/// Trims a Greenlight object (Pipeline, Release, Approval): its spec and status are read.
+/// Trims a Greenlight object (Pipeline, Approval): its spec and status are read.
 pub fn trim_own<K: Resource>(object: &mut K) {
     keep_identity(object.meta_mut(), false);
-}
-
-/// The cached Release's annotation holding the fingerprint of its full status (see
-/// [`trim_release`]). Only in the cache, never written.
-pub const STATUS_FINGERPRINT: &str = "greenlight.dev/cached-status-fingerprint";
-
-/// Trims a Release. Its status keeps what the engine reads back (each environment's state
-/// and since, the phase, the conditions) and loses the per-environment messages and
-/// blocking gates, most of its size, which the engine recomputes on every decision; a
-/// fingerprint of the full status says whether a decided status must be written.
-pub fn trim_release(release: &mut Release) {
-    trim_own(release);
-    let Some(status) = &mut release.status else {
-        return;
-    };
-    let fingerprint = super::unseen::fingerprint(status);
-    release
-        .metadata
-        .annotations
-        .get_or_insert_default()
-        .insert(STATUS_FINGERPRINT.to_owned(), format!("{fingerprint:016x}"));
-    for environment in &mut status.environments {
-        environment.message = None;
-        environment.blocked_by = Vec::new();
-    }
-}
-
-/// The fingerprint of a cached Release's full status, if it has one.
-pub fn status_fingerprint(release: &Release) -> Option<u64> {
-    let text = release
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(STATUS_FINGERPRINT)?;
-    u64::from_str_radix(text, 16).ok()
 }
 
 /// Trims a Job to its labels, creation time and conditions.
@@ -106,13 +72,13 @@ pub fn trim_job(job: &mut Job) {
 }
 
 /// The Pipeline a Release belongs to.
-pub fn pipeline_of_release(release: &Release) -> Option<ObjectRef<Pipeline>> {
+pub fn pipeline_of_release(release: &CachedRelease) -> Option<ObjectRef<Pipeline>> {
     Some(ObjectRef::new(&release.spec.pipeline).within(&release.namespace()?))
 }
 
 /// The Pipeline an Approval's Release belongs to, if that Release is known.
 pub fn pipeline_of_approval(
-    releases: &Store<Release>,
+    releases: &Store<CachedRelease>,
     approval: &Approval,
 ) -> Option<ObjectRef<Pipeline>> {
     let namespace = approval.namespace()?;
@@ -334,51 +300,6 @@ mod tests {
             pipeline_of_job(&j),
             Some(ObjectRef::new("shop").within("ci")),
             "the Job maps to its Pipeline's namespace, not its own"
-        );
-    }
-
-    #[test]
-    fn a_trimmed_release_keeps_what_the_engine_reads_and_a_fingerprint_of_the_rest() {
-        let mut release: Release = serde_json::from_value(json!({
-            "apiVersion": "greenlight.dev/v1alpha1", "kind": "Release",
-            "metadata": {"name": "shop-1-0-0", "namespace": "shop",
-                         "annotations": {"note": "x".repeat(500)}},
-            "spec": {"pipeline": "shop", "version": "1.0.0", "artifacts": {"api": "api:1.0.0"},
-                     "source": {"ref": "main"}},
-            "status": {"phase": "Progressing",
-                       "conditions": [{"type": "Ready", "status": "False", "reason": "Waiting",
-                                       "message": "waits for prod",
-                                       "lastTransitionTime": "2026-11-21T09:00:00Z"}],
-                       "environments": [{"name": "prod", "state": "Waiting",
-                                         "since": "2026-11-21T09:00:00Z",
-                                         "message": "waiting for approvals",
-                                         "blockedBy": [{"gate": "approvals",
-                                                        "reason": "owners needs 2 approvers"}]}]}
-        }))
-        .unwrap();
-        let full = release.status.clone().unwrap();
-        trim_release(&mut release);
-        assert_eq!(
-            status_fingerprint(&release),
-            Some(crate::controller::unseen::fingerprint(&full))
-        );
-        let status = release.status.as_ref().unwrap();
-        let prod = &status.environments[0];
-        assert_eq!(
-            (prod.state, &prod.since),
-            (full.environments[0].state, &full.environments[0].since)
-        );
-        assert_eq!(
-            status.conditions, full.conditions,
-            "conditions keep their transition times"
-        );
-        assert_eq!(status.phase, full.phase);
-        assert!(prod.message.is_none() && prod.blocked_by.is_empty());
-        let annotations = release.metadata.annotations.as_ref().unwrap();
-        assert_eq!(
-            annotations.len(),
-            1,
-            "only the fingerprint: {annotations:?}"
         );
     }
 }

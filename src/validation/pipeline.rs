@@ -2,8 +2,6 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use globset::GlobBuilder;
-
 use super::{
     duration::parse_duration,
     job::validate_job_template,
@@ -290,15 +288,7 @@ fn validate_accepts(
     patterns
         .iter()
         .enumerate()
-        .filter_map(|(i, pattern)| {
-            let glob = GlobBuilder::new(pattern).literal_separator(true).build();
-            let glob =
-                glob.map_err(|err| format!("{pattern:?} is not a valid glob: {}", err.kind()));
-            problems.check(&path.index(i), glob).map(|g| RefGlob {
-                pattern: pattern.clone(),
-                matcher: g.compile_matcher(),
-            })
-        })
+        .filter_map(|(i, pattern)| problems.check(&path.index(i), RefGlob::new(pattern)))
         .collect()
 }
 

@@ -5,10 +5,8 @@
 use k8s_openapi::{NamespaceResourceScope, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Driver,
-    slim::{PodTemplate, containers, identity},
-};
+use super::Driver;
+use crate::controller::slim::{PodTemplate, containers, identity};
 use crate::engine::{RolloutState, WorkloadKind, WorkloadView};
 
 /// The CronJob driver.
@@ -78,7 +76,7 @@ pub struct JobSpec {
     pub template: PodTemplate,
 }
 
-super::slim::cached_resource!(CachedCronJob, "batch", "v1", "CronJob", "cronjobs");
+crate::controller::slim::cached_resource!(CachedCronJob, "batch", "v1", "CronJob", "cronjobs");
 
 #[cfg(test)]
 mod tests {

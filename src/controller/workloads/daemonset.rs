@@ -6,11 +6,8 @@
 use k8s_openapi::{NamespaceResourceScope, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Driver,
-    slim::{PodTemplate, containers, identity},
-    statefulset::UpdateStrategy,
-};
+use super::{Driver, statefulset::UpdateStrategy};
+use crate::controller::slim::{PodTemplate, containers, identity};
 use crate::engine::{ON_DELETE_NOTE, RolloutState, WorkloadKind, WorkloadView};
 
 /// The DaemonSet driver.
@@ -96,7 +93,7 @@ pub struct DaemonSetStatus {
     pub number_available: Option<i32>,
 }
 
-super::slim::cached_resource!(CachedDaemonSet, "apps", "v1", "DaemonSet", "daemonsets");
+crate::controller::slim::cached_resource!(CachedDaemonSet, "apps", "v1", "DaemonSet", "daemonsets");
 
 #[cfg(test)]
 mod tests {

@@ -14,10 +14,8 @@ use k8s_openapi::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Driver,
-    slim::{PodTemplate, containers, identity},
-};
+use super::Driver;
+use crate::controller::slim::{PodTemplate, containers, identity};
 use crate::engine::{RolloutState, WorkloadKind, WorkloadView};
 
 /// The Deployment driver.
@@ -105,7 +103,13 @@ pub struct CachedDeploymentSpec {
     pub template: PodTemplate,
 }
 
-super::slim::cached_resource!(CachedDeployment, "apps", "v1", "Deployment", "deployments");
+crate::controller::slim::cached_resource!(
+    CachedDeployment,
+    "apps",
+    "v1",
+    "Deployment",
+    "deployments"
+);
 
 #[cfg(test)]
 mod tests {

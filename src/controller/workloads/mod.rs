@@ -9,7 +9,6 @@
 mod cronjob;
 mod daemonset;
 mod deployment;
-mod slim;
 mod statefulset;
 
 use std::{collections::BTreeMap, fmt::Debug, marker::PhantomData, sync::Arc};

@@ -9,10 +9,8 @@
 use k8s_openapi::{NamespaceResourceScope, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Driver,
-    slim::{PodTemplate, containers, identity},
-};
+use super::Driver;
+use crate::controller::slim::{PodTemplate, containers, identity};
 use crate::engine::{ON_DELETE_NOTE, RolloutState, WorkloadKind, WorkloadView};
 
 /// The StatefulSet driver.
@@ -143,7 +141,7 @@ pub struct StatefulSetStatus {
     pub update_revision: Option<String>,
 }
 
-super::slim::cached_resource!(
+crate::controller::slim::cached_resource!(
     CachedStatefulSet,
     "apps",
     "v1",

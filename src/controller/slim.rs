@@ -1,6 +1,6 @@
-//! The pieces every driver's cached type is made of: identity-only metadata and a pod
-//! template reduced to its containers' names and images, both decoded without allocating
-//! what they skip.
+//! The pieces every cached type is made of (each workload driver's, the Release's):
+//! identity-only metadata and a pod template reduced to its containers' names and images,
+//! both decoded without allocating what they skip.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::{Deserialize, Deserializer, Serialize};
