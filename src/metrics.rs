@@ -65,7 +65,7 @@ type EnvironmentKey = (String, String, String);
 type BlockedSince = std::collections::BTreeMap<(EnvironmentKey, String), jiff::Timestamp>;
 
 /// What each environment's gauges say: set into the registry only while it is scraped.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 struct EnvironmentGauges {
     /// The `version` label of `greenlight_environment_info` (`baseline` before any).
     version: String,
@@ -494,7 +494,7 @@ impl Metrics {
             });
             let key = (namespace.to_owned(), name.to_owned(), env.name.clone());
             lock(&self.environments).insert(
-                key,
+                key.clone(),
                 EnvironmentGauges {
                     version: version.to_owned(),
                     release: release.to_owned(),
@@ -506,7 +506,6 @@ impl Metrics {
                 .promotion
                 .as_ref()
                 .and_then(|p| p.unobserved_since.as_ref());
-            let key = (namespace.to_owned(), name.to_owned(), env.name.clone());
             let mut unobserved = lock(&self.unobserved_since);
             match waiting {
                 Some(since) => unobserved.insert(key, since.0),
