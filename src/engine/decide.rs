@@ -7,14 +7,13 @@ use super::{
     decision::{Action, Decision, EventType, MetricEvent, Regarding},
     explain,
     gates::{self, Entry},
-    promotion,
+    promotion::{self, Cause, Promotion, RollbackTrigger},
     snapshot::{ReleaseView, Snapshot},
     targets::{self, Resolved},
 };
 use crate::{
     api::{
-        Decision as Verdict, EnvironmentPhase, EnvironmentStatus, OverrideRecord, PromotionKind,
-        PromotionResult,
+        Decision as Verdict, EnvironmentPhase, EnvironmentStatus, OverrideRecord, PromotionResult,
     },
     validation::{ValidEnvironment, validate_pipeline},
 };
@@ -146,10 +145,32 @@ impl UpstreamView {
     }
 }
 
+/// One environment's turn: its promotion in flight is read from the status, advanced,
+/// perhaps replaced, and written back.
 fn step_environment(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
+    upstream: &[UpstreamView],
+    overrides: &mut Vec<crate::api::OverrideRecord>,
+) {
+    let mut flight = match status.promotion.as_ref().map(Promotion::read).transpose() {
+        Ok(flight) => flight,
+        Err(why) => {
+            let why = format!("its promotion in status cannot be read: {why}");
+            promotion::degrade(ctx, env, status, why);
+            None
+        }
+    };
+    step_with(ctx, env, status, &mut flight, upstream, overrides);
+    status.promotion = flight.as_ref().map(Promotion::to_status);
+}
+
+fn step_with(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    flight: &mut Option<Promotion>,
     upstream: &[UpstreamView],
     overrides: &mut Vec<crate::api::OverrideRecord>,
 ) {
@@ -159,22 +180,22 @@ fn step_environment(
         Ok(targets) => targets,
         Err(why) => {
             status.message = Some(format!("waiting: {why}"));
-            candidates(ctx, env, status, upstream, Some(("target", why)));
+            candidates(ctx, env, status, flight, upstream, Some(("target", why)));
             return;
         }
     };
-    track_baseline(ctx, env, status, &targets);
+    if flight.is_none() {
+        track_baseline(ctx, env, status, &targets);
+    }
     apply_retries(ctx, env, status, overrides);
-    if status.promotion.is_some() {
-        promotion::advance(ctx, env, status, &targets);
+    promotion::advance(ctx, env, status, flight, &targets);
+    if flight.is_none() {
+        apply_rollback_override(ctx, env, status, flight, &targets, overrides);
     }
-    if status.promotion.is_none() {
-        apply_rollback_override(ctx, env, status, &targets, overrides);
+    if flight.is_none() && status.phase != Some(EnvironmentPhase::Degraded) {
+        watch_health(ctx, env, status, flight, &targets);
     }
-    if status.promotion.is_none() && status.phase != Some(EnvironmentPhase::Degraded) {
-        watch_health(ctx, env, status, &targets);
-    }
-    if status.promotion.is_none() && status.phase != Some(EnvironmentPhase::Degraded) {
+    if flight.is_none() && status.phase != Some(EnvironmentPhase::Degraded) {
         repair_drift(ctx, env, status, &targets);
     }
     let blocker = if status.phase == Some(EnvironmentPhase::Degraded) {
@@ -185,17 +206,8 @@ fn step_environment(
                 env.name
             ),
         ))
-    } else if let Some(p) = &status.promotion {
-        let what = p.version.clone().unwrap_or_else(|| "the baseline".into());
-        let doing = if p.kind == PromotionKind::Rollback {
-            "rolling back to"
-        } else {
-            "deploying"
-        };
-        Some((
-            "environment",
-            format!("{} is busy {doing} {what}", env.name),
-        ))
+    } else if let Some(p) = flight.as_ref() {
+        Some(("environment", format!("{} is busy {}", env.name, p.doing())))
     } else if ctx.pipeline.suspend {
         Some((
             "suspended",
@@ -204,7 +216,8 @@ fn step_environment(
     } else {
         None
     };
-    if let Some((started, promoted_now_by)) = candidates(ctx, env, status, upstream, blocker)
+    if let Some((started, promoted_now_by)) =
+        candidates(ctx, env, status, flight, upstream, blocker)
         && let Some(release) = ctx.releases.get(started.as_str()).copied()
     {
         // Record the override only now that it took effect.
@@ -225,7 +238,7 @@ fn step_environment(
                 },
             );
         }
-        promotion::advance(ctx, env, status, &targets);
+        promotion::advance(ctx, env, status, flight, &targets);
     }
 }
 
@@ -239,17 +252,16 @@ fn prune(ctx: &Ctx<'_>, status: &mut EnvironmentStatus) {
         .retain(|r| ctx.releases.contains_key(r.release.as_str()));
 }
 
-/// Until Greenlight first deploys here, the baseline follows what runs.
+/// Until Greenlight first deploys here, the baseline follows what runs (the caller asks
+/// only while nothing is in flight).
 fn track_baseline(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
     targets: &[Resolved<'_>],
 ) {
-    let never_deployed = status.current.is_none()
-        && status.last_good.is_none()
-        && status.promotion.is_none()
-        && status.history.is_empty();
+    let never_deployed =
+        status.current.is_none() && status.last_good.is_none() && status.history.is_empty();
     if !never_deployed {
         return;
     }
@@ -334,6 +346,7 @@ fn apply_rollback_override(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
+    flight: &mut Option<Promotion>,
     targets: &[Resolved<'_>],
     overrides: &mut Vec<OverrideRecord>,
 ) {
@@ -398,17 +411,13 @@ fn apply_rollback_override(
             at: ctx.now_time(),
         },
     );
-    promotion::start_rollback(
-        ctx,
-        env,
-        status,
-        targets,
-        Some(to),
-        "manual",
-        leaving,
-        format!("asked by {who}"),
-        Some(who),
-    );
+    let cause = Cause {
+        trigger: RollbackTrigger::Manual,
+        failed_release: leaving,
+        reason: format!("asked by {who}"),
+        requested_by: Some(who),
+    };
+    *flight = promotion::start_rollback(ctx, env, status, targets, Some(to), cause);
 }
 
 /// Keep watching after verification: availability and the verify probes.
@@ -416,6 +425,7 @@ fn watch_health(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
+    flight: &mut Option<Promotion>,
     targets: &[Resolved<'_>],
 ) {
     let probes = promotion::verify_probes(ctx, env);
@@ -512,17 +522,13 @@ fn watch_health(
                         version: h.version.clone(),
                         since: h.finished_at.clone(),
                     });
-                promotion::start_rollback(
-                    ctx,
-                    env,
-                    status,
-                    targets,
-                    previous,
-                    "unhealthy",
-                    Some(bad),
-                    why,
-                    None,
-                );
+                let cause = Cause {
+                    trigger: RollbackTrigger::Unhealthy,
+                    failed_release: Some(bad),
+                    reason: why,
+                    requested_by: None,
+                };
+                *flight = promotion::start_rollback(ctx, env, status, targets, previous, cause);
             }
         }
     }
@@ -586,6 +592,7 @@ fn candidates(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
+    flight: &mut Option<Promotion>,
     upstream: &[UpstreamView],
     blocker: Option<(&'static str, String)>,
 ) -> Option<(String, Option<String>)> {
@@ -594,7 +601,7 @@ fn candidates(
         .as_ref()
         .and_then(|c| ctx.releases.get(c.release.as_str()))
         .map(|r| (r.created, r.name.clone()));
-    let in_flight = status.promotion.as_ref().and_then(|p| p.release.clone());
+    let in_flight = flight.as_ref().and_then(|p| p.release()).map(str::to_owned);
     // Never move to an older release than the one running, except by rollback. This
     // cheap test comes first: in a long-lived pipeline most releases are older.
     let newer_than_current = |release: &ReleaseView| match &current_created {
@@ -686,14 +693,14 @@ fn candidates(
             );
         }
         if verdict.passes() && started.is_none() {
-            promotion::start_deploy(
+            *flight = Some(promotion::start_deploy(
                 ctx,
                 env,
                 status,
                 release,
                 verdict.promote_now_by.clone(),
                 &verdict.passed,
-            );
+            ));
             started = Some((
                 release.name.clone(),
                 verdict.promote_now_by.clone(),

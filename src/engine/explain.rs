@@ -8,16 +8,22 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use super::{
     context::{Ctx, truncate},
     decision::{Decision, Event, EventType, Regarding},
+    promotion::{DeployStage, Promotion},
     snapshot::Snapshot,
 };
 use crate::{
     api::{
         ApprovalStatus, Decision as Verdict, EnvironmentPhase, EnvironmentStatus, OverrideRecord,
-        PipelineStatus, PromotionKind, PromotionResult, PromotionStage,
-        ReleaseEnvironmentState as State, ReleaseEnvironmentStatus, ReleasePhase, ReleaseStatus,
+        PipelineStatus, PromotionResult, ReleaseEnvironmentState as State,
+        ReleaseEnvironmentStatus, ReleasePhase, ReleaseStatus,
     },
     validation::Problems,
 };
+
+/// The promotion in flight in `env`, typed. The engine wrote it, so it reads back.
+fn in_flight(env: &EnvironmentStatus) -> Option<Promotion> {
+    env.promotion.as_ref().and_then(|p| Promotion::read(p).ok())
+}
 
 /// Sets a condition, keeping its transition time when its status did not change.
 pub fn set_condition(
@@ -113,13 +119,7 @@ pub fn pipeline_status(
     let moving: Vec<String> = environments
         .iter()
         .filter_map(|e| {
-            e.promotion.as_ref().map(|p| {
-                format!(
-                    "{} → {}",
-                    e.name,
-                    p.version.as_deref().unwrap_or("baseline")
-                )
-            })
+            in_flight(e).map(|p| format!("{} → {}", e.name, p.version().unwrap_or("baseline")))
         })
         .collect();
     if degraded.is_empty() {
@@ -171,7 +171,7 @@ pub fn pipeline_status(
     let lagging: Vec<String> = environments
         .iter()
         .filter_map(|e| {
-            let since = e.promotion.as_ref()?.unobserved_since.as_ref()?.0;
+            let since = in_flight(e)?.rolling_out()?.unobserved_since?;
             let deadline = ctx
                 .pipeline
                 .environments
@@ -285,13 +285,10 @@ pub fn pipeline_status(
                     .current
                     .as_ref()
                     .map_or("baseline", |c| c.version.as_str());
-                match &e.promotion {
-                    Some(p) if p.kind == PromotionKind::Deploy => format!(
-                        "{}={}→{}",
-                        e.name,
-                        running,
-                        p.version.as_deref().unwrap_or("?")
-                    ),
+                match in_flight(e) {
+                    Some(Promotion::Deploy(deploy)) => {
+                        format!("{}={}→{}", e.name, running, deploy.version)
+                    }
                     _ if e.phase == Some(EnvironmentPhase::Degraded) => {
                         format!("{}={}(degraded)", e.name, running)
                     }
@@ -349,10 +346,7 @@ fn settled(ctx: &Ctx<'_>, status: &PipelineStatus, release: &super::snapshot::Re
         && status.environments.iter().all(|env| {
             !named(&env.current)
                 && !named(&env.last_good)
-                && env
-                    .promotion
-                    .as_ref()
-                    .is_none_or(|p| p.release.as_deref() != Some(&release.name))
+                && in_flight(env).is_none_or(|p| p.release() != Some(&release.name))
                 && !env.failed.iter().any(|m| m.release == release.name)
                 && !ctx.is_waiting(&release.name, &env.name)
         })
@@ -369,17 +363,18 @@ fn release_status(
         let is = |r: &Option<crate::api::ReleaseRef>| {
             r.as_ref().is_some_and(|r| r.release == release.name)
         };
-        let entry = if let Some(p) = env.promotion.as_ref().filter(|p| {
-            p.kind == PromotionKind::Deploy && p.release.as_deref() == Some(&release.name)
-        }) {
-            let state = if p.stage == PromotionStage::Verify {
+        let deploying = in_flight(env)
+            .and_then(|p| p.deploying().cloned())
+            .filter(|d| d.release == release.name);
+        let entry = if let Some(deploy) = deploying {
+            let state = if matches!(deploy.stage, DeployStage::Verify { .. }) {
                 State::Verifying
             } else {
                 State::Deploying
             };
             Some((
                 state,
-                Some(p.stage_started_at.clone()),
+                Some(Time(deploy.stage_since())),
                 env.message.clone(),
                 vec![],
             ))
