@@ -408,6 +408,17 @@ pub struct ApprovalRule {
     pub users: Vec<String>,
 }
 
+impl ApprovalRule {
+    /// Whether an approval by `user`, who claims `groups`, counts towards this rule: by
+    /// name, through a group, or because the rule names nobody (anyone may approve). The
+    /// one rule the engine counts by and the plugin warns by.
+    pub fn admits(&self, user: &str, groups: &[String]) -> bool {
+        (self.groups.is_empty() && self.users.is_empty())
+            || self.users.iter().any(|u| u == user)
+            || groups.iter().any(|g| self.groups.contains(g))
+    }
+}
+
 /// A recurring window, in a time zone, in which promotions may start.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -474,4 +485,28 @@ pub struct Webhook {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::SHORT), pattern(DURATION))]
     pub timeout: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApprovalRule;
+
+    fn rule(groups: &[&str], users: &[&str]) -> ApprovalRule {
+        ApprovalRule {
+            name: "sre".into(),
+            count: 1,
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            users: users.iter().map(|u| (*u).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_rule_admits_by_name_by_claimed_group_or_when_it_names_nobody() {
+        let sre = vec!["sre".to_owned()];
+        assert!(rule(&["sre"], &[]).admits("bob", &sre));
+        assert!(!rule(&["sre"], &[]).admits("bob", &["dev".to_owned()]));
+        assert!(rule(&["sre"], &["alice"]).admits("alice", &[]));
+        assert!(!rule(&[], &["alice"]).admits("bob", &sre));
+        assert!(rule(&[], &[]).admits("anyone", &[]));
+    }
 }

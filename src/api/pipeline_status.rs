@@ -82,6 +82,54 @@ pub struct EnvironmentStatus {
     pub history: Vec<PromotionRecord>,
 }
 
+impl EnvironmentStatus {
+    /// The releases verified here, each once, as (release, version): the last good one,
+    /// then the history's successful promotions, newest first. What a person may roll
+    /// back to.
+    pub fn verified_releases(&self) -> Vec<(&str, &str)> {
+        let good = self
+            .last_good
+            .iter()
+            .map(|g| (g.release.as_str(), g.version.as_str()));
+        let succeeded = self
+            .history
+            .iter()
+            .filter(|h| h.result == PromotionResult::Succeeded)
+            .map(|h| (h.release.as_str(), h.version.as_str()));
+        let mut out: Vec<(&str, &str)> = Vec::new();
+        for (release, version) in good.chain(succeeded) {
+            if !release.is_empty() && !out.iter().any(|(r, _)| *r == release) {
+                out.push((release, version));
+            }
+        }
+        out
+    }
+
+    /// The current release, if it is the one verified here (not one still being deployed
+    /// or verified, nor the baseline).
+    pub fn verified_current(&self) -> Option<&ReleaseRef> {
+        self.current.as_ref().filter(|c| {
+            self.last_good
+                .as_ref()
+                .is_some_and(|g| g.release == c.release)
+        })
+    }
+
+    /// The environment's last change: its current release taking over (a deploy or a
+    /// rollback) or its last promotion ending. A rollback request counts only if made
+    /// after it, so each change needs a new one.
+    pub fn last_change(&self) -> Option<jiff::Timestamp> {
+        [
+            self.current.as_ref().and_then(|c| c.since.as_ref()),
+            self.history.first().and_then(|h| h.finished_at.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|t| t.0)
+        .max()
+    }
+}
+
 /// What an environment is doing.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
 pub enum EnvironmentPhase {
@@ -278,4 +326,100 @@ pub struct OverrideRecord {
     pub requested_by: String,
     /// When it took effect.
     pub at: Time,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Time {
+        Time(text.parse().unwrap())
+    }
+
+    fn reference(release: &str, since: &str) -> ReleaseRef {
+        ReleaseRef {
+            release: release.into(),
+            version: release.replace("shop-", "").replace('-', "."),
+            since: Some(at(since)),
+        }
+    }
+
+    fn promotion(release: &str, result: PromotionResult, finished: &str) -> PromotionRecord {
+        PromotionRecord {
+            release: release.into(),
+            version: release.replace("shop-", "").replace('-', "."),
+            result,
+            started_at: None,
+            finished_at: Some(at(finished)),
+            reason: None,
+            requested_by: None,
+        }
+    }
+
+    #[test]
+    fn verified_releases_are_the_last_good_then_successes_newest_first_each_once() {
+        let status = EnvironmentStatus {
+            last_good: Some(reference("shop-1-2-0", "2026-11-20T10:00:00Z")),
+            history: vec![
+                promotion(
+                    "shop-1-3-0",
+                    PromotionResult::RolledBack,
+                    "2026-11-21T10:00:00Z",
+                ),
+                promotion(
+                    "shop-1-2-0",
+                    PromotionResult::Succeeded,
+                    "2026-11-20T10:00:00Z",
+                ),
+                promotion("", PromotionResult::Succeeded, "2026-11-19T10:00:00Z"),
+                promotion(
+                    "shop-1-1-0",
+                    PromotionResult::Succeeded,
+                    "2026-11-18T10:00:00Z",
+                ),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            status.verified_releases(),
+            vec![("shop-1-2-0", "1.2.0"), ("shop-1-1-0", "1.1.0")]
+        );
+    }
+
+    #[test]
+    fn the_last_change_is_the_later_of_the_current_release_and_the_last_promotion() {
+        let mut status = EnvironmentStatus::default();
+        assert_eq!(status.last_change(), None);
+        status.current = Some(reference("shop-1-2-0", "2026-11-20T10:00:00Z"));
+        status.history = vec![promotion(
+            "shop-1-3-0",
+            PromotionResult::Failed,
+            "2026-11-21T09:00:00Z",
+        )];
+        assert_eq!(
+            status.last_change(),
+            Some("2026-11-21T09:00:00Z".parse().unwrap())
+        );
+        // A rollback sets the current release without a history entry.
+        status.current = Some(reference("shop-1-1-0", "2026-11-21T11:00:00Z"));
+        assert_eq!(
+            status.last_change(),
+            Some("2026-11-21T11:00:00Z".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_current_release_is_verified_only_once_it_is_the_last_good_one() {
+        let mut status = EnvironmentStatus {
+            current: Some(reference("shop-1-3-0", "2026-11-21T10:00:00Z")),
+            last_good: Some(reference("shop-1-2-0", "2026-11-20T10:00:00Z")),
+            ..Default::default()
+        };
+        assert_eq!(status.verified_current(), None);
+        status.last_good = status.current.clone();
+        assert_eq!(
+            status.verified_current().map(|c| c.release.as_str()),
+            Some("shop-1-3-0")
+        );
+    }
 }

@@ -60,6 +60,29 @@ pub struct ReleaseSpec {
     pub checks: Vec<Check>,
 }
 
+/// Why a person's approval of a release is their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelfApproval {
+    /// They wrote it (`source.author`).
+    Author,
+    /// They asked for it (`requestedBy`).
+    Requester,
+}
+
+impl ReleaseSpec {
+    /// Whether `user` approving this release approves their own work: the one rule the
+    /// engine ignores such approvals by (unless `allowSelfApproval`) and the plugin warns by.
+    pub fn self_approval(&self, user: &str) -> Option<SelfApproval> {
+        if self.source.author.as_deref() == Some(user) {
+            Some(SelfApproval::Author)
+        } else if self.requested_by.as_deref() == Some(user) {
+            Some(SelfApproval::Requester)
+        } else {
+            None
+        }
+    }
+}
+
 fn artifacts_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "object",
@@ -205,4 +228,24 @@ pub struct BlockingGate {
     /// The earliest time it can open by itself, when that is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_open: Option<Time>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ReleaseSpec, SelfApproval};
+
+    #[test]
+    fn approving_what_you_wrote_or_asked_for_is_self_approval() {
+        let mut spec: ReleaseSpec = serde_json::from_value(serde_json::json!({
+            "pipeline": "shop", "version": "1.4.2", "artifacts": {"api": "api:1.4.2"},
+            "source": {"ref": "refs/heads/main", "author": "alice"}, "requestedBy": "ci-bot"
+        }))
+        .unwrap();
+        assert_eq!(spec.self_approval("alice"), Some(SelfApproval::Author));
+        assert_eq!(spec.self_approval("ci-bot"), Some(SelfApproval::Requester));
+        assert_eq!(spec.self_approval("bob"), None);
+        // Author and requester alike: the authorship is what people are told about.
+        spec.requested_by = Some("alice".into());
+        assert_eq!(spec.self_approval("alice"), Some(SelfApproval::Author));
+    }
 }

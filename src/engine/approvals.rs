@@ -4,7 +4,10 @@
 use std::collections::BTreeSet;
 
 use super::snapshot::{ApprovalView, ReleaseView};
-use crate::{api::Decision as Verdict, validation::ValidGates};
+use crate::{
+    api::{Decision as Verdict, SelfApproval},
+    validation::ValidGates,
+};
 
 /// How the approvals for one release and one environment count.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -91,28 +94,23 @@ pub fn tally(
             Verdict::Approve => {}
             Verdict::PromoteNow | Verdict::Retry | Verdict::Rollback => continue,
         }
-        if !gates.allow_self_approval {
-            if release.spec.source.author.as_deref() == Some(who) {
-                result.ignored.push((
-                    approval.name.clone(),
-                    format!("{who} is the release's author and cannot approve it"),
-                ));
-                continue;
-            }
-            if release.spec.requested_by.as_deref() == Some(who) {
-                result.ignored.push((
-                    approval.name.clone(),
-                    format!("{who} requested the release and cannot approve it"),
-                ));
-                continue;
-            }
+        if !gates.allow_self_approval
+            && let Some(own) = release.spec.self_approval(who)
+        {
+            let why = match own {
+                SelfApproval::Author => {
+                    format!("{who} is the release's author and cannot approve it")
+                }
+                SelfApproval::Requester => {
+                    format!("{who} requested the release and cannot approve it")
+                }
+            };
+            result.ignored.push((approval.name.clone(), why));
+            continue;
         }
         let mut counted = false;
         for (rule, set) in gates.approvals.iter().zip(approvers.iter_mut()) {
-            let open_to_all = rule.groups.is_empty() && rule.users.is_empty();
-            let by_user = rule.users.iter().any(|u| u == who);
-            let by_group = approval.spec.groups.iter().any(|g| rule.groups.contains(g));
-            if open_to_all || by_user || by_group {
+            if rule.admits(who, &approval.spec.groups) {
                 set.insert(who.to_owned());
                 counted = true;
             }

@@ -128,12 +128,7 @@ struct UpstreamView {
 impl UpstreamView {
     fn of(env: &ValidEnvironment, status: &EnvironmentStatus) -> Self {
         // Only a verified release that is healthy now, with nothing in flight, is a candidate downstream.
-        let verified = status.current.as_ref().filter(|c| {
-            status
-                .last_good
-                .as_ref()
-                .is_some_and(|g| g.release == c.release)
-        });
+        let verified = status.verified_current();
         let healthy = status.promotion.is_none()
             && status.healthy == Some(true)
             && status.healthy_since.is_some();
@@ -350,14 +345,7 @@ fn apply_rollback_override(
     targets: &[Resolved<'_>],
     overrides: &mut Vec<OverrideRecord>,
 ) {
-    let last_change = [
-        status.current.as_ref().and_then(|c| c.since.as_ref()),
-        status.history.first().and_then(|h| h.finished_at.as_ref()),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|t| t.0)
-    .max();
+    let last_change = status.last_change();
     let mut pending: Vec<&crate::engine::ApprovalView> = ctx
         .snap
         .approvals
@@ -370,11 +358,10 @@ fn apply_rollback_override(
         return;
     };
     let to = request.spec.release.clone();
-    let ran_here = status.last_good.as_ref().is_some_and(|g| g.release == to)
-        || status
-            .history
-            .iter()
-            .any(|h| h.release == to && h.result == PromotionResult::Succeeded);
+    let ran_here = status
+        .verified_releases()
+        .iter()
+        .any(|(release, _)| *release == to);
     if !ran_here || !ctx.releases.contains_key(to.as_str()) {
         status.message = Some(format!(
             "ignored the rollback to {to} asked by {}: it never ran verified here",
@@ -484,16 +471,7 @@ fn watch_health(
                     None,
                 );
             }
-            let verified = status
-                .current
-                .as_ref()
-                .filter(|c| {
-                    status
-                        .last_good
-                        .as_ref()
-                        .is_some_and(|g| g.release == c.release)
-                })
-                .map(|c| c.release.clone());
+            let verified = status.verified_current().map(|c| c.release.clone());
             if env.rollback.after_verification
                 && let Some(bad) = verified
             {

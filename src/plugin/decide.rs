@@ -2,7 +2,9 @@
 //! identity, and says in one line what it means. Pure: no client.
 
 use super::{error::PluginError, identity::Identity, names};
-use crate::api::{Approval, ApprovalSpec, Decision, Environment, Pipeline, Release, limits};
+use crate::api::{
+    Approval, ApprovalSpec, Decision, Environment, Pipeline, Release, SelfApproval, limits,
+};
 
 /// The environment `name` of `pipeline`; the error names the environments it has.
 pub fn environment<'p>(pipeline: &'p Pipeline, name: &str) -> Result<&'p Environment, PluginError> {
@@ -129,19 +131,16 @@ pub fn warnings(identity: &Identity, ask: &Ask<'_>) -> Vec<String> {
                     named.join(", ")
                 ));
             }
-            let spec = &ask.release.spec;
-            if !gates.allow_self_approval {
-                if spec.source.author.as_deref() == Some(user.as_str()) {
-                    out.push(format!(
-                        "{user} is the release's author and {env} does not allow self-approval: \
-                         this approval will not count"
-                    ));
-                } else if spec.requested_by.as_deref() == Some(user.as_str()) {
-                    out.push(format!(
-                        "{user} requested the release and {env} does not allow self-approval: \
-                         this approval will not count"
-                    ));
-                }
+            if !gates.allow_self_approval
+                && let Some(own) = ask.release.spec.self_approval(user)
+            {
+                let who = match own {
+                    SelfApproval::Author => format!("{user} is the release's author"),
+                    SelfApproval::Requester => format!("{user} requested the release"),
+                };
+                out.push(format!(
+                    "{who} and {env} does not allow self-approval: this approval will not count"
+                ));
             }
         }
         Decision::PromoteNow if gates.schedule.is_empty() => out.push(format!(

@@ -35,11 +35,9 @@ impl Identity {
     /// Whether an approval by this user can count towards at least one of `rules`:
     /// through a group, by name, or because a rule is open to everyone.
     pub fn can_count_for(&self, rules: &[ApprovalRule]) -> bool {
-        rules.iter().any(|rule| {
-            (rule.groups.is_empty() && rule.users.is_empty())
-                || rule.users.contains(&self.username)
-                || self.groups.iter().any(|g| rule.groups.contains(g))
-        })
+        rules
+            .iter()
+            .any(|rule| rule.admits(&self.username, &self.groups))
     }
 }
 

@@ -5,7 +5,7 @@
 use jiff::Timestamp;
 
 use super::{cluster::not_found, error::PluginError};
-use crate::api::{EnvironmentPhase, EnvironmentStatus, Pipeline, PromotionResult, Release};
+use crate::api::{EnvironmentPhase, EnvironmentStatus, Pipeline, Release};
 
 /// The environment's status, or why there is none.
 fn status_of<'p>(
@@ -83,25 +83,13 @@ pub struct RollbackPlan {
     pub epoch: Option<Timestamp>,
 }
 
-/// Releases verified in the environment and the rollback targets the engine accepts:
-/// the last good one, then the history's successful promotions, newest first.
+/// Releases verified in the environment: the rollback targets the engine accepts.
 fn verified(status: &EnvironmentStatus) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    let good = status
-        .last_good
-        .iter()
-        .map(|g| (g.release.clone(), g.version.clone()));
-    let history = status
-        .history
-        .iter()
-        .filter(|h| h.result == PromotionResult::Succeeded)
-        .map(|h| (h.release.clone(), h.version.clone()));
-    for (release, version) in good.chain(history) {
-        if !release.is_empty() && !out.iter().any(|(r, _)| *r == release) {
-            out.push((release, version));
-        }
-    }
-    out
+    status
+        .verified_releases()
+        .into_iter()
+        .map(|(release, version)| (release.to_owned(), version.to_owned()))
+        .collect()
 }
 
 fn listed(verified: &[(String, String)]) -> String {
@@ -125,14 +113,7 @@ pub fn rollback_target(
     let status = status_of(pipeline, environment)?;
     let current = status.current.as_ref();
     let degraded = status.phase == Some(EnvironmentPhase::Degraded);
-    let epoch = [
-        current.and_then(|c| c.since.as_ref()),
-        status.history.first().and_then(|h| h.finished_at.as_ref()),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|t| t.0)
-    .max();
+    let epoch = status.last_change();
     let verified = verified(status);
     let exists = |name: &str| releases.iter().find(|r| name_of(r) == name);
     let runs_it = |name: &str| current.is_some_and(|c| c.release == name) && !degraded;
@@ -212,7 +193,8 @@ mod tests {
         *,
     };
     use crate::api::{
-        GateTestRecord, PipelineSpec, PipelineStatus, PromotionRecord, ReleaseMark, ReleaseRef,
+        GateTestRecord, PipelineSpec, PipelineStatus, PromotionRecord, PromotionResult,
+        ReleaseMark, ReleaseRef,
     };
 
     fn record(
