@@ -413,7 +413,7 @@ fn a_retry_lets_a_failed_release_be_deployed_again() {
         sim.status()
             .overrides
             .iter()
-            .any(|o| o.decision == "Retry" && o.requested_by == "carol")
+            .any(|o| o.decision == Decision::Retry && o.requested_by == "carol")
     );
 }
 
@@ -680,7 +680,7 @@ fn a_person_can_roll_an_environment_back_to_a_named_release() {
         .status()
         .overrides
         .iter()
-        .find(|o| o.decision == "Rollback")
+        .find(|o| o.decision == Decision::Rollback)
         .unwrap();
     assert_eq!(
         (record.requested_by.as_str(), record.release.as_str()),

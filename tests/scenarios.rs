@@ -2,7 +2,7 @@
 //! document says.
 
 use greenlight::{
-    api::{ReleaseEnvironmentState as State, ReleasePhase},
+    api::{Decision, ReleaseEnvironmentState as State, ReleasePhase},
     sim::{Failure, Loaded, Options, Request, Simulation, load},
 };
 use jiff::Timestamp;
@@ -162,7 +162,7 @@ fn promote_now_skips_the_nightly_window_but_nothing_else() {
         .status()
         .overrides
         .iter()
-        .find(|o| o.decision == "PromoteNow")
+        .find(|o| o.decision == Decision::PromoteNow)
         .expect("the override is recorded");
     assert_eq!(record.requested_by, "noor");
 }

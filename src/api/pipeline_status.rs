@@ -317,7 +317,7 @@ pub struct OverrideRecord {
     /// The Approval object that carried it.
     pub approval: String,
     /// `PromoteNow`, `Retry` or `Rollback`.
-    pub decision: String,
+    pub decision: super::Decision,
     /// The release it concerns.
     pub release: String,
     /// The environment it concerns.

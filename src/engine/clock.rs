@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use jiff::{Timestamp, Zoned};
 
+use super::gate::Gate;
 use crate::validation::{CronSchedule, Freeze, Window};
 
 /// Whether a promotion may start at `now`, and if not, when it next may.
@@ -20,8 +21,8 @@ pub enum TimeGate {
     },
     /// Closed; the reason and the earliest instant it opens.
     Closed {
-        /// `schedule` or `freeze`.
-        gate: &'static str,
+        /// [`Gate::Schedule`] or [`Gate::Freeze`].
+        gate: Gate,
         /// Why, in words.
         reason: String,
         /// When it opens, if it ever does within the search horizon.
@@ -144,7 +145,7 @@ pub fn time_gate(
     let opens_at = next_opening(windows, freezes, now);
     match frozen {
         Some((end, reason)) => TimeGate::Closed {
-            gate: "freeze",
+            gate: Gate::Freeze,
             reason: format!("frozen until {end}: {reason}"),
             opens_at,
         },
@@ -161,7 +162,7 @@ pub fn time_gate(
                 })
                 .collect();
             TimeGate::Closed {
-                gate: "schedule",
+                gate: Gate::Schedule,
                 reason: format!("outside the promotion windows ({})", described.join("; ")),
                 opens_at,
             }
@@ -236,7 +237,7 @@ mod tests {
         };
         assert_eq!(
             (gate, opens_at),
-            ("schedule", Some(at("2026-11-23T02:00:00Z")))
+            (Gate::Schedule, Some(at("2026-11-23T02:00:00Z")))
         );
         let TimeGate::Closed { opens_at, .. } =
             time_gate(&windows, &[], false, at("2026-11-22T01:59:59Z"))
@@ -270,7 +271,7 @@ mod tests {
         else {
             panic!("frozen")
         };
-        assert_eq!(gate, "freeze");
+        assert_eq!(gate, Gate::Freeze);
         assert_eq!(opens_at, Some(at("2027-01-04T00:00:00Z")));
         assert!(reason.contains("holidays"), "{reason}");
     }
@@ -294,7 +295,7 @@ mod tests {
         };
         assert_eq!(
             (gate, opens_at),
-            ("freeze", Some(at("2026-11-23T07:00:00Z")))
+            (Gate::Freeze, Some(at("2026-11-23T07:00:00Z")))
         );
     }
 
@@ -329,7 +330,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(gate, "schedule");
+        assert_eq!(gate, Gate::Schedule);
         assert_eq!(opens_at, Some(at("2027-01-04T02:00:00Z")));
     }
 

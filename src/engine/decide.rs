@@ -6,6 +6,7 @@ use super::{
     context::Ctx,
     decision::{Action, Decision, EventType, MetricEvent, Regarding},
     explain,
+    gate::Gate,
     gates::{self, Entry},
     promotion::{self, Cause, Promotion, RollbackTrigger},
     snapshot::{ReleaseView, Snapshot},
@@ -175,7 +176,14 @@ fn step_with(
         Ok(targets) => targets,
         Err(why) => {
             status.message = Some(format!("waiting: {why}"));
-            candidates(ctx, env, status, flight, upstream, Some(("target", why)));
+            candidates(
+                ctx,
+                env,
+                status,
+                flight,
+                upstream,
+                Some((Gate::Target, why)),
+            );
             return;
         }
     };
@@ -195,17 +203,20 @@ fn step_with(
     }
     let blocker = if status.phase == Some(EnvironmentPhase::Degraded) {
         Some((
-            "environment",
+            Gate::Environment,
             format!(
                 "{} is Degraded; no promotion enters until a person acts",
                 env.name
             ),
         ))
     } else if let Some(p) = flight.as_ref() {
-        Some(("environment", format!("{} is busy {}", env.name, p.doing())))
+        Some((
+            Gate::Environment,
+            format!("{} is busy {}", env.name, p.doing()),
+        ))
     } else if ctx.pipeline.suspend {
         Some((
-            "suspended",
+            Gate::Suspended,
             "the pipeline is suspended (spec.suspend)".to_owned(),
         ))
     } else {
@@ -225,7 +236,7 @@ fn step_with(
                         .first()
                         .map(|a| a.name.clone())
                         .unwrap_or_default(),
-                    decision: "PromoteNow".into(),
+                    decision: Verdict::PromoteNow,
                     release: release.name.clone(),
                     environment: env.name.clone(),
                     requested_by: by.clone(),
@@ -312,7 +323,7 @@ fn apply_retries(
             0,
             OverrideRecord {
                 approval: retry.name.clone(),
-                decision: "Retry".into(),
+                decision: Verdict::Retry,
                 release: mark.release.clone(),
                 environment: env.name.clone(),
                 requested_by: retry.spec.approver.clone(),
@@ -391,7 +402,7 @@ fn apply_rollback_override(
         0,
         OverrideRecord {
             approval: request.name.clone(),
-            decision: "Rollback".into(),
+            decision: Verdict::Rollback,
             release: to.clone(),
             environment: env.name.clone(),
             requested_by: who.clone(),
@@ -572,7 +583,7 @@ fn candidates(
     status: &mut EnvironmentStatus,
     flight: &mut Option<Promotion>,
     upstream: &[UpstreamView],
-    blocker: Option<(&'static str, String)>,
+    blocker: Option<(Gate, String)>,
 ) -> Option<(String, Option<String>)> {
     let current_created = status
         .current
@@ -664,7 +675,7 @@ fn candidates(
             verdict.blocking.insert(
                 0,
                 crate::api::BlockingGate {
-                    gate: (*gate).to_owned(),
+                    gate: gate.label().to_owned(),
                     reason: why.clone(),
                     next_open: None,
                 },

@@ -11,6 +11,7 @@ use super::{
     clock::TimeGate,
     context::{Ctx, truncate},
     decision::{Action, ProbeRequest, ProbeTarget},
+    gate::Gate,
     jobs::{JobKey, JobPurpose},
     snapshot::{
         GATE_OBSERVATION_MAX_AGE, JobOutcome, ProbeId, ProbeKind, ProbePurpose, ReleaseView,
@@ -21,48 +22,33 @@ use crate::{
     validation::{ValidEnvironment, format_duration},
 };
 
-/// The gates that hold an environment whatever its spec: it is busy or Degraded
-/// (`environment`), its targets cannot be found (`target`), the pipeline is suspended.
-const HOLDS: [&str; 3] = ["environment", "target", "suspended"];
-
 /// The names of the gates that can block a candidate for `env` (the `gate` label of
 /// `greenlight_promotion_blocked_seconds`): the ones its spec configures, `pending` while
 /// later gates wait for the cheaper ones, and the holds every environment can have.
 pub fn gates_that_can_block(env: &ValidEnvironment) -> Vec<&'static str> {
+    configured(env).into_iter().map(Gate::label).collect()
+}
+
+/// The gates that can block a candidate for `env`: see [`gates_that_can_block`].
+fn configured(env: &ValidEnvironment) -> Vec<Gate> {
     let gates = &env.gates;
     let later = !gates.metrics.is_empty() || !gates.webhooks.is_empty() || !gates.tests.is_empty();
     [
-        ("checks", !gates.checks.is_empty()),
-        ("soak", gates.soak.is_some()),
-        ("approvals", !gates.approvals.is_empty()),
-        ("schedule", !gates.schedule.is_empty()),
-        ("freeze", !gates.freeze.is_empty()),
-        ("metrics", !gates.metrics.is_empty()),
-        ("webhooks", !gates.webhooks.is_empty()),
-        ("tests", !gates.tests.is_empty()),
-        ("pending", later),
+        (Gate::Checks, !gates.checks.is_empty()),
+        (Gate::Soak, gates.soak.is_some()),
+        (Gate::Approvals, !gates.approvals.is_empty()),
+        (Gate::Schedule, !gates.schedule.is_empty()),
+        (Gate::Freeze, !gates.freeze.is_empty()),
+        (Gate::Metrics, !gates.metrics.is_empty()),
+        (Gate::Webhooks, !gates.webhooks.is_empty()),
+        (Gate::Tests, !gates.tests.is_empty()),
+        (Gate::Pending, later),
     ]
     .into_iter()
     .filter_map(|(gate, configured)| configured.then_some(gate))
-    .chain(HOLDS)
+    .chain(Gate::HOLDS)
     .collect()
 }
-
-/// Every gate name a decision can report (`greenlight_gate_evaluations_total{gate}`).
-pub const GATES: [&str; 12] = [
-    "checks",
-    "soak",
-    "approvals",
-    "schedule",
-    "freeze",
-    "metrics",
-    "webhooks",
-    "tests",
-    "pending",
-    "environment",
-    "target",
-    "suspended",
-];
 
 /// How a release became a candidate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +69,7 @@ pub struct Verdict {
     /// Gate test Jobs are running for this candidate.
     pub tests_running: bool,
     /// Names of the gates that passed, for the Event.
-    pub passed: Vec<&'static str>,
+    pub passed: Vec<Gate>,
 }
 
 impl Verdict {
@@ -92,9 +78,9 @@ impl Verdict {
         self.blocking.is_empty()
     }
 
-    fn block(&mut self, gate: &str, reason: String, opens: Option<Timestamp>) {
+    fn block(&mut self, gate: Gate, reason: String, opens: Option<Timestamp>) {
         self.blocking.push(BlockingGate {
-            gate: gate.to_owned(),
+            gate: gate.label().to_owned(),
             reason,
             next_open: opens.map(Time),
         });
@@ -136,7 +122,7 @@ pub fn evaluate(
             "{}; tests run again only if a person retries the release",
             known_failures.join("; ")
         );
-        verdict.block("tests", reason, None);
+        verdict.block(Gate::Tests, reason, None);
     }
     let tests_failed = !known_failures.is_empty();
 
@@ -153,10 +139,10 @@ pub fn evaluate(
         )
         .collect();
     if missing.is_empty() {
-        verdict.passed.push("checks");
+        verdict.passed.push(Gate::Checks);
     } else {
         verdict.block(
-            "checks",
+            Gate::Checks,
             format!("waiting for checks to pass: {}", missing.join(", ")),
             None,
         );
@@ -181,10 +167,10 @@ pub fn evaluate(
             }
         }
         if behind.is_empty() {
-            verdict.passed.push("soak");
+            verdict.passed.push(Gate::Soak);
         } else {
             verdict.block(
-                "soak",
+                Gate::Soak,
                 format!("soaking: healthy in {}", behind.join(", ")),
                 Some(ready_at),
             );
@@ -196,10 +182,10 @@ pub fn evaluate(
     if !gates.approvals.is_empty() {
         let result = tally(gates, release, &env.name, &ctx.snap.approvals);
         if result.passes() {
-            verdict.passed.push("approvals");
+            verdict.passed.push(Gate::Approvals);
         } else {
             verdict.block(
-                "approvals",
+                Gate::Approvals,
                 format!("waiting for approval: {}", result.missing().join("; ")),
                 None,
             );
@@ -217,10 +203,10 @@ pub fn evaluate(
                 ctx.wake_at(until);
             }
             if !gates.schedule.is_empty() {
-                verdict.passed.push("schedule");
+                verdict.passed.push(Gate::Schedule);
             }
             if !gates.freeze.is_empty() {
-                verdict.passed.push("freeze");
+                verdict.passed.push(Gate::Freeze);
             }
         }
         TimeGate::Closed {
@@ -245,15 +231,15 @@ pub fn evaluate(
     if !verdict.passes() {
         if !gates.metrics.is_empty() || !gates.webhooks.is_empty() || !gates.tests.is_empty() {
             let later: Vec<&str> = [
-                ("metrics", !gates.metrics.is_empty()),
-                ("webhooks", !gates.webhooks.is_empty()),
-                ("tests", !gates.tests.is_empty()),
+                (Gate::Metrics, !gates.metrics.is_empty()),
+                (Gate::Webhooks, !gates.webhooks.is_empty()),
+                (Gate::Tests, !gates.tests.is_empty()),
             ]
             .into_iter()
-            .filter_map(|(g, set)| set.then_some(g))
+            .filter_map(|(g, set)| set.then_some(g.label()))
             .collect();
             verdict.block(
-                "pending",
+                Gate::Pending,
                 format!("{} run once the gates above pass", later.join(", ")),
                 None,
             );
@@ -268,7 +254,7 @@ pub fn evaluate(
         test_gates(ctx, env, status, release, &mut verdict);
     } else {
         verdict.block(
-            "tests",
+            Gate::Tests,
             "waiting: the tests of a newer candidate are running".into(),
             None,
         );
@@ -294,7 +280,7 @@ fn probe_gates(
             metric,
             std::time::Duration::from_secs(60),
         );
-        results.push(("metrics", metric.name.clone(), id));
+        results.push((Gate::Metrics, metric.name.clone(), id));
     }
     for hook in &env.gates.webhooks {
         let id = ProbeId {
@@ -322,7 +308,7 @@ fn probe_gates(
             },
             interval: std::time::Duration::from_secs(60),
         });
-        results.push(("webhooks", hook.name.clone(), id));
+        results.push((Gate::Webhooks, hook.name.clone(), id));
     }
     let mut passed = (true, true);
     for (gate, name, id) in results {
@@ -330,7 +316,7 @@ fn probe_gates(
             Some(o) if o.at >= fresh_after && o.ok => {}
             Some(o) if o.at >= fresh_after => {
                 verdict.block(gate, format!("{name}: {}", o.message), None);
-                if gate == "metrics" {
+                if gate == Gate::Metrics {
                     passed.0 = false
                 } else {
                     passed.1 = false
@@ -338,7 +324,7 @@ fn probe_gates(
             }
             _ => {
                 verdict.block(gate, format!("{name}: waiting for a result"), None);
-                if gate == "metrics" {
+                if gate == Gate::Metrics {
                     passed.0 = false
                 } else {
                     passed.1 = false
@@ -347,10 +333,10 @@ fn probe_gates(
         }
     }
     if passed.0 && !env.gates.metrics.is_empty() {
-        verdict.passed.push("metrics");
+        verdict.passed.push(Gate::Metrics);
     }
     if passed.1 && !env.gates.webhooks.is_empty() {
-        verdict.passed.push("webhooks");
+        verdict.passed.push(Gate::Webhooks);
     }
 }
 
@@ -384,7 +370,7 @@ fn test_gates(
             if !record.passed {
                 let message = record.message.as_deref().unwrap_or("the Job failed");
                 verdict.block(
-                    "tests",
+                    Gate::Tests,
                     format!(
                         "{} failed: {message}; it runs again only if a person retries the release",
                         test.name
@@ -420,14 +406,18 @@ fn test_gates(
             }
             Some((JobOutcome::Failed, _, message)) => {
                 let message = message.unwrap_or_else(|| "the Job failed".into());
-                verdict.block("tests", format!("{} failed: {message}", test.name), None);
+                verdict.block(
+                    Gate::Tests,
+                    format!("{} failed: {message}", test.name),
+                    None,
+                );
                 status.gate_tests.push(finished(false, Some(message)));
             }
             Some((JobOutcome::Running, created, _))
                 if ctx.now >= Ctx::after(created, test.timeout) =>
             {
                 let message = format!("timed out after {}", format_duration(test.timeout));
-                verdict.block("tests", format!("{} {message}", test.name), None);
+                verdict.block(Gate::Tests, format!("{} {message}", test.name), None);
                 status.gate_tests.push(finished(false, Some(message)));
                 ctx.actions.push(Action::DeleteJob {
                     cluster: cluster.clone(),
@@ -438,7 +428,7 @@ fn test_gates(
             Some((JobOutcome::Running, created, _)) => {
                 verdict.tests_running = true;
                 verdict.block(
-                    "tests",
+                    Gate::Tests,
                     format!("{} is running (Job {name})", test.name),
                     None,
                 );
@@ -448,7 +438,7 @@ fn test_gates(
                 ctx.create_job(&key, cluster.as_deref(), &namespace, test);
                 verdict.tests_running = true;
                 verdict.block(
-                    "tests",
+                    Gate::Tests,
                     format!("{} is starting (Job {name})", test.name),
                     None,
                 );
@@ -457,6 +447,6 @@ fn test_gates(
         }
     }
     if verdict.blocking.len() == blocked_before {
-        verdict.passed.push("tests");
+        verdict.passed.push(Gate::Tests);
     }
 }

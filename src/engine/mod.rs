@@ -7,6 +7,7 @@ mod context;
 mod decide;
 mod decision;
 mod explain;
+mod gate;
 mod gates;
 pub mod jobs;
 mod promotion;
@@ -16,6 +17,7 @@ mod workload;
 
 pub use decide::{decide, decide_with};
 pub use decision::*;
-pub use gates::{GATES, gates_that_can_block};
+pub use gate::{GATES, Gate};
+pub use gates::gates_that_can_block;
 pub use snapshot::*;
 pub use workload::*;

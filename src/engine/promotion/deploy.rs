@@ -13,6 +13,7 @@ use crate::{
     engine::{
         context::Ctx,
         decision::{EventType, MetricEvent, Regarding},
+        gate::Gate,
         gates::attempt,
         jobs::JobPurpose,
         snapshot::ReleaseView,
@@ -28,7 +29,7 @@ pub fn start_deploy(
     status: &mut EnvironmentStatus,
     release: &ReleaseView,
     requested_by: Option<String>,
-    gates_passed: &[&'static str],
+    gates_passed: &[Gate],
 ) -> Promotion {
     // Every deploy starts with the pre-deploy stage (perhaps empty), so that the switch to
     // the rollout always goes through one place.
@@ -44,10 +45,11 @@ pub fn start_deploy(
         },
     });
     status.phase = Some(EnvironmentPhase::Deploying);
-    let passed = if gates_passed.is_empty() {
+    let gates: Vec<&'static str> = gates_passed.iter().map(|g| g.label()).collect();
+    let passed = if gates.is_empty() {
         "no gates".to_owned()
     } else {
-        format!("gates passed: {}", gates_passed.join(", "))
+        format!("gates passed: {}", gates.join(", "))
     };
     let by = requested_by
         .map(|who| format!(", promoted now by {who}"))
@@ -63,9 +65,7 @@ pub fn start_deploy(
         "PromotionStarted",
         &env.name,
         message.clone(),
-        Some(MetricEvent::GatesPassed {
-            gates: gates_passed.to_vec(),
-        }),
+        Some(MetricEvent::GatesPassed { gates }),
     );
     ctx.event(
         Regarding::Release(release.name.clone()),
