@@ -682,7 +682,13 @@ impl FakeApi {
                 status_response(code, "ServiceUnavailable", "injected failure".into())
             }
             (None, Some((code, reason, message))) => status_response(code, &reason, message),
-            (None, None) => self.answer(&parts.method, &target, &query, body),
+            (None, None) if parts.method == Method::GET && target.name.is_none() => {
+                let page = self.list_page(&target, &query);
+                self.state().requests.push(recorded);
+                let _ = self.changes.send(());
+                return page;
+            }
+            (None, None) => self.answer(&parts.method, &target, body),
         };
         // Recorded once answered: whoever sees the request also sees its effect.
         self.state().requests.push(recorded);
@@ -690,13 +696,68 @@ impl FakeApi {
         full(answer)
     }
 
-    fn answer(
+    /// One page of a list, as a real API server serves it (`limit`, `continue`): the token
+    /// carries the list's resourceVersion and the offset of the next item. Serialised
+    /// straight from the store, under its lock: a page of 500 Releases is megabytes, and
+    /// the bench that measures the controller's start shares the cores with this server.
+    fn list_page(
         &self,
-        method: &Method,
         target: &Target,
         query: &str,
-        body: Value,
-    ) -> (StatusCode, Value) {
+    ) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Page<'a> {
+            kind: String,
+            api_version: &'static str,
+            metadata: Value,
+            items: Vec<&'a Value>,
+        }
+        let state = self.state();
+        let selector = query_param(query, "labelSelector");
+        let limit = query_param(query, "limit").and_then(|l| l.parse::<usize>().ok());
+        let (version, offset) = query_param(query, "continue")
+            .and_then(|token| {
+                let (version, offset) = token.split_once('-')?;
+                Some((version.to_owned(), offset.parse::<usize>().ok()?))
+            })
+            .unwrap_or_else(|| (state.version.to_string(), 0));
+        let mut items: Vec<&Value> = state
+            .objects
+            .get(&target.collection)
+            .map(|m| {
+                m.iter()
+                    .filter(|((ns, _), _)| target.namespace.as_ref().is_none_or(|t| t == ns))
+                    .filter(|(_, o)| matches_selector(o, selector.as_deref()))
+                    .skip(offset)
+                    .take(limit.map_or(usize::MAX, |l| l + 1))
+                    .map(|(_, o)| o)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut metadata = json!({"resourceVersion": version});
+        if let Some(limit) = limit.filter(|l| items.len() > *l) {
+            items.truncate(limit);
+            metadata["continue"] = json!(format!("{version}-{}", offset + limit));
+        }
+        let page = Page {
+            kind: format!("{}List", kind_of(&target.collection.1)),
+            api_version: "v1",
+            metadata,
+            items,
+        };
+        let body = serde_json::to_vec(&page).expect("a list page serialises");
+        drop(state);
+        let mut response = Response::new(UnsyncBoxBody::new(Full::new(Bytes::from(body))));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+
+    /// Everything but lists (those are [`Self::list_page`]).
+    fn answer(&self, method: &Method, target: &Target, body: Value) -> (StatusCode, Value) {
         let mut state = self.state();
         let namespace = target.namespace.clone().unwrap_or_default();
         let kind = kind_of(&target.collection.1);
@@ -704,43 +765,6 @@ impl FakeApi {
             return answer;
         }
         match (method, &target.name) {
-            (&Method::GET, None) => {
-                let selector = query_param(query, "labelSelector");
-                // Pages as a real API server serves them (`limit`, `continue`): the token
-                // carries the list's resourceVersion and the offset of the next item.
-                let limit = query_param(query, "limit").and_then(|l| l.parse::<usize>().ok());
-                let (version, offset) = query_param(query, "continue")
-                    .and_then(|token| {
-                        let (version, offset) = token.split_once('-')?;
-                        Some((version.to_owned(), offset.parse::<usize>().ok()?))
-                    })
-                    .unwrap_or_else(|| (state.version.to_string(), 0));
-                let mut items: Vec<Value> = state
-                    .objects
-                    .get(&target.collection)
-                    .map(|m| {
-                        m.iter()
-                            .filter(|((ns, _), _)| {
-                                target.namespace.as_ref().is_none_or(|t| t == ns)
-                            })
-                            .filter(|(_, o)| matches_selector(o, selector.as_deref()))
-                            .skip(offset)
-                            .take(limit.map_or(usize::MAX, |l| l + 1))
-                            .map(|(_, o)| o.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let mut metadata = json!({"resourceVersion": version});
-                if let Some(limit) = limit.filter(|l| items.len() > *l) {
-                    items.truncate(limit);
-                    metadata["continue"] = json!(format!("{version}-{}", offset + limit));
-                }
-                (
-                    StatusCode::OK,
-                    json!({"kind": format!("{kind}List"), "apiVersion": "v1",
-                           "metadata": metadata, "items": items}),
-                )
-            }
             (&Method::GET, Some(name)) => match state.get(&target.collection, &namespace, name) {
                 Some(object) => (StatusCode::OK, object),
                 None => status_response(
