@@ -392,3 +392,148 @@ async fn a_call_that_never_answers_times_out() {
     assert_eq!(error.metric_label(), "timeout");
     server.abort();
 }
+
+fn stable_api() -> greenlight::engine::WorkloadRef {
+    greenlight::engine::WorkloadRef {
+        cluster: None,
+        kind: WorkloadKind::Deployment,
+        namespace: "shop-prod".into(),
+        name: "api".into(),
+    }
+}
+
+/// A canary step: the live stable Deployment is read, and its canary applied beside it
+/// with the stable template, the release's image, its track label and its share of the
+/// replicas. The stable Deployment itself is never written.
+#[tokio::test]
+async fn a_canary_is_the_stable_template_applied_beside_it_with_its_share() {
+    let (executor, mut handle) = executor();
+    let action = Action::SetCanary {
+        stable: stable_api(),
+        images: vec![ContainerImage {
+            container: "api".into(),
+            image: "registry.example.com/shop/api:1.4.2".into(),
+        }],
+        weight: 25,
+    };
+    let server = tokio::spawn(async move {
+        expect(
+            &mut handle,
+            Method::GET,
+            "/apis/apps/v1/namespaces/shop-prod/deployments/api",
+            &[],
+            200,
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "api", "namespace": "shop-prod", "labels": {"app": "api"},
+                             "resourceVersion": "41", "managedFields": [{"manager": "kubectl"}]},
+                "spec": {"replicas": 6, "selector": {"matchLabels": {"app": "api"}},
+                         "template": {"metadata": {"labels": {"app": "api"}},
+                                      "spec": {"containers": [{"name": "api", "image": "registry.example.com/shop/api:1.4.1"}]}}},
+                "status": {"replicas": 6, "readyReplicas": 6}
+            }),
+        )
+        .await;
+        expect(
+            &mut handle,
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/shop-prod/deployments/api-canary",
+            &["fieldManager=greenlight", "force=true"],
+            201,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api-canary"}}),
+        )
+        .await
+    });
+    executor.apply(&action).await.unwrap();
+    let sent = server.await.unwrap();
+    assert_eq!(
+        sent,
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": "api-canary",
+                "namespace": "shop-prod",
+                "labels": {"app": "api", "greenlight.dev/track": "canary",
+                           "greenlight.dev/canary-of": "api", "app.kubernetes.io/managed-by": "greenlight"},
+            },
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "api", "greenlight.dev/track": "canary"}},
+                "template": {
+                    "metadata": {"labels": {"app": "api", "greenlight.dev/track": "canary"}},
+                    "spec": {"containers": [{"name": "api", "image": "registry.example.com/shop/api:1.4.2"}]},
+                },
+            },
+        }),
+        "the stable template, nothing of its metadata's bookkeeping, 25% of 6 replicas rounded up"
+    );
+}
+
+#[tokio::test]
+async fn a_canary_is_deleted_by_name_and_one_already_gone_is_fine() {
+    for status in [200, 404] {
+        let (executor, mut handle) = executor();
+        let server = tokio::spawn(async move {
+            let answer = if status == 200 {
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})
+            } else {
+                status_body(404, "NotFound")
+            };
+            expect(
+                &mut handle,
+                Method::DELETE,
+                "/apis/apps/v1/namespaces/shop-prod/deployments/api-canary",
+                &[],
+                status,
+                answer,
+            )
+            .await
+        });
+        executor
+            .apply(&Action::DeleteCanary {
+                stable: stable_api(),
+            })
+            .await
+            .unwrap();
+        server.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_stable_deployment_without_the_release_container_gets_no_canary() {
+    let (executor, mut handle) = executor();
+    let action = Action::SetCanary {
+        stable: stable_api(),
+        images: vec![ContainerImage {
+            container: "worker".into(),
+            image: "registry.example.com/shop/worker:2".into(),
+        }],
+        weight: 10,
+    };
+    let server = tokio::spawn(async move {
+        expect(
+            &mut handle,
+            Method::GET,
+            "/apis/apps/v1/namespaces/shop-prod/deployments/api",
+            &[],
+            200,
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "api", "namespace": "shop-prod"},
+                "spec": {"selector": {"matchLabels": {"app": "api"}},
+                         "template": {"metadata": {"labels": {"app": "api"}},
+                                      "spec": {"containers": [{"name": "api", "image": "api:1"}]}}}
+            }),
+        )
+        .await
+    });
+    let error = executor.apply(&action).await.unwrap_err();
+    server.await.unwrap();
+    assert!(matches!(error, Error::InvalidCanary { .. }), "{error:?}");
+    assert!(!error.is_transient(), "retrying cannot add a container");
+    assert_eq!(
+        error.to_string(),
+        "cannot set the canary of Deployment shop-prod/api to 10%: Deployment api has no container \"worker\""
+    );
+}

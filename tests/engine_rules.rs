@@ -1019,3 +1019,149 @@ fn a_pipeline_without_other_clusters_has_no_cluster_condition() {
     run_to(&mut sim, 10);
     assert_eq!(condition(&sim, "ClusterUnreachable"), None);
 }
+
+const CANARY: &str = r#"
+apiVersion: greenlight.dev/v1alpha1
+kind: Pipeline
+metadata: {name: shop, namespace: shop}
+spec:
+  environments:
+  - name: prod
+    accepts: ["main"]
+    target: {namespace: shop-prod, deployments: [{name: api}]}
+    verify: {progressDeadline: 2m, window: 1m, http: [{url: "http://api.shop-prod/healthz", interval: 10s, failureThreshold: 2}]}
+    rollout:
+      steps: [{weight: 10, pause: 5m}, {weight: 50, pause: 10m}]
+"#;
+
+/// Every decision's canary actions, with when they were decided.
+fn canary_actions(sim: &mut Simulation, minute: i64) -> Vec<(Timestamp, Action)> {
+    let mut seen = Vec::new();
+    sim.run_until(minutes(minute), &mut |step| {
+        for action in step.applied {
+            if matches!(
+                action,
+                Action::SetCanary { .. } | Action::DeleteCanary { .. }
+            ) {
+                seen.push((step.snapshot.now, action.clone()));
+            }
+        }
+    });
+    seen
+}
+
+fn canary_image(sim: &Simulation) -> Option<String> {
+    sim.world
+        .workloads()
+        .into_iter()
+        .find(|w| w.namespace == "shop-prod" && w.name == "api-canary")
+        .map(|w| w.containers[0].image.clone())
+}
+
+#[test]
+fn canary_steps_hold_for_their_pauses_then_the_targets_take_the_release() {
+    let mut sim = sim_with(CANARY, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 30);
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.0.0"));
+    assert_eq!(canary_image(&sim), None, "the canary is gone once done");
+
+    sim.add_release(release("1.1.0", "main"), minutes(30));
+    let during = canary_actions(&mut sim, 33);
+    assert_eq!(
+        image(&sim, "shop-prod"),
+        "registry.example.com/shop/api:1.0.0",
+        "the stable Deployment keeps its image during the steps"
+    );
+    assert_eq!(
+        canary_image(&sim).as_deref(),
+        Some("registry.example.com/shop/api:1.1.0")
+    );
+    let message = sim.status().environments[0].message.clone().unwrap();
+    assert!(
+        message.starts_with("canary 10% of 1.1.0 in prod (step 1 of 2) for 5m,"),
+        "{message}"
+    );
+    let rest = canary_actions(&mut sim, 90);
+    let weights: Vec<(Timestamp, u32)> = during
+        .iter()
+        .chain(&rest)
+        .filter_map(|(at, a)| match a {
+            Action::SetCanary { weight, .. } => Some((*at, *weight)),
+            _ => None,
+        })
+        .collect();
+    let first_50 = weights
+        .iter()
+        .find(|(_, w)| *w == 50)
+        .expect("step 2 ran")
+        .0;
+    let first_10 = weights.first().expect("step 1 ran").0;
+    assert!(
+        first_50 >= first_10 + SignedDuration::from_mins(5),
+        "step 1 held its 5m pause: {weights:?}"
+    );
+    assert!(
+        weights.iter().all(|(_, w)| *w == 10 || *w == 50),
+        "{weights:?}"
+    );
+    assert!(
+        rest.iter()
+            .any(|(_, a)| matches!(a, Action::DeleteCanary { .. })),
+        "the canary is deleted at the end"
+    );
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.1.0"));
+    assert_eq!(
+        image(&sim, "shop-prod"),
+        "registry.example.com/shop/api:1.1.0"
+    );
+    assert_eq!(canary_image(&sim), None);
+    assert_eq!(state(&sim, "1.1.0", "prod"), Some(State::Healthy));
+    let steps: Vec<&str> = sim
+        .timeline
+        .iter()
+        .filter(|e| e.kind == "CanaryStep")
+        .map(|e| e.message.as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "canary 10% of 1.0.0 in prod (step 1 of 2), for 5m once ready",
+            "canary 50% of 1.0.0 in prod (step 2 of 2), for 10m once ready",
+            "canary 10% of 1.1.0 in prod (step 1 of 2), for 5m once ready",
+            "canary 50% of 1.1.0 in prod (step 2 of 2), for 10m once ready",
+        ],
+        "the first release over the baseline takes the steps too"
+    );
+}
+
+#[test]
+fn a_failing_canary_step_aborts_and_leaves_the_stable_deployment_untouched() {
+    let mut sim = sim_with(CANARY, &["1.1.0@prod:health"]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 30);
+    let changes_before = sim.world.image_changes.get("shop-prod/api").copied();
+    sim.add_release(release("1.1.0", "main"), minutes(30));
+    run_to(&mut sim, 90);
+    assert_eq!(state(&sim, "1.1.0", "prod"), Some(State::Failed));
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.0.0"));
+    assert_eq!(
+        sim.world.image_changes.get("shop-prod/api").copied(),
+        changes_before,
+        "the stable Deployment never changed"
+    );
+    assert_eq!(canary_image(&sim), None, "the canary is deleted");
+    let aborted = sim
+        .timeline
+        .iter()
+        .find(|e| e.kind == "CanaryAborted")
+        .expect("an Event says the canary was aborted");
+    assert!(
+        aborted.message.contains(
+            "1.1.0 was aborted in prod: canary step 1 (10%) failed: health check http[0] failed"
+        ),
+        "{}",
+        aborted.message
+    );
+    assert_eq!(env_phase(&sim, "prod"), Some(EnvironmentPhase::Idle));
+}

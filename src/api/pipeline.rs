@@ -77,6 +77,10 @@ pub struct Environment {
     /// How a release deployed into this environment proves it is healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<Verify>,
+    /// How a release takes this environment's traffic. Omitted: all at once, as each
+    /// workload's own rollout goes. With `steps`, a canary takes a growing share first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
     /// What happens when verification fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<Rollback>,
@@ -321,6 +325,38 @@ pub struct PrometheusSource {
     /// Base URL of the Prometheus HTTP API, such as `http://prometheus.monitoring:9090`.
     #[schemars(length(min = 1, max = limits::LONG))]
     pub address: String,
+}
+
+/// A progressive rollout: canary steps, then 100%.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// The canary's share of traffic at each step, in order; after the last step the new
+    /// release takes all of it. During each step the environment's `verify` checks (and
+    /// the step's own `metrics`) must keep passing for the step's `pause`.
+    #[schemars(length(min = 1, max = limits::ITEMS))]
+    pub steps: Vec<CanaryStep>,
+}
+
+/// One canary step.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStep {
+    /// The canary's share, in percent, of the replicas: the canary Deployment beside each
+    /// target Deployment runs `ceil(weight × stable replicas / 100)`. Each step's weight is
+    /// above the one before.
+    #[schemars(range(min = 1, max = 99))]
+    pub weight: u32,
+    /// How long the step holds, its checks passing, before the next. Default: `0s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::SHORT), pattern(DURATION))]
+    pub pause: Option<String>,
+    /// Prometheus queries judged during this step only, besides `verify.metrics` (for
+    /// example the canary's error rate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = limits::ITEMS))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub metrics: Vec<MetricCheck>,
 }
 
 /// What to do when a deployed release fails verification.

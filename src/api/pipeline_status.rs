@@ -173,7 +173,8 @@ pub struct PromotionState {
     pub version: Option<String>,
     /// The step in progress.
     pub stage: PromotionStage,
-    /// Index of the pre-deploy Job running, during `PreDeploy`.
+    /// Index of the pre-deploy Job running, during `PreDeploy`; of the canary step,
+    /// during `Canary`.
     #[serde(default)]
     pub step: u32,
     /// When the promotion started.
@@ -190,6 +191,10 @@ pub struct PromotionState {
     /// condition `WorkloadControllerLagging`; it never fails the release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unobserved_since: Option<Time>,
+    /// During a canary step: when every canary was ready. The step's pause counts from
+    /// here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_ready_at: Option<Time>,
     /// Retries of this release here so far; part of its Job names.
     #[serde(default)]
     pub attempt: u32,
@@ -221,6 +226,9 @@ pub enum PromotionKind {
 pub enum PromotionStage {
     /// Pre-deploy Jobs run, one after another.
     PreDeploy,
+    /// A canary beside each target takes a growing share, step by step (`rollout.steps`);
+    /// the targets still run the release before.
+    Canary,
     /// Images are set; waiting for every target Deployment to roll out.
     Rollout,
     /// Rolled out; verification checks must hold for the window.

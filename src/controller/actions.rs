@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::{
     api::{
+        apps::v1::Deployment,
         batch::v1::{Job, JobSpec},
         core::v1::Pod,
     },
@@ -22,7 +23,7 @@ use crate::{
         API_VERSION, Approval, ApprovalStatus, Pipeline, PipelineStatus, Release, ReleaseStatus,
     },
     controller::leader::Leadership,
-    engine::{Action, JobRequest},
+    engine::{Action, ContainerImage, JobRequest, WorkloadRef, canary::canary_name},
     metrics::Metrics,
 };
 
@@ -75,6 +76,14 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The target Deployment cannot have a canary (it lacks a container the release sets).
+    #[error("cannot {what}: {reason}")]
+    InvalidCanary {
+        /// What was being done.
+        what: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -84,6 +93,7 @@ impl Error {
             Self::Api { .. } => "api_error",
             Self::Timeout { .. } => "timeout",
             Self::InvalidJob { .. } => "invalid_job",
+            Self::InvalidCanary { .. } => "invalid_canary",
             Self::NotLeader { .. } => "not_leader",
             Self::NotConnected { .. } => "not_connected",
         }
@@ -92,7 +102,10 @@ impl Error {
     /// Whether retrying can help (it cannot for an invalid template, and a replica that
     /// lost the lease waits to win it back instead).
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Self::InvalidJob { .. } | Self::NotLeader { .. })
+        !matches!(
+            self,
+            Self::InvalidJob { .. } | Self::InvalidCanary { .. } | Self::NotLeader { .. }
+        )
     }
 }
 
@@ -257,6 +270,19 @@ impl Executor {
                 })?;
                 Ok(())
             }
+            Action::SetCanary {
+                stable,
+                images,
+                weight,
+            } => self.set_canary(stable, images, *weight).await,
+            Action::DeleteCanary { stable } => {
+                let name = canary_name(&stable.name);
+                let what = || format!("delete canary Deployment {}/{name}", stable.namespace);
+                let client = self.client_in(stable.cluster.as_deref(), &stable.namespace, what)?;
+                let api: Api<Deployment> = Api::namespaced(client, &stable.namespace);
+                self.delete(("delete", "deployments"), what, api, &name)
+                    .await
+            }
             Action::CreateJob(request) => self.create_job(request).await,
             Action::DeleteJob {
                 cluster,
@@ -266,23 +292,74 @@ impl Executor {
                 let what = || format!("delete Job {namespace}/{name}");
                 let client = self.client_in(cluster.as_deref(), namespace, what)?;
                 let api: Api<Job> = Api::namespaced(client, namespace);
-                match self
-                    .call(
-                        ("delete", "jobs"),
-                        what,
-                        api.delete(name, &DeleteParams::background()),
-                    )
-                    .await?
-                {
-                    Ok(_) => Ok(()),
-                    Err(e) if api_code(&e) == Some(404) => Ok(()),
-                    Err(source) => Err(Error::Api {
-                        what: what(),
-                        source,
-                    }),
-                }
+                self.delete(("delete", "jobs"), what, api, name).await
             }
         }
+    }
+
+    /// Deletes `name` in the background; one already gone is fine.
+    async fn delete<K>(
+        &self,
+        permission: (&'static str, &'static str),
+        what: impl Fn() -> String,
+        api: Api<K>,
+        name: &str,
+    ) -> Result<(), Error>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        match self
+            .call(
+                permission,
+                &what,
+                api.delete(name, &DeleteParams::background()),
+            )
+            .await?
+        {
+            Ok(_) => Ok(()),
+            Err(e) if api_code(&e) == Some(404) => Ok(()),
+            Err(source) => Err(Error::Api {
+                what: what(),
+                source,
+            }),
+        }
+    }
+
+    /// Applies the canary beside `stable`, built from the live stable Deployment.
+    async fn set_canary(
+        &self,
+        stable: &WorkloadRef,
+        images: &[ContainerImage],
+        weight: u32,
+    ) -> Result<(), Error> {
+        let what = || format!("set the canary of {stable} to {weight}%");
+        let client = self.client_in(stable.cluster.as_deref(), &stable.namespace, what)?;
+        let api: Api<Deployment> = Api::namespaced(client, &stable.namespace);
+        let live = self
+            .call(("get", "deployments"), what, api.get(&stable.name))
+            .await?
+            .map_err(|source| Error::Api {
+                what: what(),
+                source,
+            })?;
+        let canary = super::canary::manifest(&live, images, weight).map_err(|reason| {
+            Error::InvalidCanary {
+                what: what(),
+                reason,
+            }
+        })?;
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        self.call(
+            ("patch", "deployments"),
+            what,
+            api.patch(&canary_name(&stable.name), &params, &Patch::Apply(&canary)),
+        )
+        .await?
+        .map_err(|source| Error::Api {
+            what: what(),
+            source,
+        })?;
+        Ok(())
     }
 
     async fn create_job(&self, request: &JobRequest) -> Result<(), Error> {

@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod cached_release;
+pub mod canary;
 pub mod clusters;
 pub mod leader;
 pub mod logging;

@@ -71,6 +71,13 @@ const FIXED: &[Permission] = &[
         why: "status by server-side apply",
     },
     Permission {
+        group: "apps",
+        resource: "deployments",
+        verbs: &["get", "create", "delete"],
+        scope: Scope::Watched,
+        why: "canary Deployments (rollout.steps): read the stable one, create and delete its canary",
+    },
+    Permission {
         group: "batch",
         resource: "jobs",
         verbs: &["list", "watch", "create", "delete"],
@@ -124,16 +131,17 @@ pub fn required() -> Vec<Permission> {
 }
 
 /// What the controller needs in each target namespace of another cluster (granted by the
-/// `greenlight-remote` chart there): the target kinds, Jobs and their Pods. Nothing
-/// cluster-wide, and no Greenlight objects: those live in the controller's cluster.
+/// `greenlight-remote` chart there): the target kinds, canary Deployments, Jobs and their
+/// Pods. Nothing cluster-wide, and no Greenlight objects: those live in the controller's
+/// cluster.
 pub fn remote() -> Vec<Permission> {
-    let job_and_pods = FIXED
+    let canaries_jobs_and_pods = FIXED
         .iter()
-        .filter(|p| p.group == "batch" || p.resource == "pods")
+        .filter(|p| p.group == "apps" || p.group == "batch" || p.resource == "pods")
         .copied();
     super::workloads::drivers()
         .map(|d| d.permission())
-        .chain(job_and_pods)
+        .chain(canaries_jobs_and_pods)
         .collect()
 }
 
@@ -261,9 +269,17 @@ mod tests {
         let patch_image = attributes("PATCH", "/apis/apps/v1/namespaces/a/deployments/web")
             .expect("a resource request");
         assert!(granted(&patch_image));
-        let delete_deployment = attributes("DELETE", "/apis/apps/v1/namespaces/a/deployments/web")
+        // Deployments may be deleted (canaries; RBAC cannot narrow a verb to names with a
+        // suffix), other workloads never.
+        let delete_canary = attributes(
+            "DELETE",
+            "/apis/apps/v1/namespaces/a/deployments/web-canary",
+        )
+        .expect("a resource request");
+        assert!(granted(&delete_canary));
+        let delete_statefulset = attributes("DELETE", "/apis/apps/v1/namespaces/a/statefulsets/db")
             .expect("a resource request");
-        assert!(!granted(&delete_deployment));
+        assert!(!granted(&delete_statefulset));
         let write_spec = attributes(
             "PATCH",
             "/apis/greenlight.dev/v1alpha1/namespaces/a/pipelines/p",

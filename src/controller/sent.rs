@@ -59,6 +59,31 @@ impl SentAction {
                     .map(|i| (i.container.clone(), i.image.clone()))
                     .collect(),
             }),
+            // Asked at every decision of a canary step: remembered, with its images and
+            // share, until the store shows the canary change.
+            Action::SetCanary {
+                stable,
+                images,
+                weight,
+            } => {
+                let canary = crate::engine::canary::canary_of(stable);
+                Some(Self {
+                    object: workload_key(&canary),
+                    over: match &canary.cluster {
+                        None => stores.workloads.resource_version(&canary),
+                        Some(cluster) => clusters
+                            .stores_of(namespace, cluster, &canary.namespace)?
+                            .workloads
+                            .resource_version(&canary),
+                    },
+                    what: images
+                        .iter()
+                        .map(|i| (i.container.clone(), i.image.clone()))
+                        .chain([("weight".to_owned(), weight.to_string())])
+                        .collect(),
+                })
+            }
+            Action::DeleteCanary { .. } => None,
             // Asked for only while the store has no such Job: remembered until it has
             // (or the Job's deletion is seen).
             Action::CreateJob(request) => Some(Self {

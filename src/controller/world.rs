@@ -18,7 +18,10 @@ use super::{
 };
 use crate::{
     api::{Approval, Pipeline, Target},
-    engine::{JobView, Observation, Snapshot, Unreachable, WorkloadRef, jobs::labels},
+    engine::{
+        JobView, Observation, Snapshot, Unreachable, WorkloadKind, WorkloadRef, WorkloadView,
+        canary::canary_name, jobs::labels,
+    },
 };
 
 /// The reflector stores the controller reads the world from.
@@ -221,11 +224,7 @@ impl Stores {
         for env in &pipeline.spec.environments {
             let target = &env.target;
             let Some(remote) = remote_of(&namespace, target) else {
-                workloads.extend(
-                    target
-                        .workloads()
-                        .filter_map(|w| self.workloads.view(w.kind, &target.namespace, w.name)),
-                );
+                workloads.extend(observed_targets(&self.workloads, target));
                 continue;
             };
             let cluster = remote.secret.name.clone();
@@ -243,11 +242,14 @@ impl Stores {
                 }
                 continue;
             };
-            workloads.extend(target.workloads().filter_map(|w| {
-                let mut view = stores.workloads.view(w.kind, &target.namespace, w.name)?;
-                view.cluster = Some(cluster.clone());
-                Some(view)
-            }));
+            workloads.extend(
+                observed_targets(&stores.workloads, target)
+                    .into_iter()
+                    .map(|view| WorkloadView {
+                        cluster: Some(cluster.clone()),
+                        ..view
+                    }),
+            );
             if remotes_seen.insert(remote.clone()) {
                 jobs.extend(
                     stores
@@ -275,6 +277,23 @@ impl Stores {
             unreachable,
         }
     }
+}
+
+/// The workloads `target` names, as cached, and the canary beside each Deployment among
+/// them while one exists (in a canary step, or garbage to delete: the engine tells).
+fn observed_targets(stores: &WorkloadStores, target: &Target) -> Vec<WorkloadView> {
+    target
+        .workloads()
+        .flat_map(|w| {
+            let canary = (w.kind == WorkloadKind::Deployment)
+                .then(|| stores.view(w.kind, &target.namespace, &canary_name(w.name)))
+                .flatten();
+            stores
+                .view(w.kind, &target.namespace, w.name)
+                .into_iter()
+                .chain(canary)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use jiff::Timestamp;
 
 use super::{
+    canary,
     context::Ctx,
     decision::{Action, Decision, EventType, MetricEvent, Regarding},
     explain,
@@ -74,6 +75,10 @@ fn merge(first: Decision, again: Decision, settled: bool) -> Decision {
             (Action::SetImages { workload: w1, .. }, Action::SetImages { workload: w2, .. }) => {
                 w1 == w2
             }
+            (
+                Action::SetCanary { stable: s1, .. } | Action::DeleteCanary { stable: s1 },
+                Action::SetCanary { stable: s2, .. } | Action::DeleteCanary { stable: s2 },
+            ) => s1 == s2,
             _ => *a == action,
         };
         actions.retain(|a| !same_target(a));
@@ -204,6 +209,12 @@ fn step_with(
     }
     apply_retries(ctx, env, status, overrides);
     promotion::advance(ctx, env, status, flight, &targets);
+    if !flight.as_ref().is_some_and(Promotion::in_canary) {
+        // No canary step in flight: a canary still there is garbage (an abort, a finished
+        // or abandoned step, a crash in between).
+        let stale = canary::delete_canaries(&ctx.snap.workloads, &targets);
+        ctx.actions.extend(stale);
+    }
     if flight.is_none() {
         apply_rollback_override(ctx, env, status, flight, &targets, overrides);
     }
@@ -440,15 +451,26 @@ fn watch_health(
 ) {
     let probes = promotion::verify_probes(ctx, env);
     // Results from before the environment last changed (a deploy, a rollback) say nothing
-    // about what runs now.
+    // about what runs now; nor do those that ended a promotion (an aborted canary's pods
+    // answered them too): those came by the second it ended, which is all the status
+    // keeps, so only results from the next second on count.
+    let ended = status
+        .history
+        .first()
+        .and_then(|h| h.finished_at.as_ref())
+        .map(|t| Ctx::after(t.0, std::time::Duration::from_secs(1)));
     let since = [
-        status.healthy_since.as_ref(),
-        status.unhealthy_since.as_ref(),
-        status.current.as_ref().and_then(|c| c.since.as_ref()),
+        status.healthy_since.as_ref().map(|t| t.0),
+        status.unhealthy_since.as_ref().map(|t| t.0),
+        status
+            .current
+            .as_ref()
+            .and_then(|c| c.since.as_ref())
+            .map(|t| t.0),
+        ended,
     ]
     .into_iter()
     .flatten()
-    .map(|t| t.0)
     .max()
     .unwrap_or(Timestamp::MIN);
     let problem = if !targets::available(targets) {

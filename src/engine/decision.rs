@@ -42,6 +42,23 @@ pub enum Action {
         /// The images to set.
         images: Vec<ContainerImage>,
     },
+    /// Create or update the canary Deployment beside the target Deployment `stable`
+    /// (named `<stable>-canary`): the stable pod template with these images, its pods
+    /// labelled `greenlight.dev/track: canary`, and `weight` percent of the stable
+    /// replicas, rounded up.
+    SetCanary {
+        /// The target Deployment.
+        stable: WorkloadRef,
+        /// The images the canary runs.
+        images: Vec<ContainerImage>,
+        /// Its share, in percent.
+        weight: u32,
+    },
+    /// Delete the canary Deployment beside the target Deployment `stable`.
+    DeleteCanary {
+        /// The target Deployment.
+        stable: WorkloadRef,
+    },
     /// Create a Job unless it exists.
     CreateJob(JobRequest),
     /// Delete a Job that ran past its timeout.

@@ -2,6 +2,7 @@
 //! [`Decision`]. No client, no clock, no I/O: the controller and the simulator both run it.
 
 pub mod approvals;
+pub mod canary;
 pub mod clock;
 mod context;
 mod decide;

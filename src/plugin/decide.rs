@@ -169,6 +169,7 @@ mod tests {
             },
             pre_deploy: vec![],
             verify: None,
+            rollout: None,
             rollback: None,
             gates,
         };

@@ -292,6 +292,9 @@ impl World {
     pub fn apply(&mut self, action: &Action, now: Timestamp, releases: &[ReleaseView]) -> bool {
         let place = match action {
             Action::SetImages { workload, .. } => (&workload.cluster, &workload.namespace),
+            Action::SetCanary { stable, .. } | Action::DeleteCanary { stable } => {
+                (&stable.cluster, &stable.namespace)
+            }
             Action::CreateJob(request) => (&request.cluster, &request.namespace),
             Action::DeleteJob {
                 cluster, namespace, ..
@@ -369,6 +372,46 @@ impl World {
                 w.view.available = !broken;
                 w.rollout_done_at = if broken { None } else { Some(done_at) };
                 false
+            }
+            Action::SetCanary { stable, images, .. } => {
+                // The canary starts as a copy of the stable workload, then takes the
+                // release's images like any image change (and rolls out, or breaks).
+                let canary = crate::engine::canary::canary_of(stable);
+                let created = self.find_mut(&canary).is_none();
+                if created {
+                    let Some(original) = self.workloads.iter().find(|w| w.view.is_ref(stable))
+                    else {
+                        return false;
+                    };
+                    let mut copy = SimWorkload {
+                        view: original.view.clone(),
+                        on_delete: false,
+                        environment: original.environment.clone(),
+                        rollout_done_at: None,
+                        observed_at: None,
+                    };
+                    copy.view.name = canary.name.clone();
+                    copy.view.generation = 1;
+                    copy.view.observed_generation = 1;
+                    copy.view.rollout = RolloutState::Complete;
+                    copy.view.available = true;
+                    self.workloads.push(copy);
+                }
+                let changed = self.apply(
+                    &Action::SetImages {
+                        workload: canary,
+                        images: images.clone(),
+                    },
+                    now,
+                    releases,
+                );
+                created || changed
+            }
+            Action::DeleteCanary { stable } => {
+                let canary = crate::engine::canary::canary_of(stable);
+                let before = self.workloads.len();
+                self.workloads.retain(|w| !w.view.is_ref(&canary));
+                self.workloads.len() != before
             }
             Action::CreateJob(request) => {
                 self.create_job(request, now, releases);

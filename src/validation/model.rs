@@ -50,6 +50,8 @@ pub struct ValidEnvironment {
     pub pre_deploy: Vec<ValidJob>,
     /// How a deploy proves itself.
     pub verify: ValidVerify,
+    /// A progressive rollout, if the environment has one: canary steps before 100%.
+    pub rollout: Option<ValidRollout>,
     /// What happens on failure.
     pub rollback: ValidRollback,
     /// What a release must pass to be deployed here.
@@ -166,6 +168,24 @@ pub struct ValidMetric {
     pub below: Option<f64>,
     /// Passes only while the value is above this.
     pub above: Option<f64>,
+}
+
+/// A progressive rollout, checked: at least one step, weights rising within 1–99.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidRollout {
+    /// The canary steps, in order.
+    pub steps: Vec<ValidCanaryStep>,
+}
+
+/// One canary step with its defaults applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidCanaryStep {
+    /// The canary's share, in percent (1–99).
+    pub weight: u32,
+    /// How long the step holds with its checks passing.
+    pub pause: Duration,
+    /// Metric checks of this step only.
+    pub metrics: Vec<ValidMetric>,
 }
 
 /// Rollback settings with defaults applied.

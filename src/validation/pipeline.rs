@@ -248,6 +248,10 @@ fn validate_environment(
 
     let pre_deploy = validate_jobs(&env.pre_deploy, &path.field("preDeploy"), problems);
     let verify = validate_verify(env.verify.as_ref(), &path.field("verify"), problems);
+    let rollout = env
+        .rollout
+        .as_ref()
+        .map(|rollout| validate_rollout(rollout, &targets, &path.field("rollout"), problems));
     let gates = validate_gates(
         env.gates.as_ref(),
         upstream.is_empty(),
@@ -275,6 +279,7 @@ fn validate_environment(
         targets,
         pre_deploy,
         verify: verify?,
+        rollout: rollout.map_or(Some(None), |r| r.map(Some))?,
         rollback,
         gates: gates?,
     })
@@ -293,6 +298,59 @@ fn validate_accepts(
 }
 
 /// Parses an optional duration field, applying `default` when it is absent.
+/// Canary steps whose weights rise within 1–99, with pauses that parse and metrics that
+/// are valid; every target must be a Deployment (the canary is a Deployment beside it).
+fn validate_rollout(
+    rollout: &api::Rollout,
+    targets: &[ValidTarget],
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<ValidRollout> {
+    let steps_path = path.field("steps");
+    if rollout.steps.is_empty() {
+        problems.error(&steps_path, "a rollout needs at least one canary step");
+    }
+    let mut steps = Vec::new();
+    let mut previous: Option<u32> = None;
+    for (i, step) in rollout.steps.iter().enumerate() {
+        let entry = steps_path.index(i);
+        if !(1..=99).contains(&step.weight) {
+            problems.error(
+                &entry.field("weight"),
+                format!("weight {} is not a share between 1 and 99 percent (100% comes after the last step)", step.weight),
+            );
+        }
+        if let Some(before) = previous.filter(|before| step.weight <= *before) {
+            problems.error(
+                &entry.field("weight"),
+                format!("weight {} does not rise above the step before ({before}): each step gives the canary more traffic", step.weight),
+            );
+        }
+        previous = Some(step.weight);
+        let pause = duration_or(step.pause.as_deref(), "0s", &entry.field("pause"), problems);
+        let metrics = validate_metrics(&step.metrics, &entry.field("metrics"), problems);
+        steps.push(pause.zip(metrics).map(|(pause, metrics)| ValidCanaryStep {
+            weight: step.weight,
+            pause,
+            metrics,
+        }));
+    }
+    for target in targets
+        .iter()
+        .filter(|t| t.kind != WorkloadKind::Deployment)
+    {
+        problems.error(
+            &steps_path,
+            format!(
+                "canary steps run a canary Deployment beside each target, but {} {} is not a Deployment: roll it out at once (no rollout) or move it to an environment of its own",
+                target.kind, target.name
+            ),
+        );
+    }
+    let steps: Option<Vec<ValidCanaryStep>> = steps.into_iter().collect();
+    Some(ValidRollout { steps: steps? })
+}
+
 fn duration_or(
     value: Option<&str>,
     default: &str,
@@ -855,6 +913,49 @@ environments:
             [
                 "error: spec.environments[2].target.cluster.secretRef.name: \"Prod_Cluster\" is not a valid object name: expected a Kubernetes object name: lower-case letters, digits, '-' and '.', at most 253 characters",
                 "error: spec.environments[2].target.cluster.secretRef.key: \"kube config\" is not a valid Secret key: expected letters, digits, '-', '_' and '.', at most 253 characters",
+            ]
+        );
+    }
+
+    #[test]
+    fn canary_steps_are_checked_where_written() {
+        let canary = THREE.replace(
+            "target: {namespace: p, deployments: [{name: api, container: app, artifact: backend}]}",
+            "target: {namespace: p, deployments: [{name: api}]}, rollout: {steps: [{weight: 10, pause: 5m}, {weight: 50, pause: 10m, metrics: [{name: canary-errors, prometheus: {address: \"http://prometheus:9090\"}, query: \"sum(rate(errors[1m]))\", below: 0.01}]}]}",
+        );
+        let (valid, problems) = validate_pipeline(&spec(&canary));
+        let pipeline = valid.unwrap_or_else(|| panic!("{problems:?}"));
+        let steps = &pipeline
+            .environment("prod")
+            .unwrap()
+            .rollout
+            .as_ref()
+            .unwrap()
+            .steps;
+        let shape: Vec<(u32, Duration, usize)> = steps
+            .iter()
+            .map(|s| (s.weight, s.pause, s.metrics.len()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (10, Duration::from_secs(300), 0),
+                (50, Duration::from_secs(600), 1)
+            ]
+        );
+        assert_eq!(pipeline.environment("staging").unwrap().rollout, None);
+
+        let bad = THREE.replace(
+            "target: {namespace: p, deployments: [{name: api, container: app, artifact: backend}]}",
+            "target: {namespace: p, deployments: [{name: api}], workloads: [{kind: StatefulSet, name: db}]}, rollout: {steps: [{weight: 50}, {weight: 50, pause: soon}, {weight: 100}]}",
+        );
+        assert_eq!(
+            errors(&bad),
+            [
+                "error: spec.environments[2].rollout.steps[1].weight: weight 50 does not rise above the step before (50): each step gives the canary more traffic",
+                "error: spec.environments[2].rollout.steps[1].pause: \"soon\" is not a duration: expected a duration such as 90s, 15m or 1h30m (units: ms, s, m, h)",
+                "error: spec.environments[2].rollout.steps[2].weight: weight 100 is not a share between 1 and 99 percent (100% comes after the last step)",
+                "error: spec.environments[2].rollout.steps: canary steps run a canary Deployment beside each target, but StatefulSet db is not a Deployment: roll it out at once (no rollout) or move it to an environment of its own",
             ]
         );
     }

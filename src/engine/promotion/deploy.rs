@@ -1,7 +1,7 @@
 //! A deploy: started by the gates, then pre-deploy Jobs, rollout and verification.
 
 use super::{
-    Target, outcome,
+    Target, canary, outcome,
     rollout::{self, Rollout},
     state::{Deploy, DeployStage, Promotion, RollingOut},
     steps::{self, StepState},
@@ -99,6 +99,13 @@ pub(super) fn advance(
         DeployStage::PreDeploy { step, since } => {
             pre_deploy(ctx, env, status, targets, &target, deploy, step, since)
         }
+        DeployStage::Canary {
+            step,
+            since,
+            ready_at,
+        } => canary::advance(
+            ctx, env, status, targets, &target, deploy, step, since, ready_at,
+        ),
         DeployStage::Rollout(rolling) => {
             rolling_out(ctx, env, status, targets, &target, deploy, rolling)
         }
@@ -133,7 +140,7 @@ fn pre_deploy(
     since: jiff::Timestamp,
 ) -> Option<Promotion> {
     let Some(job) = env.pre_deploy.get(step as usize) else {
-        return Some(begin_rollout(ctx, env, status, targets, target, deploy));
+        return Some(canary::begin(ctx, env, status, targets, target, deploy));
     };
     let reason = match steps::run(
         ctx,
@@ -147,7 +154,7 @@ fn pre_deploy(
         StepState::Succeeded => {
             let next = step + 1;
             if next as usize >= env.pre_deploy.len() {
-                return Some(begin_rollout(ctx, env, status, targets, target, deploy));
+                return Some(canary::begin(ctx, env, status, targets, target, deploy));
             }
             deploy.stage = DeployStage::PreDeploy {
                 step: next,
@@ -166,7 +173,8 @@ fn pre_deploy(
     outcome::fail_before_change(ctx, env, status, &deploy, reason)
 }
 
-fn begin_rollout(
+/// The rollout stage: the targets take the release.
+pub(super) fn begin_rollout(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,

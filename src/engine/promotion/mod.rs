@@ -6,12 +6,14 @@
 //!
 //! - [`state`]: the typed promotion and its one conversion to and from the status.
 //! - [`deploy`]: starting a deploy and moving it through its stages.
+//! - [`canary`]: the canary steps of a deploy, before its rollout.
 //! - [`rollback`]: starting and finishing a rollback.
 //! - [`rollout`]: judging a rollout against what the workload controllers observed.
 //! - [`verify`]: the verification checks and tests.
 //! - [`steps`]: the Job steps of a stage (pre-deploy Jobs, verification tests).
 //! - [`outcome`]: how a promotion ends: history, failure marks, Events, Degraded.
 
+mod canary;
 mod deploy;
 mod outcome;
 mod rollback;

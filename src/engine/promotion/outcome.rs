@@ -150,6 +150,32 @@ pub(super) fn fail_before_change(
     None
 }
 
+/// A canary step failed: the canaries go and the targets, never changed, keep serving the
+/// release before. The release is Failed here until a person retries.
+pub(super) fn canary_aborted(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    deploy: &Deploy,
+    reason: String,
+) {
+    mark_failed(ctx, status, &deploy.release, &reason);
+    status.phase = Some(EnvironmentPhase::Idle);
+    status.message = Some(format!(
+        "{} was aborted in its canary: {reason}",
+        deploy.version
+    ));
+    let ending = Ending {
+        result: PromotionResult::RolledBack,
+        event: (EventType::Warning, "CanaryAborted"),
+        message: format!("{} was aborted in {}: {reason}", deploy.version, env.name),
+        reason: Some(reason),
+        duration: None,
+        lead_time: None,
+    };
+    finish(ctx, env, status, deploy, ending);
+}
+
 /// The deployed release failed: mark it, then roll back (or hold, if automatic rollback is
 /// off).
 pub(super) fn verification_failed(

@@ -37,7 +37,9 @@ impl Deploy {
     /// When its current stage started (for Verify: when the rollout completed).
     pub fn stage_since(&self) -> Timestamp {
         match &self.stage {
-            DeployStage::PreDeploy { since, .. } | DeployStage::Verify { since } => *since,
+            DeployStage::PreDeploy { since, .. }
+            | DeployStage::Canary { since, .. }
+            | DeployStage::Verify { since } => *since,
             DeployStage::Rollout(rolling) => rolling.since,
         }
     }
@@ -52,6 +54,17 @@ pub enum DeployStage {
         step: u32,
         /// When this step started.
         since: Timestamp,
+    },
+    /// Canary step `step` (an index into `rollout.steps`), asked at `since`: a canary
+    /// beside each target runs the release with the step's share; the targets still run
+    /// the release before. Its pause counts from `ready_at`, when every canary was ready.
+    Canary {
+        /// The canary step.
+        step: u32,
+        /// When the step was asked.
+        since: Timestamp,
+        /// When every canary was ready, once they were.
+        ready_at: Option<Timestamp>,
     },
     /// The images are set; the workloads roll out.
     Rollout(RollingOut),
@@ -169,6 +182,11 @@ impl Promotion {
                         step: state.step,
                         since: stage_since,
                     },
+                    PromotionStage::Canary => DeployStage::Canary {
+                        step: state.step,
+                        since: stage_since,
+                        ready_at: state.canary_ready_at.as_ref().map(|t| t.0),
+                    },
                     PromotionStage::Rollout => DeployStage::Rollout(rolling_out),
                     PromotionStage::Verify => DeployStage::Verify { since: stage_since },
                 };
@@ -215,9 +233,18 @@ impl Promotion {
         let time = |t: Timestamp| Time(t);
         match self {
             Self::Deploy(deploy) => {
+                let mut ready = None;
                 let (stage, step, since, rolling) = match &deploy.stage {
                     DeployStage::PreDeploy { step, since } => {
                         (PromotionStage::PreDeploy, *step, *since, None)
+                    }
+                    DeployStage::Canary {
+                        step,
+                        since,
+                        ready_at,
+                    } => {
+                        ready = *ready_at;
+                        (PromotionStage::Canary, *step, *since, None)
                     }
                     DeployStage::Rollout(rolling) => {
                         (PromotionStage::Rollout, 0, rolling.since, Some(rolling))
@@ -234,6 +261,7 @@ impl Promotion {
                     stage_started_at: time(since),
                     rollout_observed_at: rolling.and_then(|r| r.observed_at).map(time),
                     unobserved_since: rolling.and_then(|r| r.unobserved_since).map(time),
+                    canary_ready_at: ready.map(time),
                     attempt: deploy.attempt,
                     requested_by: deploy.requested_by.clone(),
                     failed_release: None,
@@ -251,6 +279,7 @@ impl Promotion {
                 stage_started_at: time(rollback.rollout.since),
                 rollout_observed_at: rollback.rollout.observed_at.map(time),
                 unobserved_since: rollback.rollout.unobserved_since.map(time),
+                canary_ready_at: None,
                 attempt: 0,
                 requested_by: rollback.requested_by.clone(),
                 failed_release: rollback.failed_release.clone(),
@@ -265,8 +294,9 @@ impl Promotion {
         match self {
             Self::Deploy(deploy) => match deploy.stage {
                 DeployStage::PreDeploy { step, .. } => Position(0, 0, step),
-                DeployStage::Rollout(_) => Position(0, 1, 0),
-                DeployStage::Verify { .. } => Position(0, 2, 0),
+                DeployStage::Canary { step, .. } => Position(0, 1, step),
+                DeployStage::Rollout(_) => Position(0, 2, 0),
+                DeployStage::Verify { .. } => Position(0, 3, 0),
             },
             Self::Rollback(_) => Position(1, 0, 0),
         }
@@ -306,6 +336,17 @@ impl Promotion {
             }
             Self::Rollback(Rollback { to: None, .. }) => "rolling back to the baseline".into(),
         }
+    }
+
+    /// Whether it is in a canary step.
+    pub fn in_canary(&self) -> bool {
+        matches!(
+            self,
+            Self::Deploy(Deploy {
+                stage: DeployStage::Canary { .. },
+                ..
+            })
+        )
     }
 
     /// The rollout under way, in a stage that has one.
@@ -362,6 +403,11 @@ mod tests {
                 step: 1,
                 since: at(5),
             }),
+            deploy(DeployStage::Canary {
+                step: 1,
+                since: at(5),
+                ready_at: Some(at(6)),
+            }),
             deploy(DeployStage::Rollout(RollingOut {
                 since: at(6),
                 observed_at: None,
@@ -391,9 +437,10 @@ mod tests {
     #[test]
     fn positions_order_the_stages_of_a_deploy_then_its_rollback() {
         let positions: Vec<Position> = every_shape().iter().map(Promotion::position).collect();
-        assert!(positions[0] < positions[1], "pre-deploy before rollout");
-        assert!(positions[1] < positions[2], "rollout before verify");
-        assert!(positions[2] < positions[3], "a deploy before its rollback");
+        assert!(positions[0] < positions[1], "pre-deploy before the canary");
+        assert!(positions[1] < positions[2], "the canary before the rollout");
+        assert!(positions[2] < positions[3], "rollout before verify");
+        assert!(positions[3] < positions[4], "a deploy before its rollback");
     }
 
     #[test]
@@ -404,7 +451,7 @@ mod tests {
             Promotion::read(&deploy),
             Err("a deploy names no release or no version".into())
         );
-        let mut rollback = every_shape()[3].to_status();
+        let mut rollback = every_shape()[4].to_status();
         rollback.stage = PromotionStage::PreDeploy;
         assert_eq!(
             Promotion::read(&rollback),

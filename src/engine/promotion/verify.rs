@@ -133,14 +133,7 @@ pub(super) fn verification(
     if !all_passing {
         // A probe has not reported since the rollout, or its latest result failed (but not
         // yet failureThreshold times): wait for the next result.
-        let first_interval = env
-            .verify
-            .http
-            .iter()
-            .map(|h| h.interval)
-            .min()
-            .unwrap_or(std::time::Duration::from_secs(30));
-        ctx.wake_at(Ctx::after(ctx.now, first_interval));
+        wake_for_next_result(ctx, env);
         return Check::Pending;
     }
     if tests_done {
@@ -148,4 +141,16 @@ pub(super) fn verification(
     } else {
         Check::Pending
     }
+}
+
+/// Wakes the engine when the soonest verification probe reports again.
+pub(super) fn wake_for_next_result(ctx: &mut Ctx<'_>, env: &ValidEnvironment) {
+    let first_interval = env
+        .verify
+        .http
+        .iter()
+        .map(|h| h.interval)
+        .min()
+        .unwrap_or(std::time::Duration::from_secs(30));
+    ctx.wake_at(Ctx::after(ctx.now, first_interval));
 }
