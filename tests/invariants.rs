@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use greenlight::{
     api::{
         Approval, ApprovalSpec, Decision as Verdict, EnvironmentPhase, Pipeline, PromotionKind,
-        Release,
+        PromotionStage, Release,
     },
-    engine::{Regarding, Snapshot, WorkloadKind},
+    engine::{Action, Regarding, Snapshot, WorkloadKind},
     sim::{Chaos, Options, Simulation, Step},
 };
 use jiff::{SignedDuration, Timestamp};
@@ -37,6 +37,8 @@ struct EnvGen {
     pre_deploy: bool,
     verify_test: bool,
     gate_test: bool,
+    /// Canary steps before the rollout (its target is a Deployment).
+    canary: bool,
     /// The kind of its one target workload.
     kind: WorkloadKind,
 }
@@ -88,6 +90,7 @@ fn env_gen(index: usize) -> impl Strategy<Value = EnvGen> {
         proptest::bool::weighted(0.3),
         proptest::bool::weighted(0.3),
         proptest::bool::weighted(0.2),
+        proptest::bool::weighted(0.3),
     );
     let kind = proptest::sample::select(WorkloadKind::ALL);
     (upstream, timing, behaviour, kind).prop_map(
@@ -104,6 +107,7 @@ fn env_gen(index: usize) -> impl Strategy<Value = EnvGen> {
                 pre_deploy,
                 verify_test,
                 gate_test,
+                canary,
             ),
             kind,
         )| EnvGen {
@@ -122,6 +126,7 @@ fn env_gen(index: usize) -> impl Strategy<Value = EnvGen> {
             pre_deploy,
             verify_test,
             gate_test,
+            canary: canary && kind == WorkloadKind::Deployment,
             kind,
         },
     )
@@ -211,6 +216,9 @@ fn pipeline_yaml(s: &Scenario) -> String {
             );
         } else {
             out += "}\n";
+        }
+        if e.canary {
+            out += "    rollout: {steps: [{weight: 20, pause: 2m}, {weight: 60, pause: 3m}]}\n";
         }
         if e.pre_deploy {
             out += &format!(
@@ -350,11 +358,44 @@ impl<'a> Invariants<'a> {
             + SignedDuration::from_secs(30)
     }
 
+    /// A canary never outlives its promotion: one seen in an environment whose decided
+    /// status has no canary step in flight is deleted by that same decision.
+    fn canaries_end_with_their_step(&self, step: &Step<'_>) {
+        for canary in step
+            .snapshot
+            .workloads
+            .iter()
+            .filter(|w| w.name.ends_with("-canary"))
+        {
+            let env = env_name(canary.namespace[3..].parse().unwrap());
+            let in_step = step
+                .decision
+                .pipeline_status
+                .environments
+                .iter()
+                .find(|e| e.name == env)
+                .and_then(|e| e.promotion.as_ref())
+                .is_some_and(|p| p.stage == PromotionStage::Canary);
+            let deleted = step.decision.actions.iter().any(|a| {
+                matches!(a, Action::DeleteCanary { stable } if stable.namespace == canary.namespace)
+            });
+            assert!(
+                in_step || deleted,
+                "canary {}/{} outlives its step at {}: {:?}",
+                canary.namespace,
+                canary.name,
+                step.snapshot.now,
+                step.decision.actions
+            );
+        }
+    }
+
     fn check(&mut self, step: &Step<'_>) {
         self.checked += 1;
         let snap = step.snapshot;
         let now = Timestamp::from_second(snap.now.as_second()).unwrap();
         let new = &step.decision.pipeline_status;
+        self.canaries_end_with_their_step(step);
         if !step.status_written {
             return;
         }
@@ -627,6 +668,8 @@ fn the_generator_reaches_rollbacks_degraded_environments_and_overrides() {
             "PromotionSucceeded",
             "RetryRequested",
             "DriftRepaired",
+            "CanaryStep",
+            "CanaryAborted",
         ] {
             if sim.timeline.iter().any(|e| e.kind == kind) {
                 seen.insert(kind);
@@ -643,6 +686,8 @@ fn the_generator_reaches_rollbacks_degraded_environments_and_overrides() {
         "Superseded",
         "PromotionSucceeded",
         "override",
+        "CanaryStep",
+        "CanaryAborted",
     ] {
         assert!(
             seen.contains(kind),
