@@ -23,6 +23,9 @@ use crate::{
 use zeros::{Shape, ZeroFamily};
 
 /// Buckets for promotion, lead and restore times: from a minute to a week.
+/// Every `result` of `greenlight_canary_steps_total`.
+const CANARY_STEP_RESULTS: [&str; 2] = ["passed", "aborted"];
+
 const SLOW_BUCKETS: &[f64] = &[
     60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14_400.0, 43_200.0, 86_400.0, 172_800.0, 604_800.0,
 ];
@@ -99,6 +102,8 @@ pub struct Metrics {
     environment_degraded: IntGaugeVec,
     promotions_total: IntCounterVec,
     rollbacks_total: IntCounterVec,
+    canary_steps_total: IntCounterVec,
+    canary_step_duration: HistogramVec,
     promotion_duration: HistogramVec,
     lead_time: HistogramVec,
     time_to_restore: HistogramVec,
@@ -246,6 +251,19 @@ impl Metrics {
             "Rollbacks by trigger: verification, unhealthy, manual.",
             &["namespace", "pipeline", "environment", "trigger"],
         );
+        let canary_steps_total = counter(
+            &registry,
+            "greenlight_canary_steps_total",
+            "Canary steps by how they ended: passed (held their pause, checks passing) or aborted.",
+            &["namespace", "pipeline", "environment", "result"],
+        );
+        let canary_step_duration = histogram(
+            &registry,
+            "greenlight_canary_step_duration_seconds",
+            "A canary step's start to its end, passed or aborted.",
+            &["namespace", "pipeline", "environment"],
+            SLOW_BUCKETS.to_vec(),
+        );
         let promotion_duration = histogram(
             &registry,
             "greenlight_promotion_duration_seconds",
@@ -337,6 +355,8 @@ impl Metrics {
             environment_degraded,
             promotions_total,
             rollbacks_total,
+            canary_steps_total,
+            canary_step_duration,
             promotion_duration,
             lead_time,
             time_to_restore,
@@ -459,6 +479,15 @@ impl Metrics {
                     .rollbacks_total
                     .with_label_values(&[namespace, pipeline, environment, trigger])
                     .inc(),
+                MetricEvent::CanaryStep { passed, duration } => {
+                    let result = if *passed { "passed" } else { "aborted" };
+                    self.canary_steps_total
+                        .with_label_values(&[namespace, pipeline, environment, result])
+                        .inc();
+                    self.canary_step_duration
+                        .with_label_values(&labels)
+                        .observe(duration.as_secs_f64());
+                }
                 MetricEvent::Restored { after } => self
                     .time_to_restore
                     .with_label_values(&labels)
@@ -547,6 +576,8 @@ impl Metrics {
         lock(&self.unobserved_since).retain(|(ns, p, _), _| !same(ns, p));
         remove_pipeline(&self.promotions_total, pipeline);
         remove_pipeline(&self.rollbacks_total, pipeline);
+        remove_pipeline(&self.canary_steps_total, pipeline);
+        remove_pipeline(&self.canary_step_duration, pipeline);
         remove_pipeline(&self.promotion_duration, pipeline);
         remove_pipeline(&self.lead_time, pipeline);
         remove_pipeline(&self.time_to_restore, pipeline);
@@ -683,6 +714,16 @@ impl Metrics {
                 &self.rollbacks_total,
                 Shape::Counter,
                 with("trigger", &ROLLBACK_TRIGGERS),
+            ),
+            family(
+                &self.canary_steps_total,
+                Shape::Counter,
+                with("result", &CANARY_STEP_RESULTS),
+            ),
+            family(
+                &self.canary_step_duration,
+                Shape::Histogram(SLOW_BUCKETS),
+                plain(),
             ),
             family(&self.drift_repairs_total, Shape::Counter, plain()),
             family(

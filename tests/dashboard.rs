@@ -56,6 +56,10 @@ fn every_metric_event() -> Vec<MetricEvent> {
         MetricEvent::Restored {
             after: Duration::from_secs(900),
         },
+        MetricEvent::CanaryStep {
+            passed: true,
+            duration: Duration::from_secs(300),
+        },
         MetricEvent::DriftRepaired,
         MetricEvent::GatesPassed {
             gates: vec!["approvals"],
@@ -71,9 +75,10 @@ fn every_metric_event() -> Vec<MetricEvent> {
             MetricEvent::Restored { .. } => 2,
             MetricEvent::DriftRepaired => 3,
             MetricEvent::GatesPassed { .. } => 4,
+            MetricEvent::CanaryStep { .. } => 5,
         })
         .collect();
-    assert_eq!(kinds.len(), 5, "one event of each kind");
+    assert_eq!(kinds.len(), 6, "one event of each kind");
     events
 }
 

@@ -1133,6 +1133,12 @@ fn canary_steps_hold_for_their_pauses_then_the_targets_take_the_release() {
         ],
         "the first release over the baseline takes the steps too"
     );
+    let passed = sim
+        .timeline
+        .iter()
+        .filter(|e| e.kind == "CanaryStepPassed" && e.message.contains("of 1.1.0"))
+        .count();
+    assert_eq!(passed, 2, "each step of 1.1.0 passed once");
 }
 
 #[test]
@@ -1164,4 +1170,10 @@ fn a_failing_canary_step_aborts_and_leaves_the_stable_deployment_untouched() {
         aborted.message
     );
     assert_eq!(env_phase(&sim, "prod"), Some(EnvironmentPhase::Idle));
+    assert!(
+        !sim.timeline
+            .iter()
+            .any(|e| e.kind == "CanaryStepPassed" && e.message.contains("1.1.0")),
+        "no step of the failing release passed"
+    );
 }

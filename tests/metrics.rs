@@ -14,16 +14,21 @@ const SANCTUM: PipelineLabels<'static> = PipelineLabels {
 };
 
 fn run_nightly(failures: &[&str], hours: u64) -> (Metrics, String) {
+    run_example("nightly-smoke-promotion", SANCTUM, failures, hours)
+}
+
+/// Simulates `examples/<example>` (Pipeline `labels`) for `hours`, feeding every decision
+/// to the metrics as the controller does; returns them and their exposition at the end.
+fn run_example(
+    example: &str,
+    labels: PipelineLabels<'_>,
+    failures: &[&str],
+    hours: u64,
+) -> (Metrics, String) {
     let failures: Vec<greenlight::sim::Failure> =
         failures.iter().map(|f| f.parse().unwrap()).collect();
     let request = Request {
-        files: vec![
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/examples/nightly-smoke-promotion"
-            )
-            .into(),
-        ],
+        files: vec![format!("{}/examples/{example}", env!("CARGO_MANIFEST_DIR")).into()],
         pipeline: None,
         start: "2026-11-21T09:00:00Z".parse().unwrap(),
         failures: failures.clone(),
@@ -44,10 +49,10 @@ fn run_nightly(failures: &[&str], hours: u64) -> (Metrics, String) {
         .expect("the example is valid");
     sim.run_for(std::time::Duration::from_secs(hours * 3600), &mut |step| {
         let mut timer = metrics.reconcile("Pipeline");
-        metrics.know_pipeline(SANCTUM, &spec);
+        metrics.know_pipeline(labels, &spec);
         if step.status_written {
-            metrics.record_events(SANCTUM, step.decision);
-            metrics.record_status(SANCTUM, &step.decision.pipeline_status, step.decision);
+            metrics.record_events(labels, step.decision);
+            metrics.record_status(labels, &step.decision.pipeline_status, step.decision);
             timer.ok();
         } else {
             timer.failed("StatusWriteFailed");
@@ -62,6 +67,58 @@ fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
         .find(|l| l.starts_with(name_and_labels))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
+}
+
+/// The example Pipeline `kitchen/kitchen` (seed 004, with canary steps in production).
+const KITCHEN: PipelineLabels<'static> = PipelineLabels {
+    namespace: "kitchen",
+    pipeline: "kitchen",
+};
+
+#[test]
+fn canary_steps_are_counted_by_how_they_ended_with_their_durations() {
+    let (_, text) = run_example("github-flow-manual-approval", KITCHEN, &[], 48);
+    let series = |name: &str, result: Option<&str>| {
+        let result = result
+            .map(|r| format!(",result=\"{r}\""))
+            .unwrap_or_default();
+        sample(
+            &text,
+            &format!(
+                r#"{name}{{environment="production",namespace="kitchen",pipeline="kitchen"{result}}}"#
+            ),
+        )
+    };
+    assert_eq!(
+        series("greenlight_canary_steps_total", Some("passed")),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        series("greenlight_canary_steps_total", Some("aborted")),
+        Some(0.0)
+    );
+    assert_eq!(
+        series("greenlight_canary_step_duration_seconds_count", None),
+        Some(2.0)
+    );
+    let seconds = series("greenlight_canary_step_duration_seconds_sum", None).unwrap();
+    assert!(
+        seconds >= 1200.0,
+        "two steps of 10m each, from when asked: {seconds}"
+    );
+
+    let (_, text) = run_example(
+        "github-flow-manual-approval",
+        KITCHEN,
+        &["0.9.1@production:health"],
+        48,
+    );
+    let aborted = sample(
+        &text,
+        r#"greenlight_canary_steps_total{environment="production",namespace="kitchen",pipeline="kitchen",result="aborted"}"#,
+    );
+    assert_eq!(aborted, Some(1.0), "{text}");
 }
 
 #[test]

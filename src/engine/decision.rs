@@ -189,6 +189,13 @@ pub enum MetricEvent {
         /// What triggered it.
         trigger: &'static str,
     },
+    /// A canary step ended.
+    CanaryStep {
+        /// It held its pause with every check passing (else it aborted the deploy).
+        passed: bool,
+        /// Its start to its end.
+        duration: Duration,
+    },
     /// An environment recovered from a failure.
     Restored {
         /// Failure to healthy again.

@@ -16,7 +16,7 @@ use crate::{
     engine::{
         canary::{self, Readiness},
         context::{Ctx, elapsed},
-        decision::{EventType, Regarding},
+        decision::{EventType, MetricEvent, Regarding},
         snapshot::ProbePurpose,
         targets::Resolved,
     },
@@ -112,7 +112,7 @@ pub(super) fn advance(
         canary::readiness(&ctx.snap.workloads, targets, &target.desired),
     ) {
         (_, Readiness::Failed(reason)) => {
-            return abort(ctx, env, status, &deploy, step, spec.weight, reason);
+            return abort(ctx, env, status, &deploy, step, since, spec.weight, reason);
         }
         (Some(at), Readiness::Ready) => at,
         (None, Readiness::Ready) => ctx.now,
@@ -123,7 +123,7 @@ pub(super) fn advance(
                     "the canary was not ready within {} ({what})",
                     format_duration(env.verify.progress_deadline)
                 );
-                return abort(ctx, env, status, &deploy, step, spec.weight, reason);
+                return abort(ctx, env, status, &deploy, step, since, spec.weight, reason);
             }
             ctx.wake_at(deadline);
             status.message = Some(format!("{share}: {what}"));
@@ -155,7 +155,7 @@ pub(super) fn advance(
         probes.push((id, 1));
     }
     let all_passing = match probes_hold(ctx, &probes, ready_at) {
-        Err(reason) => return abort(ctx, env, status, &deploy, step, spec.weight, reason),
+        Err(reason) => return abort(ctx, env, status, &deploy, step, since, spec.weight, reason),
         Ok(all_passing) => all_passing,
     };
     let ends = Ctx::after(ready_at, spec.pause);
@@ -175,6 +175,25 @@ pub(super) fn advance(
         status.message = Some(format!("{share}: waiting for every check to pass"));
         return Some(Promotion::Deploy(deploy));
     }
+    let message = format!(
+        "canary {}% of {} in {} held {} with every check passing",
+        spec.weight,
+        deploy.version,
+        env.name,
+        format_duration(spec.pause)
+    );
+    let metric = MetricEvent::CanaryStep {
+        passed: true,
+        duration: elapsed(since, ctx.now),
+    };
+    ctx.event(
+        Regarding::Pipeline,
+        EventType::Normal,
+        "CanaryStepPassed",
+        &env.name,
+        message,
+        Some(metric),
+    );
     if step >= last {
         return Some(deploy::begin_rollout(
             ctx, env, status, targets, target, deploy,
@@ -191,16 +210,19 @@ pub(super) fn advance(
 
 /// The step failed: the canaries go (the targets never changed) and the release is Failed
 /// here, with the usual rollback rules.
+#[allow(clippy::too_many_arguments)]
 fn abort(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
     deploy: &Deploy,
     step: u32,
+    since: Timestamp,
     weight: u32,
     reason: String,
 ) -> Option<Promotion> {
     let reason = format!("canary step {} ({weight}%) failed: {reason}", step + 1);
-    outcome::canary_aborted(ctx, env, status, deploy, reason);
+    let duration = elapsed(since, ctx.now);
+    outcome::canary_aborted(ctx, env, status, deploy, reason, duration);
     None
 }

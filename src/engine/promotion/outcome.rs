@@ -28,6 +28,8 @@ struct Ending {
     message: String,
     duration: Option<std::time::Duration>,
     lead_time: Option<std::time::Duration>,
+    /// A second metric, carried by the Release's Event (an Event feeds one metric).
+    also: Option<MetricEvent>,
 }
 
 /// Records how `deploy` ended: the newest history entry (the history keeps
@@ -73,7 +75,7 @@ fn finish(
         reason,
         &env.name,
         ending.message,
-        None,
+        ending.also,
     );
 }
 
@@ -110,6 +112,7 @@ pub(super) fn succeed(
         ),
         duration: Some(duration),
         lead_time: created.map(|c| elapsed(c, ctx.now)),
+        also: None,
     };
     finish(ctx, env, status, deploy, ending);
 }
@@ -145,6 +148,7 @@ pub(super) fn fail_before_change(
         reason: Some(reason),
         duration: None,
         lead_time: None,
+        also: None,
     };
     finish(ctx, env, status, deploy, ending);
     None
@@ -158,6 +162,7 @@ pub(super) fn canary_aborted(
     status: &mut EnvironmentStatus,
     deploy: &Deploy,
     reason: String,
+    step_duration: std::time::Duration,
 ) {
     mark_failed(ctx, status, &deploy.release, &reason);
     status.phase = Some(EnvironmentPhase::Idle);
@@ -172,6 +177,10 @@ pub(super) fn canary_aborted(
         reason: Some(reason),
         duration: None,
         lead_time: None,
+        also: Some(MetricEvent::CanaryStep {
+            passed: false,
+            duration: step_duration,
+        }),
     };
     finish(ctx, env, status, deploy, ending);
 }
@@ -201,6 +210,7 @@ pub(super) fn verification_failed(
         ),
         duration: None,
         lead_time: None,
+        also: None,
     };
     finish(ctx, env, status, deploy, ending);
     if env.rollback.automatic {
