@@ -46,13 +46,13 @@ pub fn decide_with(snap: &Snapshot, pipeline: &crate::validation::ValidPipeline)
     // became (a downstream, its upstream verified at this instant). A pass that changes
     // the status took at least one step of some environment's promotion, and at one
     // instant an environment can take at most one step per stage: its pre-deploy Jobs,
-    // the rollout, verification, the end, a rollback. So this many passes settle; more
-    // would mean statuses that cycle, and then the last decision stands (every action is
-    // idempotent) until the next event decides again.
+    // its canary steps, the rollout, verification, the end, a rollback. So this many
+    // passes settle; more would mean statuses that cycle, and then the last decision
+    // stands (every action is idempotent) until the next event decides again.
     let steps: usize = pipeline
         .environments
         .iter()
-        .map(|env| env.pre_deploy.len() + 4)
+        .map(|env| env.pre_deploy.len() + env.rollout.as_ref().map_or(0, |r| r.steps.len()) + 4)
         .sum();
     for _ in 0..steps {
         let again = decide_from(snap, pipeline, &decision.pipeline_status);
