@@ -88,7 +88,14 @@ pub(super) fn advance(
 ) -> Option<Promotion> {
     let target = match target_of(ctx, status, targets, Some(&deploy.release)) {
         Ok(target) => target,
-        Err(reason) if matches!(deploy.stage, DeployStage::PreDeploy { .. }) => {
+        // Before the rollout the targets never changed: nothing to roll back (a canary
+        // still there is deleted as garbage).
+        Err(reason)
+            if matches!(
+                deploy.stage,
+                DeployStage::PreDeploy { .. } | DeployStage::Canary { .. }
+            ) =>
+        {
             return outcome::fail_before_change(ctx, env, status, &deploy, reason);
         }
         Err(reason) => {
