@@ -55,6 +55,9 @@ type Collection = (String, String);
 struct State {
     version: u64,
     objects: HashMap<Collection, BTreeMap<(String, String), Value>>,
+    /// Each stored object's JSON, encoded once when written, as a real API server's watch
+    /// cache keeps it: list pages are these bytes joined.
+    encoded: HashMap<Collection, BTreeMap<(String, String), Bytes>>,
     /// Every change of each collection, in resourceVersion order: (version, namespace,
     /// event JSON). Watches find their place by binary search.
     log: HashMap<Collection, Vec<(u64, String, Value)>>,
@@ -215,6 +218,11 @@ impl State {
             .to_owned();
         let name = object["metadata"]["name"].as_str().unwrap_or("").to_owned();
         object["metadata"]["resourceVersion"] = json!(version.to_string());
+        let encoded = Bytes::from(serde_json::to_vec(&object).expect("JSON encodes"));
+        self.encoded
+            .entry(collection.clone())
+            .or_default()
+            .insert((namespace.clone(), name.clone()), encoded);
         self.objects
             .entry(collection.clone())
             .or_default()
@@ -697,22 +705,15 @@ impl FakeApi {
     }
 
     /// One page of a list, as a real API server serves it (`limit`, `continue`): the token
-    /// carries the list's resourceVersion and the offset of the next item. Serialised
-    /// straight from the store, under its lock: a page of 500 Releases is megabytes, and
-    /// the bench that measures the controller's start shares the cores with this server.
+    /// carries the list's resourceVersion and the offset of the next item. The items are
+    /// the objects' bytes encoded when they were written, joined under the store's lock: a
+    /// page of 500 Releases is megabytes, and the bench that measures the controller's
+    /// start shares the cores with this server.
     fn list_page(
         &self,
         target: &Target,
         query: &str,
     ) -> Response<UnsyncBoxBody<Bytes, Infallible>> {
-        #[derive(serde::Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Page<'a> {
-            kind: String,
-            api_version: &'static str,
-            metadata: Value,
-            items: Vec<&'a Value>,
-        }
         let state = self.state();
         let selector = query_param(query, "labelSelector");
         let limit = query_param(query, "limit").and_then(|l| l.parse::<usize>().ok());
@@ -722,7 +723,8 @@ impl FakeApi {
                 Some((version.to_owned(), offset.parse::<usize>().ok()?))
             })
             .unwrap_or_else(|| (state.version.to_string(), 0));
-        let mut items: Vec<&Value> = state
+        let encoded = state.encoded.get(&target.collection);
+        let mut items: Vec<&Bytes> = state
             .objects
             .get(&target.collection)
             .map(|m| {
@@ -731,7 +733,7 @@ impl FakeApi {
                     .filter(|(_, o)| matches_selector(o, selector.as_deref()))
                     .skip(offset)
                     .take(limit.map_or(usize::MAX, |l| l + 1))
-                    .map(|(_, o)| o)
+                    .filter_map(|(key, _)| encoded?.get(key))
                     .collect()
             })
             .unwrap_or_default();
@@ -740,13 +742,24 @@ impl FakeApi {
             items.truncate(limit);
             metadata["continue"] = json!(format!("{version}-{}", offset + limit));
         }
-        let page = Page {
-            kind: format!("{}List", kind_of(&target.collection.1)),
-            api_version: "v1",
-            metadata,
-            items,
-        };
-        let body = serde_json::to_vec(&page).expect("a list page serialises");
+        let head = json!({
+            "kind": format!("{}List", kind_of(&target.collection.1)),
+            "apiVersion": "v1",
+            "metadata": metadata,
+        })
+        .to_string();
+        let mut body =
+            Vec::with_capacity(head.len() + 16 + items.iter().map(|b| b.len() + 1).sum::<usize>());
+        // `{"apiVersion":…,"kind":…,"metadata":…` then `,"items":[…]}`.
+        body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+        body.extend_from_slice(b",\"items\":[");
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(item);
+        }
+        body.extend_from_slice(b"]}");
         drop(state);
         let mut response = Response::new(UnsyncBoxBody::new(Full::new(Bytes::from(body))));
         response.headers_mut().insert(
@@ -829,6 +842,9 @@ impl FakeApi {
             }
             (&Method::DELETE, Some(name)) => {
                 let key = (namespace.clone(), name.clone());
+                if let Some(encoded) = state.encoded.get_mut(&target.collection) {
+                    encoded.remove(&key);
+                }
                 let removed = state
                     .objects
                     .get_mut(&target.collection)
