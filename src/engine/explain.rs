@@ -306,10 +306,15 @@ pub fn pipeline_status(
 
 /// Projects the release and approval statuses and assembles the decision.
 pub fn finish(ctx: Ctx<'_>, status: PipelineStatus) -> Decision {
+    // Each environment's promotion, typed once: every release below looks at each.
+    let flights: Vec<Option<Promotion>> = status.environments.iter().map(in_flight).collect();
     let mut release_statuses = BTreeMap::new();
     for release in ctx.releases.values() {
-        if !settled(&ctx, &status, release) {
-            release_statuses.insert(release.name.clone(), release_status(&ctx, &status, release));
+        if !settled(&ctx, &status, &flights, release) {
+            release_statuses.insert(
+                release.name.clone(),
+                release_status(&ctx, &status, &flights, release),
+            );
         }
     }
     let approval_statuses = approval_statuses(&ctx, &release_statuses);
@@ -333,7 +338,13 @@ pub fn finish(ctx: Ctx<'_>, status: PipelineStatus) -> Decision {
 /// waiting there now) or running verified upstream (then that environment would refer to
 /// it). Most releases of a long-lived pipeline are settled; not projecting them again keeps
 /// a decision cheap, and their written status stays right.
-fn settled(ctx: &Ctx<'_>, status: &PipelineStatus, release: &super::snapshot::ReleaseView) -> bool {
+/// `flights` holds each environment's promotion, in the order of `status.environments`.
+fn settled(
+    ctx: &Ctx<'_>,
+    status: &PipelineStatus,
+    flights: &[Option<Promotion>],
+    release: &super::snapshot::ReleaseView,
+) -> bool {
     let terminal = release.status.as_ref().is_some_and(|s| {
         matches!(
             s.phase,
@@ -343,28 +354,36 @@ fn settled(ctx: &Ctx<'_>, status: &PipelineStatus, release: &super::snapshot::Re
     let named =
         |r: &Option<crate::api::ReleaseRef>| r.as_ref().is_some_and(|r| r.release == release.name);
     terminal
-        && status.environments.iter().all(|env| {
-            !named(&env.current)
-                && !named(&env.last_good)
-                && in_flight(env).is_none_or(|p| p.release() != Some(&release.name))
-                && !env.failed.iter().any(|m| m.release == release.name)
-                && !ctx.is_waiting(&release.name, &env.name)
-        })
+        && status
+            .environments
+            .iter()
+            .zip(flights)
+            .all(|(env, flight)| {
+                !named(&env.current)
+                    && !named(&env.last_good)
+                    && flight
+                        .as_ref()
+                        .is_none_or(|p| p.release() != Some(&release.name))
+                    && !env.failed.iter().any(|m| m.release == release.name)
+                    && !ctx.is_waiting(&release.name, &env.name)
+            })
 }
 
 fn release_status(
     ctx: &Ctx<'_>,
     status: &PipelineStatus,
+    flights: &[Option<Promotion>],
     release: &super::snapshot::ReleaseView,
 ) -> ReleaseStatus {
     let now = ctx.now_time();
     let mut environments = Vec::new();
-    for env in &status.environments {
+    for (env, flight) in status.environments.iter().zip(flights) {
         let is = |r: &Option<crate::api::ReleaseRef>| {
             r.as_ref().is_some_and(|r| r.release == release.name)
         };
-        let deploying = in_flight(env)
-            .and_then(|p| p.deploying().cloned())
+        let deploying = flight
+            .as_ref()
+            .and_then(Promotion::deploying)
             .filter(|d| d.release == release.name);
         let entry = if let Some(deploy) = deploying {
             let state = if matches!(deploy.stage, DeployStage::Verify { .. }) {
