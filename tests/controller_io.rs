@@ -66,11 +66,14 @@ async fn expect(
         serde_json::from_slice(&bytes).unwrap()
     };
     if method == Method::PATCH {
-        assert_eq!(
-            content_type.as_deref(),
-            Some("application/apply-patch+yaml"),
-            "server-side apply"
-        );
+        // Every write is a server-side apply but the HTTPRoute weights' (see
+        // `controller::routes` for why).
+        let expected = if path.contains("/httproutes/") {
+            "application/json-patch+json"
+        } else {
+            "application/apply-patch+yaml"
+        };
+        assert_eq!(content_type.as_deref(), Some(expected));
     }
     send.send_response(
         Response::builder()
@@ -535,5 +538,96 @@ async fn a_stable_deployment_without_the_release_container_gets_no_canary() {
     assert_eq!(
         error.to_string(),
         "cannot set the canary of Deployment shop-prod/api to 10%: Deployment api has no container \"worker\""
+    );
+}
+
+fn route_weights(weight: u32) -> Action {
+    Action::SetRouteWeights {
+        route: greenlight::engine::RouteRef {
+            cluster: None,
+            namespace: "shop-prod".into(),
+            name: "shop".into(),
+        },
+        stable_service: "api-stable".into(),
+        canary_service: "api-canary".into(),
+        weight,
+    }
+}
+
+fn live_route() -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "shop", "namespace": "shop-prod", "resourceVersion": "77",
+                     "managedFields": [{"manager": "argocd-controller"}]},
+        "spec": {"parentRefs": [{"name": "public", "namespace": "gateways"}],
+                 "hostnames": ["shop.example.com"],
+                 "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                            "filters": [{"type": "RequestHeaderModifier",
+                                         "requestHeaderModifier": {"add": [{"name": "x-env", "value": "prod"}]}}],
+                            "backendRefs": [{"name": "api-stable", "port": 8080, "weight": 100},
+                                            {"name": "api-canary", "port": 8080, "weight": 0}]}]}
+    })
+}
+
+/// Canary traffic by route: the live HTTPRoute is read, and a JSON patch sets the two
+/// backends' weights (tested against the version read and the backends' names) under
+/// Greenlight's field manager; nothing else of the route is sent.
+#[tokio::test]
+async fn route_weights_are_a_json_patch_of_two_weights_on_the_version_read() {
+    let (executor, mut handle) = executor();
+    let server = tokio::spawn(async move {
+        let path = "/apis/gateway.networking.k8s.io/v1/namespaces/shop-prod/httproutes/shop";
+        expect(&mut handle, Method::GET, path, &[], 200, live_route()).await;
+        expect(
+            &mut handle,
+            Method::PATCH,
+            path,
+            &["fieldManager=greenlight"],
+            200,
+            live_route(),
+        )
+        .await
+    });
+    executor.apply(&route_weights(10)).await.unwrap();
+    let sent = server.await.unwrap();
+    assert_eq!(
+        sent,
+        json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": "77"},
+            {"op": "test", "path": "/spec/rules/0/backendRefs/0/name", "value": "api-stable"},
+            {"op": "add", "path": "/spec/rules/0/backendRefs/0/weight", "value": 90},
+            {"op": "test", "path": "/spec/rules/0/backendRefs/1/name", "value": "api-canary"},
+            {"op": "add", "path": "/spec/rules/0/backendRefs/1/weight", "value": 10},
+        ])
+    );
+}
+
+/// A route changed between the read and the patch fails the patch's test (422): a
+/// transient error, tried again by the next decision on the new version.
+#[tokio::test]
+async fn a_route_changed_under_the_patch_is_a_transient_error() {
+    let (executor, mut handle) = executor();
+    let server = tokio::spawn(async move {
+        let path = "/apis/gateway.networking.k8s.io/v1/namespaces/shop-prod/httproutes/shop";
+        expect(&mut handle, Method::GET, path, &[], 200, live_route()).await;
+        expect(
+            &mut handle,
+            Method::PATCH,
+            path,
+            &[],
+            422,
+            status_body(422, "the test operation failed"),
+        )
+        .await
+    });
+    let error = executor.apply(&route_weights(0)).await.unwrap_err();
+    server.await.unwrap();
+    assert!(matches!(error, Error::Api { .. }), "{error:?}");
+    assert!(error.is_transient());
+    assert!(
+        error.to_string().starts_with(
+            "the API server refused to send 0% of HTTPRoute shop-prod/shop to Service api-canary"
+        ),
+        "{error}"
     );
 }

@@ -1177,3 +1177,117 @@ fn a_failing_canary_step_aborts_and_leaves_the_stable_deployment_untouched() {
         "no step of the failing release passed"
     );
 }
+
+/// [`CANARY`], its traffic split by an HTTPRoute's weights.
+fn canary_by_route() -> String {
+    format!(
+        "{CANARY}      gatewayAPI: {{httpRoute: shop, stableService: api-stable, canaryService: api-canary}}\n"
+    )
+}
+
+/// What each decision saw of the route and the canary: (when, the canary's share of the
+/// route's traffic, whether the canary ran available with the release).
+fn route_and_canary(sim: &mut Simulation, minute: i64) -> Vec<(Timestamp, u32, bool)> {
+    let mut seen = Vec::new();
+    sim.run_until(minutes(minute), &mut |step| {
+        let snap = step.snapshot;
+        let share = snap
+            .routes
+            .iter()
+            .find(|r| r.route.name == "shop")
+            .map(|r| r.split("api-stable", "api-canary"))
+            .expect("the route is observed");
+        assert_eq!(share.len(), 1, "{share:?}");
+        let (stable, canary) = share[0];
+        assert_eq!(stable + canary, 100, "{share:?}");
+        let serving = snap
+            .workloads
+            .iter()
+            .any(|w| w.name == "api-canary" && w.available && w.rolled_out());
+        seen.push((snap.now, canary, serving));
+    });
+    seen
+}
+
+#[test]
+fn by_route_traffic_reaches_a_canary_only_while_it_is_ready_and_goes_back_before_it_is_deleted() {
+    let mut sim = sim_with(&canary_by_route(), &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 30);
+    sim.add_release(release("1.1.0", "main"), minutes(30));
+    let seen = route_and_canary(&mut sim, 90);
+    for (at, share, serving) in &seen {
+        assert!(
+            *share == 0 || *serving,
+            "at {at} the route sent {share}% to a canary that was not serving"
+        );
+    }
+    let mut shares: Vec<u32> = seen.iter().map(|s| s.1).collect();
+    shares.dedup();
+    assert_eq!(shares, [0, 10, 50, 0], "the route's canary share over time");
+    let first = |share: u32| seen.iter().find(|s| s.1 == share).unwrap().0;
+    assert!(
+        first(50) >= first(10) + SignedDuration::from_mins(5),
+        "the 5m pause counts from when the route carried 10%"
+    );
+    assert_eq!(canary_image(&sim), None, "the canary is gone once done");
+    assert_eq!(
+        image(&sim, "shop-prod"),
+        "registry.example.com/shop/api:1.1.0"
+    );
+    assert_eq!(state(&sim, "1.1.0", "prod"), Some(State::Healthy));
+}
+
+#[test]
+fn an_aborted_step_by_route_gives_the_stable_service_all_traffic_then_deletes_the_canary() {
+    let mut sim = sim_with(&canary_by_route(), &["1.1.0@prod:health"]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 30);
+    let changes_before = sim.world.image_changes.get("shop-prod/api").copied();
+    sim.add_release(release("1.1.0", "main"), minutes(30));
+    let seen = route_and_canary(&mut sim, 90);
+    assert!(
+        seen.iter()
+            .all(|(_, share, serving)| *share == 0 || *serving)
+    );
+    assert!(seen.iter().any(|s| s.1 == 10), "step 1 had its traffic");
+    assert_eq!(seen.last().map(|s| s.1), Some(0));
+    assert_eq!(state(&sim, "1.1.0", "prod"), Some(State::Failed));
+    assert_eq!(canary_image(&sim), None, "the canary is deleted");
+    assert_eq!(
+        sim.world.image_changes.get("shop-prod/api").copied(),
+        changes_before,
+        "the stable Deployment never changed"
+    );
+}
+
+#[test]
+fn a_step_by_route_without_the_route_waits_then_aborts_with_the_reason() {
+    let mut sim = sim_with(&canary_by_route(), &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 30);
+    sim.world.remove_routes();
+    sim.add_release(release("1.1.0", "main"), minutes(30));
+    run_to(&mut sim, 31);
+    let message = sim.status().environments[0].message.clone().unwrap();
+    assert_eq!(
+        message,
+        "canary 10% of 1.1.0 in prod (step 1 of 2): HTTPRoute shop-prod/shop is not found"
+    );
+    run_to(&mut sim, 40);
+    assert_eq!(state(&sim, "1.1.0", "prod"), Some(State::Failed));
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.0.0"));
+    assert_eq!(canary_image(&sim), None, "the canary is deleted");
+    let aborted = sim
+        .timeline
+        .iter()
+        .find(|e| e.kind == "CanaryAborted")
+        .expect("an Event says the canary was aborted");
+    assert!(
+        aborted.message.contains(
+            "canary step 1 (10%) failed: the canary was not ready within 2m (HTTPRoute shop-prod/shop is not found)"
+        ),
+        "{}",
+        aborted.message
+    );
+}

@@ -336,15 +336,45 @@ pub struct Rollout {
     /// the step's own `metrics`) must keep passing for the step's `pause`.
     #[schemars(length(min = 1, max = limits::ITEMS))]
     pub steps: Vec<CanaryStep>,
+    /// Split traffic by the weights of a Gateway API HTTPRoute instead of by replicas: at
+    /// each step the route sends the step's share to `canaryService` (which selects the
+    /// canary's pods) and the rest to `stableService`. Without it, the split is by pods.
+    #[serde(
+        default,
+        rename = "gatewayAPI",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gateway_api: Option<GatewayApiRoute>,
+}
+
+/// The HTTPRoute whose backend weights carry a canary's share of traffic. It is in the
+/// environment's target namespace (and cluster). Greenlight changes only the `weight` of
+/// the two `backendRefs` below, in every rule that names both, and nothing else of the
+/// route; declare both backends, the canary's at weight 0.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayApiRoute {
+    /// The `gateway.networking.k8s.io/v1` HTTPRoute's name.
+    #[schemars(length(min = 1, max = limits::OBJECT_NAME), pattern(DNS_SUBDOMAIN))]
+    pub http_route: String,
+    /// The Service that selects the stable pods (and not the canary's: for example by
+    /// `greenlight.dev/track: stable` in the stable pod template, which the canary's copy
+    /// of the template turns into `canary`).
+    #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
+    pub stable_service: String,
+    /// The Service that selects the canary's pods (`greenlight.dev/track: canary`).
+    #[schemars(length(min = 1, max = limits::NAME), pattern(DNS_LABEL))]
+    pub canary_service: String,
 }
 
 /// One canary step.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStep {
-    /// The canary's share, in percent, of the replicas: the canary Deployment beside each
-    /// target Deployment runs `ceil(weight × stable replicas / 100)`. Each step's weight is
-    /// above the one before.
+    /// The canary's share, in percent: of the route's traffic with `gatewayAPI`, else of the
+    /// pods behind the Service. Either way the canary Deployment beside each target
+    /// Deployment runs `ceil(weight × stable replicas / 100)`. Each step's weight is above
+    /// the one before.
     #[schemars(range(min = 1, max = 99))]
     pub weight: u32,
     /// How long the step holds, its checks passing, before the next. Default: `0s`.

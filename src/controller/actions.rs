@@ -15,6 +15,7 @@ use k8s_openapi::{
 use kube::{
     Api, Client,
     api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
+    core::ApiResource,
 };
 use serde_json::json;
 
@@ -23,7 +24,7 @@ use crate::{
         API_VERSION, Approval, ApprovalStatus, Pipeline, PipelineStatus, Release, ReleaseStatus,
     },
     controller::leader::Leadership,
-    engine::{Action, ContainerImage, JobRequest, WorkloadRef, canary::canary_name},
+    engine::{Action, ContainerImage, JobRequest, RouteRef, WorkloadRef, canary::canary_name},
     metrics::Metrics,
 };
 
@@ -283,6 +284,15 @@ impl Executor {
                 self.delete(("delete", "deployments"), what, api, &name)
                     .await
             }
+            Action::SetRouteWeights {
+                route,
+                stable_service,
+                canary_service,
+                weight,
+            } => {
+                self.set_route_weights(route, stable_service, canary_service, *weight)
+                    .await
+            }
             Action::CreateJob(request) => self.create_job(request).await,
             Action::DeleteJob {
                 cluster,
@@ -353,6 +363,53 @@ impl Executor {
             ("patch", "deployments"),
             what,
             api.patch(&canary_name(&stable.name), &params, &Patch::Apply(&canary)),
+        )
+        .await?
+        .map_err(|source| Error::Api {
+            what: what(),
+            source,
+        })?;
+        Ok(())
+    }
+
+    /// Sets the two backends' weights of `route` by a JSON patch built from the live route
+    /// (see [`super::routes`] for why not server-side apply).
+    async fn set_route_weights(
+        &self,
+        route: &RouteRef,
+        stable: &str,
+        canary: &str,
+        weight: u32,
+    ) -> Result<(), Error> {
+        let what = || format!("send {weight}% of {route} to Service {canary}");
+        let client = self.client_in(route.cluster.as_deref(), &route.namespace, what)?;
+        let resource = ApiResource::erase::<super::routes::CachedRoute>(&());
+        let api: Api<DynamicObject> = Api::namespaced_with(client, &route.namespace, &resource);
+        let live = self
+            .call(("get", "httproutes"), what, api.get(&route.name))
+            .await?
+            .map_err(|source| Error::Api {
+                what: what(),
+                source,
+            })?;
+        let live = serde_json::to_value(&live).map_err(|e| Error::InvalidCanary {
+            what: what(),
+            reason: e.to_string(),
+        })?;
+        let patch = super::routes::weight_patch(&live, stable, canary, weight)
+            .and_then(|ops| serde_json::from_value(ops).map_err(|e| e.to_string()))
+            .map_err(|reason| Error::InvalidCanary {
+                what: what(),
+                reason,
+            })?;
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        self.call(
+            ("patch", "httproutes"),
+            what,
+            api.patch(&route.name, &params, &Patch::<()>::Json(patch)),
         )
         .await?
         .map_err(|source| Error::Api {

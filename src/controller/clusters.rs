@@ -35,6 +35,7 @@ use tokio::{
 
 use super::{
     reconcile::backoff,
+    routes::RouteStore,
     workloads::{WorkloadStores, drivers},
     world,
 };
@@ -201,6 +202,8 @@ pub struct RemoteStores {
     pub workloads: WorkloadStores,
     /// Greenlight's Jobs.
     pub jobs: Store<Job>,
+    /// HTTPRoutes, where that cluster serves the Gateway API.
+    pub routes: RouteStore,
     /// A client of that cluster, for the actions.
     pub client: Client,
 }
@@ -514,14 +517,19 @@ impl Keeper {
         let workload_events = futures::stream::select_all(touched)
             .map(|r| r.map(|_| ()))
             .boxed();
+        let (routes, route_events) = RouteStore::watch(&client, Some(ns));
         *lock(&self.stores) = Some(RemoteStores {
             workloads: workloads.clone(),
             jobs: jobs.clone(),
+            routes: routes.clone(),
             client,
         });
-        let mut events = futures::stream::select(workload_events, job_events);
+        let route_events = route_events.map(|r| r.map(|_| ())).boxed();
+        let mut events = futures::stream::select_all([workload_events, job_events, route_events]);
         let mut synced = std::pin::pin!(async {
-            workloads.wait_until_ready().await && world::ready(&jobs).await
+            workloads.wait_until_ready().await
+                && world::ready(&jobs).await
+                && routes.wait_until_ready().await
         });
         let mut ready = false;
         let mut check = tokio::time::interval(self.secret_check);

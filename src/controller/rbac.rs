@@ -77,6 +77,7 @@ const FIXED: &[Permission] = &[
         scope: Scope::Watched,
         why: "canary Deployments (rollout.steps): read the stable one, create and delete its canary",
     },
+    super::routes::PERMISSION,
     Permission {
         group: "batch",
         resource: "jobs",
@@ -131,13 +132,18 @@ pub fn required() -> Vec<Permission> {
 }
 
 /// What the controller needs in each target namespace of another cluster (granted by the
-/// `greenlight-remote` chart there): the target kinds, canary Deployments, Jobs and their
-/// Pods. Nothing cluster-wide, and no Greenlight objects: those live in the controller's
+/// `greenlight-remote` chart there): the target kinds, canary Deployments and HTTPRoutes,
+/// Jobs and their Pods. Nothing cluster-wide, and no Greenlight objects: those live in the controller's
 /// cluster.
 pub fn remote() -> Vec<Permission> {
     let canaries_jobs_and_pods = FIXED
         .iter()
-        .filter(|p| p.group == "apps" || p.group == "batch" || p.resource == "pods")
+        .filter(|p| {
+            p.group == "apps"
+                || p.group == "batch"
+                || p.resource == "pods"
+                || p.resource == "httproutes"
+        })
         .copied();
     super::workloads::drivers()
         .map(|d| d.permission())

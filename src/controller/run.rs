@@ -24,6 +24,7 @@ use super::{
     leader::{Elector, Leadership, LeaseConfig},
     probes::Prober,
     reconcile::{Context, error_policy, reconcile},
+    routes::RouteStore,
     selector::LabelSelector,
     sent,
     server::{self, Health},
@@ -195,12 +196,14 @@ pub async fn run_serving(
         watcher::Config::default().labels(&format!("{}=greenlight", labels::MANAGED_BY)),
         world::trim_job,
     );
+    let (routes, route_events) = RouteStore::watch(&client, ns);
     let stores = Stores {
         pipelines: pipelines.clone(),
         releases: releases.clone(),
         approvals,
         workloads,
         jobs,
+        routes,
     };
 
     let (cluster_tx, mut cluster_rx) = mpsc::unbounded_channel::<ObjectRef<Pipeline>>();
@@ -309,6 +312,23 @@ pub async fn run_serving(
             forget_job.unseen_actions.forget((&key.0, &key.1));
         }
     });
+    // A touched HTTPRoute reconciles every Pipeline whose canary traffic it carries.
+    let pipelines_for_routes = pipelines.clone();
+    let route_triggers = route_events
+        .filter_map(|touched| async move {
+            touched
+                .inspect_err(
+                    |error| tracing::warn!(%error, "the HTTPRoute watch failed; it retries"),
+                )
+                .ok()
+        })
+        .flat_map(move |(namespace, name)| {
+            futures::stream::iter(world::pipelines_of_route(
+                &pipelines_for_routes,
+                &namespace,
+                &name,
+            ))
+        });
     let releases_for_approvals = releases.clone();
     let mut stopping = shutdown.clone();
     let controller = Controller::for_stream(pipeline_objects, pipelines)
@@ -321,6 +341,7 @@ pub async fn run_serving(
         })
         .watches_stream(job_events.touched_objects(), |j| world::pipeline_of_job(&j))
         .reconcile_on(workload_triggers)
+        .reconcile_on(route_triggers)
         .reconcile_on(probe_results)
         .reconcile_on(cluster_changes)
         .reconcile_all_on(futures::stream::select(gained, synced))

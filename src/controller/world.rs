@@ -14,6 +14,7 @@ use super::{
     cached_release::CachedRelease,
     clusters::{Clusters, KubeconfigSecret, Reach, Remote},
     observe,
+    routes::RouteStore,
     workloads::WorkloadStores,
 };
 use crate::{
@@ -37,6 +38,8 @@ pub struct Stores {
     pub workloads: WorkloadStores,
     /// Jobs Greenlight created (trimmed to labels and conditions).
     pub jobs: Store<Job>,
+    /// HTTPRoutes, where the Gateway API is served.
+    pub routes: RouteStore,
 }
 
 /// Keeps what identifies an object and drops the rest of its metadata: managed fields
@@ -125,25 +128,52 @@ pub fn remotes_of(pipeline: &Pipeline) -> BTreeSet<Remote> {
         .collect()
 }
 
-/// The Pipelines that deploy to a workload of the controller's own cluster.
-pub fn pipelines_of_workload(
+/// The Pipelines with an environment of the controller's own cluster that `uses` says
+/// depends on an object.
+fn pipelines_where(
     pipelines: &Store<Pipeline>,
-    workload: &WorkloadRef,
+    uses: impl Fn(&crate::api::Environment) -> bool,
 ) -> Vec<ObjectRef<Pipeline>> {
     pipelines
         .state()
         .iter()
         .filter(|p| {
-            p.spec.environments.iter().any(|e| {
-                e.target.cluster.is_none()
-                    && e.target.namespace == workload.namespace
-                    && e.target
-                        .workloads()
-                        .any(|w| w.kind == workload.kind && w.name == workload.name)
-            })
+            p.spec
+                .environments
+                .iter()
+                .any(|e| e.target.cluster.is_none() && uses(e))
         })
         .map(|p| ObjectRef::from_obj(p.as_ref()))
         .collect()
+}
+
+/// The Pipelines that deploy to a workload of the controller's own cluster.
+pub fn pipelines_of_workload(
+    pipelines: &Store<Pipeline>,
+    workload: &WorkloadRef,
+) -> Vec<ObjectRef<Pipeline>> {
+    pipelines_where(pipelines, |e| {
+        e.target.namespace == workload.namespace
+            && e.target
+                .workloads()
+                .any(|w| w.kind == workload.kind && w.name == workload.name)
+    })
+}
+
+/// The Pipelines whose canary traffic goes through the HTTPRoute `namespace/name` of the
+/// controller's own cluster.
+pub fn pipelines_of_route(
+    pipelines: &Store<Pipeline>,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<Pipeline>> {
+    pipelines_where(pipelines, |e| {
+        e.target.namespace == namespace
+            && e.rollout
+                .as_ref()
+                .and_then(|r| r.gateway_api.as_ref())
+                .is_some_and(|g| g.http_route == name)
+    })
 }
 
 /// Whether `store` has its initial list (false: its writer is gone).
@@ -170,14 +200,15 @@ where
 impl Stores {
     /// Whether every store has its initial list.
     pub async fn wait_until_ready(&self) -> bool {
-        let (a, b, c, d, e) = futures::join!(
+        let (a, b, c, d, e, f) = futures::join!(
             ready(&self.pipelines),
             ready(&self.releases),
             ready(&self.approvals),
             self.workloads.wait_until_ready(),
             ready(&self.jobs),
+            self.routes.wait_until_ready(),
         );
-        a && b && c && d && e
+        a && b && c && d && e && f
     }
 
     /// Everything one decision about `pipeline` reads, at `now`: from these stores, and
@@ -220,11 +251,16 @@ impl Stores {
             .map(|j| observe::job(j))
             .collect();
         let mut unreachable = Vec::new();
+        let mut routes = Vec::new();
         let mut remotes_seen = BTreeSet::new();
         for env in &pipeline.spec.environments {
             let target = &env.target;
+            let route = env.rollout.as_ref().and_then(|r| r.gateway_api.as_ref());
             let Some(remote) = remote_of(&namespace, target) else {
                 workloads.extend(observed_targets(&self.workloads, target));
+                routes.extend(
+                    route.and_then(|r| self.routes.view(&target.namespace, &r.http_route, None)),
+                );
                 continue;
             };
             let cluster = remote.secret.name.clone();
@@ -242,6 +278,11 @@ impl Stores {
                 }
                 continue;
             };
+            routes.extend(route.and_then(|r| {
+                stores
+                    .routes
+                    .view(&target.namespace, &r.http_route, Some(&cluster))
+            }));
             workloads.extend(
                 observed_targets(&stores.workloads, target)
                     .into_iter()
@@ -273,6 +314,7 @@ impl Stores {
             approvals,
             workloads,
             jobs,
+            routes,
             observations,
             unreachable,
         }

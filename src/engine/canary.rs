@@ -1,14 +1,17 @@
 //! Canaries: during a canary step, a `<name>-canary` Deployment beside each target
-//! Deployment runs the release with a share of the replicas. Outside a canary step, a
-//! canary that still exists is garbage and is deleted.
+//! Deployment runs the release with a share of the replicas. With `rollout.gatewayAPI`,
+//! an HTTPRoute's weights also send the step's share of traffic to the canary's Service,
+//! once the canary is ready. Outside a canary step, a canary that still exists is
+//! garbage: its traffic goes back to the stable Service first, then it is deleted.
 
 use std::collections::BTreeMap;
 
 use super::{
-    ContainerImage, WorkloadRef, WorkloadView,
+    ContainerImage, RouteRef, RouteView, WorkloadRef, WorkloadView,
     decision::Action,
     targets::{Desired, Resolved},
 };
+use crate::validation::{ValidEnvironment, ValidGatewayRoute};
 
 /// The name of the canary Deployment beside the Deployment `stable`.
 pub fn canary_name(stable: &str) -> String {
@@ -108,4 +111,71 @@ pub fn delete_canaries(observed: &[WorkloadView], targets: &[Resolved<'_>]) -> V
         })
         .map(|stable| Action::DeleteCanary { stable })
         .collect()
+}
+
+/// The HTTPRoute of an environment that splits traffic by weight, and its two Services.
+pub fn route_of(env: &ValidEnvironment) -> Option<(RouteRef, &ValidGatewayRoute)> {
+    let gateway = env.rollout.as_ref()?.gateway_api.as_ref()?;
+    let route = RouteRef {
+        cluster: env.cluster.clone(),
+        namespace: env.namespace.clone(),
+        name: gateway.http_route.clone(),
+    };
+    Some((route, gateway))
+}
+
+fn set_weights(route: &RouteRef, gateway: &ValidGatewayRoute, weight: u32) -> Action {
+    Action::SetRouteWeights {
+        route: route.clone(),
+        stable_service: gateway.stable_service.clone(),
+        canary_service: gateway.canary_service.clone(),
+        weight,
+    }
+}
+
+/// Whether the environment's route sends `weight` percent to the canary (and the rest to
+/// the stable Service) in every rule that names both; if not, the action that does it.
+/// Asked once the canaries are ready, so traffic never reaches a canary without pods.
+pub fn traffic(
+    routes: &[RouteView],
+    env: &ValidEnvironment,
+    weight: u32,
+) -> (Readiness, Option<Action>) {
+    let Some((route, gateway)) = route_of(env) else {
+        return (Readiness::Ready, None);
+    };
+    let Some(view) = routes.iter().find(|r| r.route == route) else {
+        return (Readiness::Waiting(format!("{route} is not found")), None);
+    };
+    let split = view.split(&gateway.stable_service, &gateway.canary_service);
+    if split.is_empty() {
+        let why = format!(
+            "{route} has no rule whose backendRefs name both Service {} and Service {}",
+            gateway.stable_service, gateway.canary_service
+        );
+        return (Readiness::Waiting(why), None);
+    }
+    if split.iter().all(|&s| s == (100 - weight, weight)) {
+        return (Readiness::Ready, None);
+    }
+    let what = format!(
+        "{route} sends {weight}% to Service {}",
+        gateway.canary_service
+    );
+    (
+        Readiness::Waiting(what),
+        Some(set_weights(&route, gateway, weight)),
+    )
+}
+
+/// Outside a canary step: the action that sends the environment's route traffic back to
+/// the stable Service, while a rule still gives the canary a share. The canaries stay
+/// until the route is seen without it.
+pub fn withdraw_traffic(routes: &[RouteView], env: &ValidEnvironment) -> Option<Action> {
+    let (route, gateway) = route_of(env)?;
+    let view = routes.iter().find(|r| r.route == route)?;
+    view.split(&gateway.stable_service, &gateway.canary_service)
+        .iter()
+        .any(|&(_, canary)| canary > 0)
+        .then(|| set_weights(&route, gateway, 0))
 }

@@ -79,6 +79,10 @@ fn merge(first: Decision, again: Decision, settled: bool) -> Decision {
                 Action::SetCanary { stable: s1, .. } | Action::DeleteCanary { stable: s1 },
                 Action::SetCanary { stable: s2, .. } | Action::DeleteCanary { stable: s2 },
             ) => s1 == s2,
+            (
+                Action::SetRouteWeights { route: r1, .. },
+                Action::SetRouteWeights { route: r2, .. },
+            ) => r1 == r2,
             _ => *a == action,
         };
         actions.retain(|a| !same_target(a));
@@ -211,9 +215,15 @@ fn step_with(
     promotion::advance(ctx, env, status, flight, &targets);
     if !flight.as_ref().is_some_and(Promotion::in_canary) {
         // No canary step in flight: a canary still there is garbage (an abort, a finished
-        // or abandoned step, a crash in between).
-        let stale = canary::delete_canaries(&ctx.snap.workloads, &targets);
-        ctx.actions.extend(stale);
+        // or abandoned step, a crash in between). Its traffic goes first; it goes once
+        // the route is seen without it.
+        match canary::withdraw_traffic(&ctx.snap.routes, env) {
+            Some(withdraw) => ctx.actions.push(withdraw),
+            None => {
+                let stale = canary::delete_canaries(&ctx.snap.workloads, &targets);
+                ctx.actions.extend(stale);
+            }
+        }
     }
     if flight.is_none() {
         apply_rollback_override(ctx, env, status, flight, &targets, overrides);

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::{
-    snapshot::{ContainerImage, ProbeId},
+    snapshot::{ContainerImage, ProbeId, RouteRef},
     workload::WorkloadRef,
 };
 use crate::api::{ApprovalStatus, PipelineStatus, ReleaseStatus};
@@ -58,6 +58,18 @@ pub enum Action {
     DeleteCanary {
         /// The target Deployment.
         stable: WorkloadRef,
+    },
+    /// Give `canary_service` `weight` and `stable_service` the rest of 100 in every rule
+    /// of `route` that names both; nothing else of the route changes.
+    SetRouteWeights {
+        /// The HTTPRoute.
+        route: RouteRef,
+        /// The stable release's Service.
+        stable_service: String,
+        /// The canary's Service.
+        canary_service: String,
+        /// The canary's share, in percent (0: all traffic to the stable release).
+        weight: u32,
     },
     /// Create a Job unless it exists.
     CreateJob(JobRequest),

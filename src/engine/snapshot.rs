@@ -25,6 +25,9 @@ pub struct Snapshot {
     pub workloads: Vec<WorkloadView>,
     /// The Jobs Greenlight created for this pipeline.
     pub jobs: Vec<JobView>,
+    /// The HTTPRoutes of environments that split canary traffic by weight
+    /// (`rollout.gatewayAPI`), as observed.
+    pub routes: Vec<RouteView>,
     /// The latest result of each probe.
     pub observations: Vec<Observation>,
     /// The namespaces of other clusters that cannot be used now, and why.
@@ -91,6 +94,58 @@ pub struct ContainerImage {
     pub container: String,
     /// Image reference.
     pub image: String,
+}
+
+/// Names an HTTPRoute.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteRef {
+    /// The cluster (its kubeconfig Secret's name); `None`: the controller's own.
+    pub cluster: Option<String>,
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl std::fmt::Display for RouteRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HTTPRoute {}/{}", self.namespace, self.name)?;
+        match &self.cluster {
+            Some(cluster) => write!(f, " in cluster {cluster}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An HTTPRoute as observed: the Service backends of each of its rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteView {
+    /// Which route.
+    pub route: RouteRef,
+    /// Each rule's backends that are Services of the route's namespace, in order.
+    pub rules: Vec<Vec<Backend>>,
+}
+
+/// One backend of a route rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    /// The Service's name.
+    pub service: String,
+    /// Its weight (Gateway API's default is 1).
+    pub weight: u32,
+}
+
+impl RouteView {
+    /// The rules that name both Services, as their (stable, canary) weights.
+    pub fn split(&self, stable: &str, canary: &str) -> Vec<(u32, u32)> {
+        let weight = |rule: &[Backend], service: &str| {
+            rule.iter().find(|b| b.service == service).map(|b| b.weight)
+        };
+        self.rules
+            .iter()
+            .filter_map(|rule| weight(rule, stable).zip(weight(rule, canary)))
+            .collect()
+    }
 }
 
 /// A Job as observed.

@@ -130,6 +130,9 @@ impl Simulation {
                     }];
                     world.add_workload(&env.name, workload, containers);
                 }
+                if let Some((route, gateway)) = crate::engine::canary::route_of(env) {
+                    world.add_route(route, &gateway.stable_service, &gateway.canary_service);
+                }
             }
         }
         let rng = options.chaos.seed ^ 0x9e37_79b9_7f4a_7c15;
@@ -232,6 +235,7 @@ impl Simulation {
             approvals: self.visible_approvals(),
             workloads: self.world.workloads(),
             jobs: self.world.jobs(),
+            routes: self.world.routes(),
             observations: self.world.observations(),
             unreachable: self.world.unreachable(),
         }

@@ -6,9 +6,9 @@ use std::{collections::BTreeMap, time::Duration};
 use jiff::Timestamp;
 
 use crate::engine::{
-    Action, ContainerImage, JobOutcome, JobRequest, JobView, Observation, ProbeId, ProbeKind,
-    ProbePurpose, ProbeRequest, ReleaseView, RolloutState, Unreachable, WorkloadKind, WorkloadRef,
-    WorkloadView,
+    Action, Backend, ContainerImage, JobOutcome, JobRequest, JobView, Observation, ProbeId,
+    ProbeKind, ProbePurpose, ProbeRequest, ReleaseView, RolloutState, RouteRef, RouteView,
+    Unreachable, WorkloadKind, WorkloadRef, WorkloadView,
 };
 
 /// How a release fails in an environment.
@@ -129,6 +129,8 @@ pub struct World {
     unreachable: BTreeMap<(String, String), String>,
     /// By cluster, namespace and name.
     jobs: BTreeMap<(Option<String>, String, String), SimJob>,
+    /// HTTPRoutes, whose weights change at once (a gateway applies them).
+    routes: BTreeMap<RouteRef, RouteView>,
     probes: BTreeMap<ProbeId, SimProbe>,
     results: crate::checks::Results,
     /// How many times each workload's images were changed, by `namespace/name` for a
@@ -149,11 +151,35 @@ impl World {
             failures,
             workloads: vec![],
             jobs: BTreeMap::new(),
+            routes: BTreeMap::new(),
             unreachable: BTreeMap::new(),
             probes: BTreeMap::new(),
             results: crate::checks::Results::default(),
             image_changes: BTreeMap::new(),
         }
+    }
+
+    /// Adds an HTTPRoute with one rule: all traffic to `stable`, none to `canary`.
+    pub fn add_route(&mut self, route: RouteRef, stable: &str, canary: &str) {
+        let backend = |service: &str, weight| Backend {
+            service: service.into(),
+            weight,
+        };
+        let view = RouteView {
+            route: route.clone(),
+            rules: vec![vec![backend(stable, 100), backend(canary, 0)]],
+        };
+        self.routes.insert(route, view);
+    }
+
+    /// Deletes every HTTPRoute (someone removed them).
+    pub fn remove_routes(&mut self) {
+        self.routes.clear();
+    }
+
+    /// The HTTPRoutes as they are now.
+    pub fn routes(&self) -> Vec<RouteView> {
+        self.routes.values().cloned().collect()
     }
 
     /// Adds a healthy workload running `containers`.
@@ -295,6 +321,7 @@ impl World {
             Action::SetCanary { stable, .. } | Action::DeleteCanary { stable } => {
                 (&stable.cluster, &stable.namespace)
             }
+            Action::SetRouteWeights { route, .. } => (&route.cluster, &route.namespace),
             Action::CreateJob(request) => (&request.cluster, &request.namespace),
             Action::DeleteJob {
                 cluster, namespace, ..
@@ -412,6 +439,30 @@ impl World {
                 let before = self.workloads.len();
                 self.workloads.retain(|w| !w.view.is_ref(&canary));
                 self.workloads.len() != before
+            }
+            Action::SetRouteWeights {
+                route,
+                stable_service,
+                canary_service,
+                weight,
+            } => {
+                let Some(view) = self.routes.get_mut(route) else {
+                    return false;
+                };
+                let before = view.clone();
+                for rule in &mut view.rules {
+                    let names_both = [stable_service, canary_service]
+                        .iter()
+                        .all(|s| rule.iter().any(|b| &b.service == *s));
+                    for backend in rule.iter_mut().filter(|_| names_both) {
+                        if backend.service == *stable_service {
+                            backend.weight = 100 - weight;
+                        } else if backend.service == *canary_service {
+                            backend.weight = *weight;
+                        }
+                    }
+                }
+                *view != before
             }
             Action::CreateJob(request) => {
                 self.create_job(request, now, releases);

@@ -175,6 +175,19 @@ pub struct ValidMetric {
 pub struct ValidRollout {
     /// The canary steps, in order.
     pub steps: Vec<ValidCanaryStep>,
+    /// The HTTPRoute that splits traffic by weight; `None`: by pods.
+    pub gateway_api: Option<ValidGatewayRoute>,
+}
+
+/// The HTTPRoute of `rollout.gatewayAPI`, checked: two different Services.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidGatewayRoute {
+    /// The HTTPRoute, in the target namespace.
+    pub http_route: String,
+    /// The backend that serves the stable release.
+    pub stable_service: String,
+    /// The backend that serves the canary.
+    pub canary_service: String,
 }
 
 /// One canary step with its defaults applied.

@@ -347,8 +347,53 @@ fn validate_rollout(
             ),
         );
     }
+    let gateway_api = rollout
+        .gateway_api
+        .as_ref()
+        .map(|route| validate_gateway_route(route, &path.field("gatewayAPI"), problems));
     let steps: Option<Vec<ValidCanaryStep>> = steps.into_iter().collect();
-    Some(ValidRollout { steps: steps? })
+    let gateway_api = match gateway_api {
+        None => None,
+        Some(checked) => Some(checked?),
+    };
+    Some(ValidRollout {
+        steps: steps?,
+        gateway_api,
+    })
+}
+
+fn validate_gateway_route(
+    route: &api::GatewayApiRoute,
+    path: &FieldPath,
+    problems: &mut Problems,
+) -> Option<ValidGatewayRoute> {
+    let http_route = problems.check(&path.field("httpRoute"), dns_subdomain(&route.http_route));
+    let stable = problems.check(
+        &path.field("stableService"),
+        dns_label(&route.stable_service),
+    );
+    let canary = problems.check(
+        &path.field("canaryService"),
+        dns_label(&route.canary_service),
+    );
+    if route.stable_service == route.canary_service {
+        problems.error(
+            &path.field("canaryService"),
+            format!(
+                "the canary's Service must not be the stable one ({}): each takes its own share of the route's traffic",
+                route.canary_service
+            ),
+        );
+        return None;
+    }
+    http_route?;
+    stable?;
+    canary?;
+    Some(ValidGatewayRoute {
+        http_route: route.http_route.clone(),
+        stable_service: route.stable_service.clone(),
+        canary_service: route.canary_service.clone(),
+    })
 }
 
 fn duration_or(
@@ -957,6 +1002,52 @@ environments:
                 "error: spec.environments[2].rollout.steps[2].weight: weight 100 is not a share between 1 and 99 percent (100% comes after the last step)",
                 "error: spec.environments[2].rollout.steps: canary steps run a canary Deployment beside each target, but StatefulSet db is not a Deployment: roll it out at once (no rollout) or move it to an environment of its own",
             ]
+        );
+    }
+
+    #[test]
+    fn a_gateway_route_names_two_services_and_a_bad_one_is_rejected_where_written() {
+        let with_route = |route: &str| {
+            THREE.replace(
+                "target: {namespace: p, deployments: [{name: api, container: app, artifact: backend}]}",
+                &format!("target: {{namespace: p, deployments: [{{name: api}}]}}, rollout: {{steps: [{{weight: 10}}], gatewayAPI: {route}}}"),
+            )
+        };
+        let good =
+            with_route("{httpRoute: shop, stableService: api-stable, canaryService: api-canary}");
+        let (valid, problems) = validate_pipeline(&spec(&good));
+        let pipeline = valid.unwrap_or_else(|| panic!("{problems:?}"));
+        let prod = pipeline.environment("prod").unwrap();
+        assert_eq!(
+            prod.rollout.as_ref().unwrap().gateway_api,
+            Some(ValidGatewayRoute {
+                http_route: "shop".into(),
+                stable_service: "api-stable".into(),
+                canary_service: "api-canary".into(),
+            })
+        );
+        let (route, _) = crate::engine::canary::route_of(prod).unwrap();
+        assert_eq!(route.to_string(), "HTTPRoute p/shop");
+
+        let same = with_route("{httpRoute: shop, stableService: api, canaryService: api}");
+        assert_eq!(
+            errors(&same),
+            [
+                "error: spec.environments[2].rollout.gatewayAPI.canaryService: the canary's Service must not be the stable one (api): each takes its own share of the route's traffic"
+            ]
+        );
+        let bad = with_route(
+            "{httpRoute: Shop_Route, stableService: api-stable, canaryService: api.canary}",
+        );
+        let errors = errors(&bad);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("error: spec.environments[2].rollout.gatewayAPI.httpRoute: "),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].starts_with("error: spec.environments[2].rollout.gatewayAPI.canaryService: "),
+            "{errors:?}"
         );
     }
 

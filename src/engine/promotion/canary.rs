@@ -1,6 +1,7 @@
 //! The canary steps of a deploy (`rollout.steps`): a canary beside each target takes the
-//! step's share; the environment's verification probes and the step's own metrics must
-//! hold for the step's pause, counted from when every canary is ready. Then the next step,
+//! step's share (of the pods, or of the route's traffic); the environment's verification
+//! probes and the step's own metrics must hold for the step's pause, counted from when
+//! every canary is ready and the route carries the share. Then the next step,
 //! or, after the last, the targets take the release. A step that fails aborts: the
 //! canaries go (the targets never changed), and the release is Failed here.
 
@@ -107,10 +108,17 @@ pub(super) fn advance(
     status.phase = Some(EnvironmentPhase::Deploying);
     ctx.actions
         .extend(canary::set_canaries(targets, &target.desired, spec.weight));
-    let ready_at = match (
-        ready_at,
-        canary::readiness(&ctx.snap.workloads, targets, &target.desired),
-    ) {
+    // Traffic moves to a canary only once it is ready (by the route's weights, with
+    // `gatewayAPI`); the step's pause counts from when both are.
+    let readiness = match canary::readiness(&ctx.snap.workloads, targets, &target.desired) {
+        Readiness::Ready => {
+            let (readiness, shift) = canary::traffic(&ctx.snap.routes, env, spec.weight);
+            ctx.actions.extend(shift);
+            readiness
+        }
+        not_ready => not_ready,
+    };
+    let ready_at = match (ready_at, readiness) {
         (_, Readiness::Failed(reason)) => {
             return abort(ctx, env, status, &deploy, step, since, spec.weight, reason);
         }
