@@ -1313,3 +1313,127 @@ async fn prod_in_a_second_cluster_is_promoted_there_and_waits_out_its_outage() {
     shut_down(stop, task).await;
     assert_rbac_covers_every_request(&local);
 }
+
+fn http_route() -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "shop", "namespace": "shop-prod"},
+        "spec": {"parentRefs": [{"name": "public", "namespace": "gateways"}],
+                 "hostnames": ["shop.example.com"],
+                 "rules": [{"backendRefs": [{"name": "api-stable", "port": 8080, "weight": 100},
+                                            {"name": "api-canary", "port": 8080, "weight": 0}]}]}
+    })
+}
+
+fn route_weights(route: &Value) -> Vec<i64> {
+    route["spec"]["rules"][0]["backendRefs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["weight"].as_i64().unwrap())
+        .collect()
+}
+
+/// A canary step by Gateway API weights, the whole loop: the controller finds HTTPRoutes
+/// served (discovery), watches the route, applies the canary, sends it the step's share
+/// only once the canary is ready (seen through the watch), gives it back to the stable
+/// Service before deleting the canary, and changes nothing else of the route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_step_by_route_shifts_traffic_after_the_canary_and_back_before_its_deletion() {
+    let api = FakeApi::start(true).await;
+    api.serve("gateway.networking.k8s.io/v1", "httproutes", "HTTPRoute");
+    api.put(deployment(
+        "shop-prod",
+        "registry.example.com/shop/api:0.9.0",
+    ));
+    api.put(http_route());
+    api.put(json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {"environments": [
+            {"name": "prod", "accepts": ["main"],
+             "target": {"namespace": "shop-prod", "deployments": [{"name": "api", "container": "api"}]},
+             "rollout": {"steps": [{"weight": 20}],
+                         "gatewayAPI": {"httpRoute": "shop", "stableService": "api-stable",
+                                        "canaryService": "api-canary"}}}
+        ]}
+    }));
+    let (stop, task) = start(&api, options(None));
+    api.put(release("shop-1-0-0", "1.0.0"));
+    wait_healthy(&api, "prod", "shop-1-0-0", "the release passes its step").await;
+    api.wait_for(WAIT, || {
+        api.get("apps/v1", "Deployment", "shop-prod", "api-canary")
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .expect("the canary is deleted");
+    shut_down(stop, task).await;
+
+    let requests = api.requests();
+    let position = |what: &str, found: &dyn Fn(&Recorded) -> bool| {
+        requests
+            .iter()
+            .position(found)
+            .unwrap_or_else(|| panic!("no request {what}"))
+    };
+    let route_path = "/apis/gateway.networking.k8s.io/v1/namespaces/shop-prod/httproutes/shop";
+    let canary_path = "/apis/apps/v1/namespaces/shop-prod/deployments/api-canary";
+    let route_patch = |weight: u32| {
+        move |r: &Recorded| {
+            r.method == http::Method::PATCH
+                && r.path == route_path
+                && r.body.as_array().is_some_and(|ops| {
+                    ops.iter().any(|op| {
+                        op["path"].as_str().unwrap().ends_with("/1/weight") && op["value"] == weight
+                    })
+                })
+        }
+    };
+    let discovered = position("asking whether HTTPRoutes are served", &|r| {
+        r.method == http::Method::GET && r.path == "/apis/gateway.networking.k8s.io/v1"
+    });
+    let created = position("applying the canary", &|r| {
+        r.method == http::Method::PATCH && r.path == canary_path
+    });
+    let shifted = position("sending the canary 20%", &route_patch(20));
+    let withdrawn = position("sending the canary 0%", &route_patch(0));
+    let deleted = position("deleting the canary", &|r| {
+        r.method == http::Method::DELETE && r.path == canary_path
+    });
+    assert!(discovered < created, "discovery comes with the watches");
+    assert!(
+        created < shifted,
+        "the canary exists before it gets traffic"
+    );
+    assert!(
+        shifted < withdrawn && withdrawn < deleted,
+        "traffic goes back before the canary goes"
+    );
+    let shift = &requests[shifted];
+    assert_eq!(shift.content_type, "application/json-patch+json");
+    assert!(
+        shift.query.contains("fieldManager=greenlight"),
+        "{}",
+        shift.query
+    );
+
+    let route = api
+        .get(
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            "shop-prod",
+            "shop",
+        )
+        .unwrap();
+    assert_eq!(route_weights(&route), [100, 0]);
+    let mut untouched = route.clone();
+    untouched["metadata"] = http_route()["metadata"].clone();
+    assert_eq!(untouched, http_route(), "nothing else of the route changed");
+    assert_eq!(
+        api.get("apps/v1", "Deployment", "shop-prod", "api")
+            .unwrap()["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example.com/shop/api:1.0.0"
+    );
+    assert_rbac_covers_every_request(&api);
+}

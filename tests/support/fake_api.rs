@@ -72,6 +72,9 @@ struct State {
     refusals: Vec<(Method, String, u16, String, String, usize)>,
     /// The whole server answers 503 and ends its watches (see [`FakeApi::set_down`]).
     down: bool,
+    /// API group versions beyond the built-in kinds that discovery lists, with their
+    /// (plural, kind) resources (see [`FakeApi::serve`]).
+    served: BTreeMap<String, Vec<(String, String)>>,
 }
 
 /// The server.
@@ -103,6 +106,7 @@ pub fn collection_of(api_version: &str, kind: &str) -> Collection {
         "Event" => "events",
         "Pod" => "pods",
         "Secret" => "secrets",
+        "HTTPRoute" => "httproutes",
         other => panic!("the fake API server does not know {other}"),
     };
     (prefix, plural.to_owned())
@@ -121,6 +125,7 @@ fn kind_of(resource: &str) -> &'static str {
         "leases" => "Lease",
         "events" => "Event",
         "secrets" => "Secret",
+        "httproutes" => "HTTPRoute",
         _ => "Unknown",
     }
 }
@@ -167,6 +172,53 @@ fn matches_selector(object: &Value, selector: Option<&str>) -> bool {
         let (key, value) = term.split_once('=').unwrap_or((term, ""));
         object["metadata"]["labels"][key].as_str() == Some(value)
     })
+}
+
+/// Applies a JSON patch (RFC 6902: `test`, `add`, `replace`, `remove`) to `object`.
+fn json_patch(object: &mut Value, ops: &Value) -> Result<(), String> {
+    for op in ops
+        .as_array()
+        .ok_or("a JSON patch is a list of operations")?
+    {
+        let path = op["path"].as_str().ok_or("an operation without a path")?;
+        let (parent, last) = path.rsplit_once('/').ok_or("a path starts with /")?;
+        match op["op"].as_str() {
+            Some("test") => {
+                if object.pointer(path) != Some(&op["value"]) {
+                    return Err(format!("the test operation failed at {path}"));
+                }
+            }
+            Some("add" | "replace") => {
+                let parent = object
+                    .pointer_mut(parent)
+                    .ok_or(format!("{parent} does not exist"))?;
+                match parent {
+                    Value::Object(map) => {
+                        map.insert(last.to_owned(), op["value"].clone());
+                    }
+                    Value::Array(items) => {
+                        let at: usize = last.parse().map_err(|_| format!("{path} is no index"))?;
+                        if op["op"] == "add" {
+                            items.insert(at, op["value"].clone());
+                        } else {
+                            items[at] = op["value"].clone();
+                        }
+                    }
+                    _ => return Err(format!("{parent} is not a container")),
+                }
+            }
+            Some("remove") => {
+                let parent = object
+                    .pointer_mut(parent)
+                    .ok_or(format!("{parent} does not exist"))?;
+                if let Value::Object(map) = parent {
+                    map.remove(last);
+                }
+            }
+            other => return Err(format!("unsupported operation {other:?}")),
+        }
+    }
+    Ok(())
 }
 
 /// Deep merge: objects key by key, lists of named objects by name, the rest replaced.
@@ -422,6 +474,16 @@ impl FakeApi {
         api
     }
 
+    /// Lists `plural` (`kind`) in discovery under `group_version`, as an API server with
+    /// that CRD installed does; objects of any kind are stored and watched either way.
+    pub fn serve(&self, group_version: &str, plural: &str, kind: &str) {
+        self.state()
+            .served
+            .entry(group_version.to_owned())
+            .or_default()
+            .push((plural.to_owned(), kind.to_owned()));
+    }
+
     /// Turns the instant kubelet and Deployment controller on or off. Off, a changed
     /// Deployment keeps its old status (`observedGeneration` behind `generation`), as
     /// behind a control plane that lags; [`FakeApi::catch_up`] then rolls it out.
@@ -647,6 +709,10 @@ impl FakeApi {
             body: body.clone(),
         };
         let watching = matches!(query_param(&query, "watch").as_deref(), Some("true" | "1"));
+        if let Some(resources) = self.discovery(&parts.method, parts.uri.path()) {
+            self.state().requests.push(recorded);
+            return full((StatusCode::OK, resources));
+        }
         let Some(target) = parse_path(parts.uri.path()) else {
             return full(status_response(
                 404,
@@ -696,7 +762,10 @@ impl FakeApi {
                 let _ = self.changes.send(());
                 return page;
             }
-            (None, None) => self.answer(&parts.method, &target, body),
+            (None, None) => {
+                let content_type = recorded.content_type.clone();
+                self.answer(&parts.method, &target, body, &content_type)
+            }
         };
         // Recorded once answered: whoever sees the request also sees its effect.
         self.state().requests.push(recorded);
@@ -770,7 +839,32 @@ impl FakeApi {
     }
 
     /// Everything but lists (those are [`Self::list_page`]).
-    fn answer(&self, method: &Method, target: &Target, body: Value) -> (StatusCode, Value) {
+    /// The APIResourceList of a served group version (`GET /apis/{group}/{version}`).
+    fn discovery(&self, method: &Method, path: &str) -> Option<Value> {
+        let group_version = path.strip_prefix("/apis/")?;
+        if method != Method::GET || group_version.matches('/').count() != 1 {
+            return None;
+        }
+        let state = self.state();
+        let resources = state.served.get(group_version)?;
+        let resources: Vec<Value> = resources
+            .iter()
+            .map(|(plural, kind)| {
+                json!({"name": plural, "singularName": "", "namespaced": true, "kind": kind,
+                       "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]})
+            })
+            .collect();
+        Some(json!({"kind": "APIResourceList", "apiVersion": "v1",
+                    "groupVersion": group_version, "resources": resources}))
+    }
+
+    fn answer(
+        &self,
+        method: &Method,
+        target: &Target,
+        body: Value,
+        content_type: &str,
+    ) -> (StatusCode, Value) {
         let mut state = self.state();
         let namespace = target.namespace.clone().unwrap_or_default();
         let kind = kind_of(&target.collection.1);
@@ -816,7 +910,17 @@ impl FakeApi {
                 (StatusCode::OK, state.update(&target.collection, &old, body))
             }
             (&Method::PATCH, Some(name)) => {
+                let apply = content_type == "application/apply-patch+yaml";
                 let Some(old) = state.get(&target.collection, &namespace, name) else {
+                    if apply && target.subresource.is_none() {
+                        // Server-side apply creates what does not exist.
+                        let mut object = body;
+                        object["metadata"]["namespace"] = json!(namespace);
+                        return (
+                            StatusCode::CREATED,
+                            state.create(&target.collection, object),
+                        );
+                    }
                     return status_response(
                         404,
                         "NotFound",
@@ -824,7 +928,11 @@ impl FakeApi {
                     );
                 };
                 let mut object = old.clone();
-                if target.subresource.as_deref() == Some("status") {
+                if content_type == "application/json-patch+json" {
+                    if let Err(why) = json_patch(&mut object, &body) {
+                        return status_response(422, "Invalid", why);
+                    }
+                } else if target.subresource.as_deref() == Some("status") {
                     object["status"] = body["status"].clone();
                 } else {
                     let mut patch = body;
