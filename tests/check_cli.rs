@@ -305,7 +305,7 @@ fn an_approval_decision_must_be_a_known_one() {
     let run = check_files(&[("approval.yaml", approval)]);
     assert_one_error(
         &run,
-        "spec.decision: \"Approved\" is not one of Approve, Reject, PromoteNow, Retry, Rollback (did you mean \"Approve\"?)",
+        "spec.decision: \"Approved\" is not one of Approve, Reject, PromoteNow, Retry, Rollback, PromoteStep, AbortCanary (did you mean \"Approve\"?)",
     );
 }
 

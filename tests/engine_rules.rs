@@ -1291,3 +1291,119 @@ fn a_step_by_route_without_the_route_waits_then_aborts_with_the_reason() {
         aborted.message
     );
 }
+
+/// When each canary step of 1.1.0 started, from its Events.
+fn step_starts(sim: &Simulation) -> Vec<Timestamp> {
+    sim.timeline
+        .iter()
+        .filter(|e| e.kind == "CanaryStep" && e.message.contains("of 1.1.0"))
+        .map(|e| e.at)
+        .collect()
+}
+
+#[test]
+fn a_person_promotes_one_canary_step_and_the_next_holds_its_own_pause() {
+    let mut sim = sim_with(CANARY, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 30);
+    sim.add_release(release("1.1.0", "main"), minutes(30));
+    run_to(&mut sim, 32);
+    sim.add_approval(
+        approval(
+            "skip-1",
+            "shop-1-1-0",
+            "prod",
+            Decision::PromoteStep,
+            "alice",
+        ),
+        minutes(32),
+    );
+    run_to(&mut sim, 33);
+    let starts = step_starts(&sim);
+    assert_eq!(starts.len(), 2, "step 2 started: {starts:?}");
+    assert!(
+        starts[1] < starts[0] + SignedDuration::from_mins(3),
+        "step 1 ended without the rest of its 5m pause: {starts:?}"
+    );
+    let promoted = sim
+        .timeline
+        .iter()
+        .find(|e| e.kind == "CanaryStepPromoted")
+        .expect("an Event says who promoted the step");
+    assert!(
+        promoted
+            .message
+            .starts_with("alice promoted canary 10% of 1.1.0 in prod after 1m"),
+        "{}",
+        promoted.message
+    );
+    let record = &sim.status().overrides[0];
+    assert_eq!(
+        (
+            record.decision,
+            record.approval.as_str(),
+            record.requested_by.as_str()
+        ),
+        (Decision::PromoteStep, "skip-1", "alice")
+    );
+    // The approval was for step 1: step 2 holds its 10 minutes.
+    run_to(&mut sim, 40);
+    let message = sim.status().environments[0].message.clone().unwrap();
+    assert!(
+        message.starts_with("canary 50% of 1.1.0 in prod (step 2 of 2) for 10m,"),
+        "{message}"
+    );
+    run_to(&mut sim, 60);
+    assert_eq!(state(&sim, "1.1.0", "prod"), Some(State::Healthy));
+    assert_eq!(
+        sim.status()
+            .overrides
+            .iter()
+            .filter(|o| o.decision == Decision::PromoteStep)
+            .count(),
+        1,
+        "recorded once"
+    );
+}
+
+#[test]
+fn a_person_aborts_a_canary_and_the_stable_release_keeps_serving() {
+    let mut sim = sim_with(&canary_by_route(), &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 30);
+    let changes_before = sim.world.image_changes.get("shop-prod/api").copied();
+    sim.add_release(release("1.1.0", "main"), minutes(30));
+    run_to(&mut sim, 32);
+    sim.add_approval(
+        approval("stop", "shop-1-1-0", "prod", Decision::AbortCanary, "bob"),
+        minutes(32),
+    );
+    run_to(&mut sim, 40);
+    assert_eq!(state(&sim, "1.1.0", "prod"), Some(State::Failed));
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.0.0"));
+    assert_eq!(canary_image(&sim), None, "the canary is deleted");
+    assert_eq!(
+        sim.world.image_changes.get("shop-prod/api").copied(),
+        changes_before,
+        "the stable Deployment never changed"
+    );
+    let route = sim.world.routes();
+    assert_eq!(route[0].split("api-stable", "api-canary"), [(100, 0)]);
+    let aborted = sim
+        .timeline
+        .iter()
+        .find(|e| e.kind == "CanaryAborted")
+        .expect("an Event says the canary was aborted");
+    assert!(
+        aborted
+            .message
+            .contains("1.1.0 was aborted in prod: canary step 1 (10%) aborted by bob"),
+        "{}",
+        aborted.message
+    );
+    let record = &sim.status().overrides[0];
+    assert_eq!(
+        (record.decision, record.requested_by.as_str()),
+        (Decision::AbortCanary, "bob")
+    );
+}

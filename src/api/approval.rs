@@ -66,6 +66,13 @@ pub enum Decision {
     Retry,
     /// Roll the environment back to this release, which must have run there before.
     Rollback,
+    /// End the canary step this release is in now, without the rest of its pause (once
+    /// its canary is ready and no check has failed): the next step, or after the last the
+    /// whole environment. Counts for the step under way when it is created.
+    PromoteStep,
+    /// Abort this release's canary steps: its traffic goes back to the stable release,
+    /// the canary is deleted and the release is Failed here, as when a step fails.
+    AbortCanary,
 }
 
 /// Whether and how the approval counted.

@@ -92,7 +92,11 @@ pub fn tally(
                 continue;
             }
             Verdict::Approve => {}
-            Verdict::PromoteNow | Verdict::Retry | Verdict::Rollback => continue,
+            Verdict::PromoteNow
+            | Verdict::Retry
+            | Verdict::Rollback
+            | Verdict::PromoteStep
+            | Verdict::AbortCanary => continue,
         }
         if !gates.allow_self_approval
             && let Some(own) = release.spec.self_approval(who)

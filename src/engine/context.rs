@@ -18,7 +18,7 @@ use super::{
     },
 };
 use crate::{
-    api::{BlockingGate, Decision as Verdict},
+    api::{BlockingGate, Decision as Verdict, OverrideRecord},
     validation::{ValidEnvironment, ValidJob, ValidMetric, ValidPipeline},
 };
 
@@ -70,6 +70,8 @@ pub struct Ctx<'a> {
     pub events: Vec<Event>,
     /// The earliest future instant that matters.
     pub wake: Option<Timestamp>,
+    /// Overrides that took effect in this decision, oldest first.
+    pub overrides: Vec<OverrideRecord>,
     /// Why each waiting candidate waits, by environment, then release.
     waiting: NameMap<String, NameMap<String, Vec<BlockingGate>>>,
     /// Releases superseded in an environment (by environment, then release), and by what.
@@ -109,11 +111,40 @@ impl<'a> Ctx<'a> {
             probes: vec![],
             events: vec![],
             wake: None,
+            overrides: vec![],
             waiting: NameMap::default(),
             superseded: NameMap::default(),
             approvals_by_release,
             time_gates: NameMap::default(),
         }
+    }
+
+    /// The newest Approval deciding `decision` on `release` in `environment` created after
+    /// `after`, to the second (what the API server stores): an override asked in the
+    /// second a step started counts for the step before, never for both.
+    pub fn override_after(
+        &self,
+        decision: Verdict,
+        release: &str,
+        environment: &str,
+        after: Timestamp,
+    ) -> Option<&'a ApprovalView> {
+        self.approvals_of(decision, release, environment)
+            .into_iter()
+            .rev()
+            .find(|a| truncate(a.created) > after)
+    }
+
+    /// Records that `approval`, an override, took effect now.
+    pub fn record_override(&mut self, approval: &ApprovalView) {
+        self.overrides.push(OverrideRecord {
+            approval: approval.name.clone(),
+            decision: approval.spec.decision,
+            release: approval.spec.release.clone(),
+            environment: approval.spec.environment.clone(),
+            requested_by: approval.spec.approver.clone(),
+            at: self.now_time(),
+        });
     }
 
     /// `now` as a status timestamp.

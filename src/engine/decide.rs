@@ -181,6 +181,9 @@ fn step_environment(
     };
     step_with(ctx, env, status, &mut flight, upstream, overrides);
     status.promotion = flight.as_ref().map(Promotion::to_status);
+    for record in ctx.overrides.drain(..) {
+        overrides.insert(0, record);
+    }
 }
 
 fn step_with(

@@ -628,7 +628,11 @@ fn approval_statuses(
                 "Rejected",
                 format!("blocks {} in {}", release.spec.version, env.name),
             ),
-            Verdict::PromoteNow | Verdict::Retry | Verdict::Rollback => (
+            Verdict::PromoteNow
+            | Verdict::Retry
+            | Verdict::Rollback
+            | Verdict::PromoteStep
+            | Verdict::AbortCanary => (
                 true,
                 "Override",
                 format!(

@@ -99,6 +99,14 @@ pub fn describe(approval: &Approval, version: &str) -> String {
              failed gate tests run again"
         ),
         Decision::Rollback => format!("{who} asks to roll {env} back to {release}"),
+        Decision::PromoteStep => format!(
+            "{who} asks to end the canary step of {release} in {env} now, without the rest \
+             of its pause"
+        ),
+        Decision::AbortCanary => format!(
+            "{who} asks to abort the canary of {release} in {env}: its traffic goes back to \
+             the stable release and it is Failed there"
+        ),
     };
     if spec.groups.is_empty() {
         sentence

@@ -80,6 +80,12 @@ enum Command {
     /// Clear a Release's failure in an environment so it may be deployed again, and re-run
     /// its failed gate tests.
     Retry(DecisionArgs),
+    /// End the canary step a Release is in now, without the rest of its pause: the next
+    /// step, or after the last the whole environment.
+    PromoteStep(DecisionArgs),
+    /// Abort a Release's canary steps in an environment: its traffic goes back to the
+    /// stable release, the canary is deleted, and the Release is Failed there.
+    AbortCanary(DecisionArgs),
     /// Roll an environment back to an earlier release that was verified there.
     Rollback {
         /// The Pipeline.
@@ -167,6 +173,12 @@ async fn execute(cli: PluginCli) -> Result<String, PluginError> {
             decide_on_release(&options, decision, Decision::PromoteNow).await
         }
         Command::Retry(args) => decide_on_release(&options, args, Decision::Retry).await,
+        Command::PromoteStep(args) => {
+            decide_on_release(&options, args, Decision::PromoteStep).await
+        }
+        Command::AbortCanary(args) => {
+            decide_on_release(&options, args, Decision::AbortCanary).await
+        }
         Command::Rollback {
             pipeline,
             environment,
@@ -176,7 +188,8 @@ async fn execute(cli: PluginCli) -> Result<String, PluginError> {
     }
 }
 
-/// approve, reject, promote --now and retry: an Approval bound to the named Release.
+/// approve, reject, promote --now, retry, promote-step and abort-canary: an Approval bound
+/// to the named Release.
 async fn decide_on_release(
     options: &ConnectOptions,
     args: DecisionArgs,
@@ -191,6 +204,12 @@ async fn decide_on_release(
             &pipeline,
             &release,
             &environment.name,
+        )?),
+        Decision::PromoteStep | Decision::AbortCanary => Some(overrides::canary_epoch(
+            &pipeline,
+            &release,
+            &environment.name,
+            decision,
         )?),
         _ => None,
     };

@@ -18,6 +18,8 @@ pub fn decision_word(decision: Decision) -> &'static str {
         Decision::PromoteNow => "promote-now",
         Decision::Retry => "retry",
         Decision::Rollback => "rollback",
+        Decision::PromoteStep => "promote-step",
+        Decision::AbortCanary => "abort-canary",
     }
 }
 

@@ -1,11 +1,13 @@
-//! The overrides that depend on the Pipeline's status: which failure a retry clears and
-//! which release a rollback goes back to. Pure: the same rules the engine applies, checked
+//! The overrides that depend on the Pipeline's status: which failure a retry clears,
+//! which release a rollback goes back to, and which canary step a promote-step ends. Pure: the same rules the engine applies, checked
 //! before the Approval is created, so a request the engine would ignore fails here in words.
 
 use jiff::Timestamp;
 
 use super::{cluster::not_found, error::PluginError};
-use crate::api::{EnvironmentPhase, EnvironmentStatus, Pipeline, Release};
+use crate::api::{
+    Decision, EnvironmentPhase, EnvironmentStatus, Pipeline, PromotionKind, PromotionStage, Release,
+};
 
 /// The environment's status, or why there is none.
 fn status_of<'p>(
@@ -69,6 +71,41 @@ pub fn retry_epoch(
         "{name} ({}) has not failed in {environment}{state}: there is nothing to retry",
         release.spec.version
     )))
+}
+
+/// The epoch of a canary override of `release` in `environment`, which must be in one of
+/// its canary steps there: for `PromoteStep`, the step's start (the engine counts it for
+/// the step under way, so each step calls for a new Approval); for `AbortCanary`, the
+/// deploy's start.
+pub fn canary_epoch(
+    pipeline: &Pipeline,
+    release: &Release,
+    environment: &str,
+    decision: Decision,
+) -> Result<Timestamp, PluginError> {
+    let status = status_of(pipeline, environment)?;
+    let name = name_of(release);
+    let promotion = status.promotion.as_ref().filter(|p| {
+        p.kind == PromotionKind::Deploy
+            && p.stage == PromotionStage::Canary
+            && p.release.as_deref() == Some(name)
+    });
+    let Some(promotion) = promotion else {
+        let doing = status
+            .message
+            .as_deref()
+            .map(|m| format!(" ({environment}: {m})"))
+            .unwrap_or_default();
+        return Err(PluginError::Invalid(format!(
+            "{name} ({}) is not in a canary step in {environment}{doing}: there is no step to \
+             promote or abort",
+            release.spec.version
+        )));
+    };
+    Ok(match decision {
+        Decision::PromoteStep => promotion.stage_started_at.0,
+        _ => promotion.started_at.0,
+    })
 }
 
 /// The release a rollback goes to, and the epoch that makes the request new.
@@ -430,5 +467,45 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("has no status for staging yet"), "{error}");
+    }
+
+    #[test]
+    fn a_canary_override_is_bound_to_the_step_or_the_deploy_under_way() {
+        let mut prod = healthy_prod();
+        let canary = release("shop-1-4-3", "1.4.3", "shop");
+        let error = canary_epoch(
+            &pipeline(prod.clone()),
+            &canary,
+            "prod",
+            Decision::PromoteStep,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with("shop-1-4-3 (1.4.3) is not in a canary step in prod"),
+            "{error}"
+        );
+        prod.promotion = Some(
+            serde_json::from_value(serde_json::json!({
+                "kind": "Deploy", "release": "shop-1-4-3", "version": "1.4.3",
+                "stage": "Canary", "step": 1,
+                "startedAt": "2026-11-22T10:00:00Z", "stageStartedAt": "2026-11-22T10:07:00Z",
+                "attempt": 0,
+            }))
+            .unwrap(),
+        );
+        let pipeline = pipeline(prod);
+        let epoch = |decision| canary_epoch(&pipeline, &canary, "prod", decision).unwrap();
+        assert_eq!(
+            epoch(Decision::PromoteStep),
+            "2026-11-22T10:07:00Z".parse::<Timestamp>().unwrap(),
+            "each step calls for its own Approval"
+        );
+        assert_eq!(
+            epoch(Decision::AbortCanary),
+            "2026-11-22T10:00:00Z".parse::<Timestamp>().unwrap()
+        );
+        let other = release("shop-1-4-2", "1.4.2", "shop");
+        assert!(canary_epoch(&pipeline, &other, "prod", Decision::AbortCanary).is_err());
     }
 }

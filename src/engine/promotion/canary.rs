@@ -13,7 +13,7 @@ use super::{
     verify::{probes_hold, verify_probes, wake_for_next_result},
 };
 use crate::{
-    api::{EnvironmentPhase, EnvironmentStatus},
+    api::{Decision as Verdict, EnvironmentPhase, EnvironmentStatus},
     engine::{
         canary::{self, Readiness},
         context::{Ctx, elapsed},
@@ -106,6 +106,28 @@ pub(super) fn advance(
         last + 1
     );
     status.phase = Some(EnvironmentPhase::Deploying);
+    let failed = |reason: String| {
+        format!(
+            "canary step {} ({}%) failed: {reason}",
+            step + 1,
+            spec.weight
+        )
+    };
+    if let Some(by) = ctx.override_after(
+        Verdict::AbortCanary,
+        &deploy.release,
+        &env.name,
+        deploy.started_at,
+    ) {
+        ctx.record_override(by);
+        let reason = format!(
+            "canary step {} ({}%) aborted by {}",
+            step + 1,
+            spec.weight,
+            by.spec.approver
+        );
+        return abort(ctx, env, status, &deploy, since, reason);
+    }
     ctx.actions
         .extend(canary::set_canaries(targets, &target.desired, spec.weight));
     // Traffic moves to a canary only once it is ready (by the route's weights, with
@@ -120,7 +142,7 @@ pub(super) fn advance(
     };
     let ready_at = match (ready_at, readiness) {
         (_, Readiness::Failed(reason)) => {
-            return abort(ctx, env, status, &deploy, step, since, spec.weight, reason);
+            return abort(ctx, env, status, &deploy, since, failed(reason));
         }
         (Some(at), Readiness::Ready) => at,
         (None, Readiness::Ready) => ctx.now,
@@ -131,7 +153,7 @@ pub(super) fn advance(
                     "the canary was not ready within {} ({what})",
                     format_duration(env.verify.progress_deadline)
                 );
-                return abort(ctx, env, status, &deploy, step, since, spec.weight, reason);
+                return abort(ctx, env, status, &deploy, since, failed(reason));
             }
             ctx.wake_at(deadline);
             status.message = Some(format!("{share}: {what}"));
@@ -163,11 +185,14 @@ pub(super) fn advance(
         probes.push((id, 1));
     }
     let all_passing = match probes_hold(ctx, &probes, ready_at) {
-        Err(reason) => return abort(ctx, env, status, &deploy, step, since, spec.weight, reason),
+        Err(reason) => return abort(ctx, env, status, &deploy, since, failed(reason)),
         Ok(all_passing) => all_passing,
     };
+    // A person may end the step now: the rest of the pause, and checks not yet reported,
+    // are skipped (a failed one aborted above).
+    let promoted_by = ctx.override_after(Verdict::PromoteStep, &deploy.release, &env.name, since);
     let ends = Ctx::after(ready_at, spec.pause);
-    if ctx.now < ends {
+    if promoted_by.is_none() && ctx.now < ends {
         ctx.wake_at(ends);
         status.message = Some(format!(
             "{share} for {}, {} left",
@@ -176,28 +201,46 @@ pub(super) fn advance(
         ));
         return Some(Promotion::Deploy(deploy));
     }
-    if !all_passing {
+    if promoted_by.is_none() && !all_passing {
         // A probe has not reported since the canary was ready, or its latest result
         // failed (not yet failureThreshold times): wait for its next result.
         wake_for_next_result(ctx, env);
         status.message = Some(format!("{share}: waiting for every check to pass"));
         return Some(Promotion::Deploy(deploy));
     }
-    let message = format!(
-        "canary {}% of {} in {} held {} with every check passing",
-        spec.weight,
-        deploy.version,
-        env.name,
-        format_duration(spec.pause)
-    );
     let metric = MetricEvent::CanaryStep {
         passed: true,
         duration: elapsed(since, ctx.now),
     };
+    let (reason, message) = match promoted_by {
+        Some(by) => {
+            ctx.record_override(by);
+            let held = format!(
+                "after {} of its {} pause",
+                format_duration(elapsed(ready_at, ctx.now)),
+                format_duration(spec.pause)
+            );
+            let message = format!(
+                "{} promoted canary {}% of {} in {} {held}",
+                by.spec.approver, spec.weight, deploy.version, env.name
+            );
+            ("CanaryStepPromoted", message)
+        }
+        None => {
+            let message = format!(
+                "canary {}% of {} in {} held {} with every check passing",
+                spec.weight,
+                deploy.version,
+                env.name,
+                format_duration(spec.pause)
+            );
+            ("CanaryStepPassed", message)
+        }
+    };
     ctx.event(
         Regarding::Pipeline,
         EventType::Normal,
-        "CanaryStepPassed",
+        reason,
         &env.name,
         message,
         Some(metric),
@@ -216,20 +259,16 @@ pub(super) fn advance(
     Some(Promotion::Deploy(deploy))
 }
 
-/// The step failed: the canaries go (the targets never changed) and the release is Failed
-/// here, with the usual rollback rules.
-#[allow(clippy::too_many_arguments)]
+/// The step failed, or a person aborted it: the canaries go (the targets never changed)
+/// and the release is Failed here, with the usual rollback rules.
 fn abort(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
     deploy: &Deploy,
-    step: u32,
     since: Timestamp,
-    weight: u32,
     reason: String,
 ) -> Option<Promotion> {
-    let reason = format!("canary step {} ({weight}%) failed: {reason}", step + 1);
     let duration = elapsed(since, ctx.now);
     outcome::canary_aborted(ctx, env, status, deploy, reason, duration);
     None
