@@ -78,6 +78,8 @@ struct EnvironmentGauges {
     healthy: bool,
     /// `greenlight_environment_degraded`.
     degraded: bool,
+    /// `greenlight_canary_weight`.
+    canary_weight: u32,
 }
 
 /// The gauges of each environment.
@@ -100,6 +102,7 @@ pub struct Metrics {
     environment_info: IntGaugeVec,
     environment_healthy: IntGaugeVec,
     environment_degraded: IntGaugeVec,
+    canary_weight: IntGaugeVec,
     promotions_total: IntCounterVec,
     rollbacks_total: IntCounterVec,
     canary_steps_total: IntCounterVec,
@@ -239,6 +242,17 @@ impl Metrics {
         registry
             .register(Box::new(environment_degraded.clone()))
             .expect("registered once");
+        let canary_weight = IntGaugeVec::new(
+            Opts::new(
+                "greenlight_canary_weight",
+                "The canary's share, in percent, of the canary step under way in each environment (of the route's traffic with rollout.gatewayAPI, else of the pods); 0 outside a canary step.",
+            ),
+            &["namespace", "pipeline", "environment"],
+        )
+        .expect("metric definitions are valid");
+        registry
+            .register(Box::new(canary_weight.clone()))
+            .expect("registered once");
         let promotions_total = counter(
             &registry,
             "greenlight_promotions_total",
@@ -353,6 +367,7 @@ impl Metrics {
             environment_info,
             environment_healthy,
             environment_degraded,
+            canary_weight,
             promotions_total,
             rollbacks_total,
             canary_steps_total,
@@ -529,6 +544,11 @@ impl Metrics {
                     release: release.to_owned(),
                     healthy: env.healthy == Some(true),
                     degraded: env.phase == Some(crate::api::EnvironmentPhase::Degraded),
+                    canary_weight: env
+                        .promotion
+                        .as_ref()
+                        .and_then(|p| p.canary_weight)
+                        .unwrap_or(0),
                 },
             );
             let waiting = env
@@ -639,12 +659,16 @@ impl Metrics {
             self.environment_degraded
                 .with_label_values(&labels)
                 .set(i64::from(gauges.degraded));
+            self.canary_weight
+                .with_label_values(&labels)
+                .set(i64::from(gauges.canary_weight));
         }
         let gathered = self.registry.gather();
         for gauge in [
             &self.environment_info,
             &self.environment_healthy,
             &self.environment_degraded,
+            &self.canary_weight,
         ] {
             gauge.reset();
         }

@@ -684,7 +684,7 @@ fn filter_variables() -> BTreeSet<String> {
 }
 
 /// The panels the README describes, the metric each must query, and its unit.
-const REQUIRED_PANELS: [(&str, &[&str], Option<&str>); 13] = [
+const REQUIRED_PANELS: [(&str, &[&str], Option<&str>); 15] = [
     (
         "What runs where",
         &[
@@ -728,6 +728,16 @@ const REQUIRED_PANELS: [(&str, &[&str], Option<&str>); 13] = [
         "Blocked time per gate",
         &["greenlight_promotion_blocked_seconds"],
         Some("s"),
+    ),
+    (
+        "Canary weight",
+        &["greenlight_canary_weight"],
+        Some("percent"),
+    ),
+    (
+        "Canary steps by result",
+        &["greenlight_canary_steps_total"],
+        None,
     ),
     (
         "Reconciles by result",

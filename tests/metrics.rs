@@ -121,6 +121,57 @@ fn canary_steps_are_counted_by_how_they_ended_with_their_durations() {
     assert_eq!(aborted, Some(1.0), "{text}");
 }
 
+/// `greenlight_canary_weight` follows production's canary steps: read from the exposition
+/// each time production's status says another share.
+#[test]
+fn the_canary_weight_gauge_follows_the_steps_and_returns_to_zero() {
+    let request = Request {
+        files: vec![
+            format!(
+                "{}/examples/github-flow-manual-approval",
+                env!("CARGO_MANIFEST_DIR")
+            )
+            .into(),
+        ],
+        pipeline: None,
+        start: "2026-11-21T09:00:00Z".parse().unwrap(),
+        failures: vec![],
+        approvals: vec![],
+    };
+    let mut sim = load(&request, Options::default()).unwrap().simulation;
+    let metrics = Metrics::new();
+    let mut last: Option<u32> = None;
+    let mut exported = Vec::new();
+    sim.run_for(std::time::Duration::from_secs(48 * 3600), &mut |step| {
+        if !step.status_written {
+            return;
+        }
+        metrics.record_status(KITCHEN, &step.decision.pipeline_status, step.decision);
+        let share = step
+            .decision
+            .pipeline_status
+            .environments
+            .iter()
+            .find(|e| e.name == "production")
+            .and_then(|e| e.promotion.as_ref())
+            .and_then(|p| p.canary_weight)
+            .unwrap_or(0);
+        if last != Some(share) {
+            last = Some(share);
+            let text = metrics.render_at(step.snapshot.now);
+            exported.push(sample(
+                &text,
+                r#"greenlight_canary_weight{environment="production",namespace="kitchen",pipeline="kitchen"}"#,
+            ));
+        }
+    });
+    assert_eq!(
+        exported,
+        [Some(0.0), Some(10.0), Some(50.0), Some(0.0)],
+        "0 before, each step's share, 0 after"
+    );
+}
+
 #[test]
 fn a_rollback_is_counted_once_with_its_trigger() {
     let (_, text) = run_nightly(&["2026.11.21-0945@main:health"], 24);

@@ -195,6 +195,10 @@ pub struct PromotionState {
     /// here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_ready_at: Option<Time>,
+    /// During a canary step: the step's share for the canary, in percent (of the route's
+    /// traffic with `rollout.gatewayAPI`, else of the pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_weight: Option<u32>,
     /// Retries of this release here so far; part of its Job names.
     #[serde(default)]
     pub attempt: u32,

@@ -180,7 +180,7 @@ fn step_environment(
         }
     };
     step_with(ctx, env, status, &mut flight, upstream, overrides);
-    status.promotion = flight.as_ref().map(Promotion::to_status);
+    status.promotion = flight.as_ref().map(|p| p.to_status_in(env));
     for record in ctx.overrides.drain(..) {
         overrides.insert(0, record);
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::api::{
-    EnvironmentPhase, EnvironmentStatus, Pipeline, Release, ReleaseEnvironmentState,
-    ReleaseEnvironmentStatus, Target, WorkloadKind,
+    EnvironmentPhase, EnvironmentStatus, Pipeline, PromotionStage, Release,
+    ReleaseEnvironmentState, ReleaseEnvironmentStatus, Target, WorkloadKind,
 };
 
 const HEADERS: [&str; 4] = ["NAME", "VERSION", "HEALTH", "WAITING"];
@@ -159,8 +159,16 @@ fn health_cell(env: Option<&EnvironmentStatus>) -> String {
         .promotion
         .as_ref()
         .map(|p| p.version.clone().unwrap_or_else(|| "baseline".into()));
+    let canary = env
+        .promotion
+        .as_ref()
+        .filter(|p| p.stage == PromotionStage::Canary)
+        .and_then(|p| Some((p.canary_weight?, p.step + 1)));
     let phase = match (env.phase, target) {
         (Some(EnvironmentPhase::Degraded), _) => "degraded".to_owned(),
+        (Some(EnvironmentPhase::Deploying), Some(v)) if let Some((weight, step)) = canary => {
+            format!("Canary {v} {weight}% (step {step})")
+        }
         (Some(EnvironmentPhase::Deploying), Some(v)) => format!("Deploying {v}"),
         (Some(EnvironmentPhase::Deploying), None) => "Deploying".into(),
         (Some(EnvironmentPhase::Verifying), Some(v)) => format!("Verifying {v}"),
@@ -455,6 +463,7 @@ mod tests {
                         rollout_observed_at: None,
                         unobserved_since: None,
                         canary_ready_at: None,
+                        canary_weight: None,
                         attempt: 0,
                         requested_by: None,
                         failed_release: None,
@@ -694,6 +703,7 @@ prod: 1.4.2 (shop-1-4-2) waits for:
                 rollout_observed_at: None,
                 unobserved_since: None,
                 canary_ready_at: None,
+                canary_weight: None,
                 attempt: 0,
                 requested_by: None,
                 failed_release: Some("shop-1-4-2".into()),
@@ -706,6 +716,25 @@ prod: 1.4.2 (shop-1-4-2) waits for:
             health_cell(Some(&env)),
             "unhealthy, RollingBack to baseline"
         );
+        let rollback = env.promotion.clone();
+        env.phase = Some(EnvironmentPhase::Deploying);
+        env.healthy = Some(true);
+        env.promotion = Some(PromotionState {
+            kind: PromotionKind::Deploy,
+            release: Some("shop-1-4-3".into()),
+            version: Some("1.4.3".into()),
+            stage: PromotionStage::Canary,
+            step: 1,
+            canary_weight: Some(50),
+            ..rollback.clone().unwrap()
+        });
+        assert_eq!(
+            health_cell(Some(&env)),
+            "healthy, Canary 1.4.3 50% (step 2)"
+        );
+        env.phase = Some(EnvironmentPhase::RollingBack);
+        env.healthy = Some(false);
+        env.promotion = rollback;
         env.phase = Some(EnvironmentPhase::Degraded);
         env.promotion = None;
         assert_eq!(health_cell(Some(&env)), "unhealthy, degraded");

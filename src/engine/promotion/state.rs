@@ -5,7 +5,10 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{PromotionKind, PromotionStage, PromotionState};
+use crate::{
+    api::{PromotionKind, PromotionStage, PromotionState},
+    validation::ValidEnvironment,
+};
 
 /// A deploy or a rollback in flight in one environment.
 #[derive(Clone, Debug, PartialEq)]
@@ -228,6 +231,25 @@ impl Promotion {
         }
     }
 
+    /// The wire form in `env`: [`Promotion::to_status`], with the share of the canary
+    /// step under way (read from the spec, so that people, the plugin and the metrics see
+    /// it without the spec at hand).
+    pub fn to_status_in(&self, env: &ValidEnvironment) -> PromotionState {
+        let mut state = self.to_status();
+        if let Self::Deploy(Deploy {
+            stage: DeployStage::Canary { step, .. },
+            ..
+        }) = self
+        {
+            state.canary_weight = env
+                .rollout
+                .as_ref()
+                .and_then(|r| r.steps.get(*step as usize))
+                .map(|s| s.weight);
+        }
+        state
+    }
+
     /// The wire form, as `Pipeline.status` keeps it.
     pub fn to_status(&self) -> PromotionState {
         let time = |t: Timestamp| Time(t);
@@ -262,6 +284,7 @@ impl Promotion {
                     rollout_observed_at: rolling.and_then(|r| r.observed_at).map(time),
                     unobserved_since: rolling.and_then(|r| r.unobserved_since).map(time),
                     canary_ready_at: ready.map(time),
+                    canary_weight: None,
                     attempt: deploy.attempt,
                     requested_by: deploy.requested_by.clone(),
                     failed_release: None,
@@ -280,6 +303,7 @@ impl Promotion {
                 rollout_observed_at: rollback.rollout.observed_at.map(time),
                 unobserved_since: rollback.rollout.unobserved_since.map(time),
                 canary_ready_at: None,
+                canary_weight: None,
                 attempt: 0,
                 requested_by: rollback.requested_by.clone(),
                 failed_release: rollback.failed_release.clone(),
