@@ -33,6 +33,13 @@
 //! 6. Release 3.0.0-slow: the controller is stopped while dev verifies it and a new one is
 //!    started; the Deployment is patched to the new image exactly once, and exactly one test
 //!    Job exists for the release.
+//! 7. Canary steps (`rollout.steps` 25% then 50%, by replica ratio) in a second Pipeline
+//!    whose one environment runs a Deployment of 4 replicas in its own namespace: release
+//!    4.0.0 runs first in `api-canary` with 1 replica, then 2, while the stable Deployment
+//!    keeps its image; then the stable Deployment takes 4.0.0 and the canary is deleted.
+//!    Release 5.0.0 is aborted during its first step by an `AbortCanary` Approval: the
+//!    canary is deleted, the release is Failed there, and the stable Deployment is never
+//!    written (same generation, still 4.0.0).
 //!
 //! Two modes:
 //!
@@ -288,9 +295,32 @@ impl Names {
     fn all_namespaces(&self) -> Vec<String> {
         let mut all = vec![self.namespace.clone()];
         all.extend(ENVIRONMENTS.iter().map(|e| self.target(e)));
+        all.push(self.target(CANARY_ENV));
         all
     }
+
+    /// The Pipeline of phase 7, whose one environment has canary steps.
+    fn canary_pipeline(&self) -> String {
+        format!("canary-{}", self.id)
+    }
 }
+
+/// Phase 7's environment (and the suffix of its namespace).
+const CANARY_ENV: &str = "live";
+/// Replicas of phase 7's stable Deployment: 25% is 1 canary replica, 50% is 2.
+const CANARY_STABLE_REPLICAS: i32 = 4;
+/// Goes through phase 7's canary steps.
+const CANARIED: Rel = Rel {
+    name: "canary-4-0-0",
+    version: "4.0.0",
+    image: "registry.k8s.io/pause:3.10",
+};
+/// Aborted by a person during its first canary step.
+const ABORTED: Rel = Rel {
+    name: "canary-5-0-0",
+    version: "5.0.0",
+    image: "registry.k8s.io/pause:3.8",
+};
 
 const ENVIRONMENTS: [&str; 3] = ["dev", "staging", "prod"];
 
@@ -460,6 +490,26 @@ fn release_manifest(n: &Names, rel: &Rel, requested_by: Option<&str>) -> Value {
     if let Some(user) = requested_by {
         release["spec"]["requestedBy"] = json!(user);
     }
+    release
+}
+
+/// Phase 7: one environment, canary steps of 25% then 50% (20 s each), then 100%.
+fn canary_pipeline_manifest(n: &Names) -> Value {
+    json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
+        "metadata": {"name": n.canary_pipeline(), "namespace": n.namespace},
+        "spec": {"environments": [
+            {"name": CANARY_ENV, "accepts": ["main"],
+             "target": {"namespace": n.target(CANARY_ENV), "deployments": [{"name": "api"}]},
+             "verify": {"progressDeadline": "5m"},
+             "rollout": {"steps": [{"weight": 25, "pause": "20s"}, {"weight": 50, "pause": "20s"}]}},
+        ]},
+    })
+}
+
+fn canary_release_manifest(n: &Names, rel: &Rel, requested_by: Option<&str>) -> Value {
+    let mut release = release_manifest(n, rel, requested_by);
+    release["spec"]["pipeline"] = json!(n.canary_pipeline());
     release
 }
 
@@ -1440,10 +1490,14 @@ impl Harness {
     /// Creates a Release. If an admission policy wants `spec.requestedBy` to name the
     /// creating user, names it.
     async fn create_release(&self, rel: &Rel) {
+        self.create_release_from(rel, release_manifest).await;
+    }
+
+    /// [`Harness::create_release`], the manifest written by `write`.
+    async fn create_release_from(&self, rel: &Rel, write: fn(&Names, &Rel, Option<&str>) -> Value) {
         let api = self.api::<Release>(&self.names.namespace);
         let pp = PostParams::default();
-        let manifest =
-            |user: Option<&str>| typed::<Release>(release_manifest(&self.names, rel, user));
+        let manifest = |user: Option<&str>| typed::<Release>(write(&self.names, rel, user));
         match api.create(&pp, &manifest(None)).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.message.contains("requestedBy") => {
@@ -1470,11 +1524,24 @@ impl Harness {
     /// approver to be the requesting user, as the kubeconfig's user (from a
     /// SelfSubjectReview). Returns the Approval's name.
     async fn approve(&self, release: &str) -> String {
+        self.decide(release, "prod", "Approve").await
+    }
+
+    /// [`Harness::approve`] for any environment and decision (an override too). Returns
+    /// the Approval's name.
+    async fn decide(&self, release: &str, env: &str, decision: &str) -> String {
         let api = self.api::<Approval>(&self.names.namespace);
         let pp = PostParams::default();
-        let name = format!("{release}-prod");
+        let name = if decision == "Approve" {
+            format!("{release}-{env}")
+        } else {
+            format!("{release}-{env}-{}", decision.to_lowercase())
+        };
         let manifest = |approver: &str| {
-            typed::<Approval>(approval_manifest(&self.names, &name, release, approver))
+            let mut approval = approval_manifest(&self.names, &name, release, approver);
+            approval["spec"]["environment"] = json!(env);
+            approval["spec"]["decision"] = json!(decision);
+            typed::<Approval>(approval)
         };
         match api.create(&pp, &manifest("e2e-approver")).await {
             Ok(_) => {}
@@ -1587,7 +1654,11 @@ async fn create_namespaces_and_deployments(h: &mut Harness) {
             .unwrap_or_else(|e| panic!("could not create namespace {name}: {e}"));
     }
     if h.settings.fake_kubelet {
-        let targets = ENVIRONMENTS.iter().map(|e| h.names.target(e)).collect();
+        let targets = ENVIRONMENTS
+            .iter()
+            .chain([&CANARY_ENV])
+            .map(|e| h.names.target(e))
+            .collect();
         h.kubelet = Some(FakeKubelet::start(h.client.clone(), targets));
     }
     for env in ENVIRONMENTS {
@@ -2133,6 +2204,203 @@ async fn restart_mid_promotion(h: &mut Harness) {
     );
 }
 
+/// Phase 7's environment in its Pipeline's status.
+async fn canary_env(h: &Harness) -> Result<EnvironmentStatus, String> {
+    let pipeline = h
+        .api::<Pipeline>(&h.names.namespace)
+        .get(&h.names.canary_pipeline())
+        .await
+        .map_err(api_err("read the canary Pipeline"))?;
+    let status = pipeline.status.unwrap_or_default();
+    env_of(&status, CANARY_ENV)
+        .cloned()
+        .ok_or_else(|| describe_status(&status))
+}
+
+/// The canary Deployment beside phase 7's stable one, if it exists.
+async fn canary_deployment(h: &Harness) -> Result<Option<Deployment>, String> {
+    match h
+        .api::<Deployment>(&h.names.target(CANARY_ENV))
+        .get("api-canary")
+        .await
+    {
+        Ok(d) => Ok(Some(d)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(api_err("read the canary Deployment")(e)),
+    }
+}
+
+/// Phase 7: canary steps by replica ratio on a real API server, then an abort by a person.
+async fn canary_steps_then_an_abort(h: &Harness) {
+    phase("7: a Deployment of 4 replicas and a Pipeline with canary steps");
+    let ns = h.names.target(CANARY_ENV);
+    let deployments = h.api::<Deployment>(&ns);
+    let mut stable = deployment_manifest(&ns);
+    stable["spec"]["replicas"] = json!(CANARY_STABLE_REPLICAS);
+    deployments
+        .create(&PostParams::default(), &typed(stable))
+        .await
+        .unwrap_or_else(|e| panic!("could not create Deployment {ns}/api: {e}"));
+    let before = h
+        .wait_for(
+            &format!("Deployment {ns}/api to roll out {BASELINE_IMAGE}"),
+            h.step(),
+            async || {
+                let d = deployments
+                    .get("api")
+                    .await
+                    .map_err(api_err("read the Deployment"))?;
+                if rolled_out(&d) {
+                    Ok(d)
+                } else {
+                    Err(describe_deployment(&d))
+                }
+            },
+        )
+        .await;
+    h.api::<Pipeline>(&h.names.namespace)
+        .patch(
+            &h.names.canary_pipeline(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&canary_pipeline_manifest(&h.names)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("could not apply the canary Pipeline: {e}"));
+
+    phase("7: 4.0.0 takes 25%, then 50%, then the whole environment");
+    h.create_release_from(&CANARIED, canary_release_manifest)
+        .await;
+    let (mut replicas, mut weights) = (Vec::<i32>::new(), Vec::<u32>::new());
+    let mut stable_during_steps = BTreeSet::new();
+    h.wait_for(
+        "live to run 4.0.0 after its canary steps, the canary gone",
+        h.step() * 3,
+        async || {
+            // The stable Deployment first, then the status: a status still in a canary
+            // step was in one when the Deployment was read.
+            let stable = deployments
+                .get("api")
+                .await
+                .map_err(api_err("read the Deployment"))?;
+            let canary = canary_deployment(h).await?;
+            let env = canary_env(h).await?;
+            let in_step = env
+                .promotion
+                .as_ref()
+                .filter(|p| p.stage == PromotionStage::Canary);
+            if let Some(step) = in_step {
+                stable_during_steps.insert(image_of(&stable));
+                if let Some(weight) = step.canary_weight
+                    && weights.last() != Some(&weight)
+                {
+                    weights.push(weight);
+                }
+            }
+            if let Some(c) = &canary {
+                let n = c.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                if replicas.last() != Some(&n) {
+                    replicas.push(n);
+                }
+                assert_eq!(
+                    image_of(c),
+                    CANARIED.image,
+                    "the canary runs the release: {}",
+                    describe_deployment(c)
+                );
+            }
+            let done = env
+                .current
+                .as_ref()
+                .is_some_and(|c| c.release == CANARIED.name)
+                && env.healthy == Some(true)
+                && env.promotion.is_none()
+                && canary.is_none();
+            if done {
+                Ok(())
+            } else {
+                Err(describe_env(&env))
+            }
+        },
+    )
+    .await;
+    assert_eq!(weights, [25, 50], "the status showed each step's share");
+    assert_eq!(replicas, [1, 2], "25% and 50% of 4 replicas, rounded up");
+    assert_eq!(
+        stable_during_steps,
+        BTreeSet::from([BASELINE_IMAGE.to_owned()]),
+        "the stable Deployment kept its image during the steps"
+    );
+    let after = deployments.get("api").await.unwrap();
+    assert_eq!(image_of(&after), CANARIED.image);
+    assert_eq!(
+        after.metadata.generation,
+        before.metadata.generation.map(|g| g + 1),
+        "the stable Deployment was written once, after the last step: {}",
+        describe_deployment(&after)
+    );
+
+    phase("7: 5.0.0 is aborted by a person during its first step");
+    h.create_release_from(&ABORTED, canary_release_manifest)
+        .await;
+    h.wait_for("5.0.0's canary to run", h.step(), async || {
+        let canary = canary_deployment(h).await?;
+        let env = canary_env(h).await?;
+        let stepping = env.promotion.as_ref().is_some_and(|p| {
+            p.stage == PromotionStage::Canary && p.release.as_deref() == Some(ABORTED.name)
+        });
+        if stepping
+            && canary
+                .as_ref()
+                .is_some_and(|c| image_of(c) == ABORTED.image)
+        {
+            Ok(())
+        } else {
+            Err(describe_env(&env))
+        }
+    })
+    .await;
+    let approval = h.decide(ABORTED.name, CANARY_ENV, "AbortCanary").await;
+    let env = h
+        .wait_for(
+            "5.0.0 to be Failed in live, its canary deleted",
+            h.step(),
+            async || {
+                let canary = canary_deployment(h).await?;
+                let env = canary_env(h).await?;
+                let failed = env.failed.iter().any(|m| m.release == ABORTED.name);
+                if failed && env.promotion.is_none() && canary.is_none() {
+                    Ok(env)
+                } else {
+                    Err(describe_env(&env))
+                }
+            },
+        )
+        .await;
+    assert_eq!(
+        env.current.as_ref().map(|c| c.release.as_str()),
+        Some(CANARIED.name)
+    );
+    let untouched = deployments.get("api").await.unwrap();
+    assert_eq!(
+        (image_of(&untouched), untouched.metadata.generation),
+        (CANARIED.image.to_owned(), after.metadata.generation),
+        "the abort left the stable Deployment untouched: {}",
+        describe_deployment(&untouched)
+    );
+    let pipeline = h
+        .api::<Pipeline>(&h.names.namespace)
+        .get(&h.names.canary_pipeline())
+        .await
+        .unwrap();
+    let overrides = pipeline.status.unwrap_or_default().overrides;
+    assert!(
+        overrides
+            .iter()
+            .any(|o| o.approval == approval && o.release == ABORTED.name),
+        "the abort is recorded among the overrides: {overrides:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // The tests
 
@@ -2150,6 +2418,7 @@ async fn a_release_is_promoted_rolled_back_and_survives_a_controller_restart() {
     let staging_images = roll_back_a_failing_release(&h).await;
     restart_mid_promotion(&mut h).await;
     assert_never_saw(&staging_images, "staging", BAD.image);
+    canary_steps_then_an_abort(&h).await;
     phase("done; stopping the controller and deleting the namespaces");
     h.finish().await;
 }
@@ -2160,10 +2429,21 @@ async fn a_release_is_promoted_rolled_back_and_survives_a_controller_restart() {
 fn the_e2e_manifests_pass_greenlight_check() {
     let names = Names::new("0123456789abcd");
     let (_, cron) = window_opening(Timestamp::now(), WINDOW_LEAD);
-    let mut manifests = vec![pipeline_manifest(&names, &cron)];
+    let mut manifests = vec![
+        pipeline_manifest(&names, &cron),
+        canary_pipeline_manifest(&names),
+    ];
     for rel in [&GOOD, &BAD, &SLOW] {
         manifests.push(release_manifest(&names, rel, None));
         manifests.push(release_manifest(&names, rel, Some("kubernetes-admin")));
+    }
+    for rel in [&CANARIED, &ABORTED] {
+        manifests.push(canary_release_manifest(&names, rel, None));
+        manifests.push(canary_release_manifest(
+            &names,
+            rel,
+            Some("kubernetes-admin"),
+        ));
     }
     manifests.push(approval_manifest(
         &names,
@@ -2189,7 +2469,7 @@ fn the_e2e_manifests_pass_greenlight_check() {
         assert_eq!(report.errors(), 0, "{}", report.render());
         assert_eq!(
             report.objects.get("Release"),
-            Some(&3),
+            Some(&5),
             "{}",
             report.render()
         );
