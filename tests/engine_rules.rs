@@ -1185,9 +1185,19 @@ fn canary_by_route() -> String {
     )
 }
 
+/// What a decision saw of the canary.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Canary {
+    Absent,
+    /// It exists, but is scaling or rolling out.
+    Starting,
+    /// Rolled out and available, with these replicas.
+    Ready(i32),
+}
+
 /// What each decision saw of the route and the canary: (when, the canary's share of the
-/// route's traffic, whether the canary ran available with the release).
-fn route_and_canary(sim: &mut Simulation, minute: i64) -> Vec<(Timestamp, u32, bool)> {
+/// route's traffic, the canary).
+fn route_and_canary(sim: &mut Simulation, minute: i64) -> Vec<(Timestamp, u32, Canary)> {
     let mut seen = Vec::new();
     sim.run_until(minutes(minute), &mut |step| {
         let snap = step.snapshot;
@@ -1200,13 +1210,34 @@ fn route_and_canary(sim: &mut Simulation, minute: i64) -> Vec<(Timestamp, u32, b
         assert_eq!(share.len(), 1, "{share:?}");
         let (stable, canary) = share[0];
         assert_eq!(stable + canary, 100, "{share:?}");
-        let serving = snap
-            .workloads
-            .iter()
-            .any(|w| w.name == "api-canary" && w.available && w.rolled_out());
-        seen.push((snap.now, canary, serving));
+        let seen_canary = match snap.workloads.iter().find(|w| w.name == "api-canary") {
+            None => Canary::Absent,
+            Some(w) if w.available && w.rolled_out() => Canary::Ready(w.replicas.unwrap_or(0)),
+            Some(_) => Canary::Starting,
+        };
+        seen.push((snap.now, canary, seen_canary));
     });
     seen
+}
+
+/// The route gives a canary a share only while it exists, and a larger share only when
+/// the decision that shifted it saw the canary ready and scaled to that share (of the
+/// simulator's 4 replicas).
+fn assert_traffic_follows_readiness(seen: &[(Timestamp, u32, Canary)]) {
+    for (at, share, canary) in seen {
+        assert!(
+            *share == 0 || *canary != Canary::Absent,
+            "at {at} the route sent {share}% to a canary that does not exist"
+        );
+    }
+    for pair in seen.windows(2) {
+        let ((_, before, canary), (at, after, _)) = (pair[0], pair[1]);
+        let scaled = Canary::Ready(greenlight::engine::canary::canary_replicas(after, 4));
+        assert!(
+            after <= before || canary == scaled,
+            "at {at} the route went from {before}% to {after}% by a decision that saw the canary {canary:?}"
+        );
+    }
 }
 
 #[test]
@@ -1216,12 +1247,7 @@ fn by_route_traffic_reaches_a_canary_only_while_it_is_ready_and_goes_back_before
     run_to(&mut sim, 30);
     sim.add_release(release("1.1.0", "main"), minutes(30));
     let seen = route_and_canary(&mut sim, 90);
-    for (at, share, serving) in &seen {
-        assert!(
-            *share == 0 || *serving,
-            "at {at} the route sent {share}% to a canary that was not serving"
-        );
-    }
+    assert_traffic_follows_readiness(&seen);
     let mut shares: Vec<u32> = seen.iter().map(|s| s.1).collect();
     shares.dedup();
     assert_eq!(shares, [0, 10, 50, 0], "the route's canary share over time");
@@ -1246,10 +1272,7 @@ fn an_aborted_step_by_route_gives_the_stable_service_all_traffic_then_deletes_th
     let changes_before = sim.world.image_changes.get("shop-prod/api").copied();
     sim.add_release(release("1.1.0", "main"), minutes(30));
     let seen = route_and_canary(&mut sim, 90);
-    assert!(
-        seen.iter()
-            .all(|(_, share, serving)| *share == 0 || *serving)
-    );
+    assert_traffic_follows_readiness(&seen);
     assert!(seen.iter().any(|s| s.1 == 10), "step 1 had its traffic");
     assert_eq!(seen.last().map(|s| s.1), Some(0));
     assert_eq!(state(&sim, "1.1.0", "prod"), Some(State::Failed));

@@ -7,19 +7,15 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{Map, Value, json};
 
-use crate::engine::{ContainerImage, canary::canary_name};
+use crate::engine::{
+    ContainerImage,
+    canary::{canary_name, canary_replicas},
+};
 
 /// The label that tells canary pods from stable ones.
 pub const TRACK_LABEL: &str = "greenlight.dev/track";
 /// Names the Deployment a canary stands beside.
 pub const CANARY_OF_LABEL: &str = "greenlight.dev/canary-of";
-
-/// `ceil(weight × replicas / 100)`, at least one pod.
-pub fn replicas(weight: u32, stable_replicas: i32) -> i32 {
-    let stable = i64::from(stable_replicas.max(0));
-    let share = (i64::from(weight) * stable + 99) / 100;
-    i32::try_from(share.max(1)).unwrap_or(i32::MAX)
-}
 
 /// The canary of `stable` running `images` with `weight` percent of its replicas, as the
 /// server-side-apply body; or why `stable` cannot have one.
@@ -73,7 +69,7 @@ pub fn manifest(
             "labels": labels,
         },
         "spec": {
-            "replicas": replicas(weight, spec.replicas.unwrap_or(1)),
+            "replicas": canary_replicas(weight, spec.replicas.unwrap_or(1)),
             "selector": selector,
             "template": template,
         },
@@ -149,11 +145,11 @@ mod tests {
 
     #[test]
     fn the_share_of_replicas_is_rounded_up_and_never_zero() {
-        assert_eq!(replicas(10, 8), 1);
-        assert_eq!(replicas(50, 8), 4);
-        assert_eq!(replicas(51, 8), 5);
-        assert_eq!(replicas(99, 3), 3);
-        assert_eq!(replicas(10, 0), 1);
+        assert_eq!(canary_replicas(10, 8), 1);
+        assert_eq!(canary_replicas(50, 8), 4);
+        assert_eq!(canary_replicas(51, 8), 5);
+        assert_eq!(canary_replicas(99, 3), 3);
+        assert_eq!(canary_replicas(10, 0), 1);
     }
 
     #[test]

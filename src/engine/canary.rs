@@ -26,6 +26,14 @@ pub fn canary_of(stable: &WorkloadRef) -> WorkloadRef {
     }
 }
 
+/// The canary's replicas at `weight` percent of `stable_replicas`: `ceil(weight × stable
+/// replicas / 100)`, at least one pod.
+pub fn canary_replicas(weight: u32, stable_replicas: i32) -> i32 {
+    let stable = i64::from(stable_replicas.max(0));
+    let share = (i64::from(weight) * stable + 99) / 100;
+    i32::try_from(share.max(1)).unwrap_or(i32::MAX)
+}
+
 /// The images each target workload's canary runs, by target workload.
 fn images_by_workload(
     targets: &[Resolved<'_>],
@@ -71,17 +79,28 @@ pub enum Readiness {
     Failed(String),
 }
 
-/// Whether every target's canary runs `desired`, rolled out and available.
+/// Whether every target's canary runs `desired` with its share (`weight` percent) of the
+/// stable replicas, rolled out and available. The share is checked too: a canary ready at
+/// the step before is not ready for this one until it has scaled.
 pub fn readiness(
     observed: &[WorkloadView],
     targets: &[Resolved<'_>],
     desired: &Desired,
+    weight: u32,
 ) -> Readiness {
     for (stable, images) in images_by_workload(targets, desired) {
         let canary = canary_of(&stable);
         let Some(view) = observed.iter().find(|w| w.is_ref(&canary)) else {
             return Readiness::Waiting(format!("creating canary {canary}"));
         };
+        let share = observed
+            .iter()
+            .find(|w| w.is_ref(&stable))
+            .and_then(|w| w.replicas)
+            .map(|r| canary_replicas(weight, r));
+        if let Some(want) = share.filter(|want| view.replicas != Some(*want)) {
+            return Readiness::Waiting(format!("canary {canary} scales to {want} replicas"));
+        }
         if images
             .iter()
             .any(|want| view.image_of(&want.container) != Some(want.image.as_str()))

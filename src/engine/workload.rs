@@ -72,6 +72,8 @@ pub struct WorkloadView {
     pub rollout: RolloutState,
     /// Every desired replica is available, whatever its version.
     pub available: bool,
+    /// `spec.replicas` (defaulted to 1) for the kinds that have it; `None` for the others.
+    pub replicas: Option<i32>,
 }
 
 impl WorkloadView {

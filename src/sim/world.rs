@@ -98,6 +98,10 @@ impl Default for Timing {
     }
 }
 
+/// The replicas of every simulated Deployment and StatefulSet: canary steps of 10% and
+/// 50% run 1 and 2 pods.
+const SIM_REPLICAS: i32 = 4;
+
 struct SimWorkload {
     view: WorkloadView,
     /// `updateStrategy: OnDelete`: a new template reaches the pods only when they are
@@ -200,6 +204,11 @@ impl World {
                 observed_generation: 1,
                 rollout: RolloutState::Complete,
                 available: true,
+                replicas: matches!(
+                    workload.kind,
+                    WorkloadKind::Deployment | WorkloadKind::StatefulSet
+                )
+                .then_some(SIM_REPLICAS),
             },
             environment: environment.into(),
             on_delete: false,
@@ -400,16 +409,23 @@ impl World {
                 w.rollout_done_at = if broken { None } else { Some(done_at) };
                 false
             }
-            Action::SetCanary { stable, images, .. } => {
+            Action::SetCanary {
+                stable,
+                images,
+                weight,
+            } => {
                 // The canary starts as a copy of the stable workload, then takes the
                 // release's images like any image change (and rolls out, or breaks).
                 let canary = crate::engine::canary::canary_of(stable);
                 let created = self.find_mut(&canary).is_none();
+                let Some(original) = self.workloads.iter().find(|w| w.view.is_ref(stable)) else {
+                    return false;
+                };
+                let share = original
+                    .view
+                    .replicas
+                    .map(|r| crate::engine::canary::canary_replicas(*weight, r));
                 if created {
-                    let Some(original) = self.workloads.iter().find(|w| w.view.is_ref(stable))
-                    else {
-                        return false;
-                    };
                     let mut copy = SimWorkload {
                         view: original.view.clone(),
                         on_delete: false,
@@ -422,8 +438,25 @@ impl World {
                     copy.view.observed_generation = 1;
                     copy.view.rollout = RolloutState::Complete;
                     copy.view.available = true;
+                    copy.view.replicas = share;
                     self.workloads.push(copy);
                 }
+                let rollout = self.timing.rollout;
+                let scaled = self.find_mut(&canary).is_some_and(|w| {
+                    if w.view.replicas == share {
+                        return false;
+                    }
+                    // A new share: the new pods start, and are ready after a rollout.
+                    w.view.replicas = share;
+                    w.view.generation += 1;
+                    w.view.observed_generation = w.view.generation;
+                    let broken = !w.view.available && w.rollout_done_at.is_none();
+                    if !broken {
+                        w.view.rollout = RolloutState::Progressing { note: None };
+                        w.rollout_done_at = Some(add(now, rollout));
+                    }
+                    true
+                });
                 let changed = self.apply(
                     &Action::SetImages {
                         workload: canary,
@@ -432,7 +465,7 @@ impl World {
                     now,
                     releases,
                 );
-                created || changed
+                created || changed || scaled
             }
             Action::DeleteCanary { stable } => {
                 let canary = crate::engine::canary::canary_of(stable);

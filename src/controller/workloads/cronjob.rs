@@ -36,6 +36,7 @@ impl Driver for CronJobs {
             observed_generation: generation,
             rollout: RolloutState::Complete,
             available: true,
+            replicas: None,
         }
     }
 }

@@ -45,6 +45,7 @@ impl Driver for DaemonSets {
             observed_generation: status.observed_generation.unwrap_or(0),
             rollout,
             available: available >= desired,
+            replicas: None,
         }
     }
 }

@@ -66,6 +66,7 @@ impl Driver for Deployments {
             observed_generation: status.and_then(|s| s.observed_generation).unwrap_or(0),
             rollout,
             available: available >= replicas,
+            replicas: Some(replicas),
         }
     }
 

@@ -63,6 +63,7 @@ impl Driver for StatefulSets {
             observed_generation: status.observed_generation.unwrap_or(0),
             rollout,
             available: available >= replicas,
+            replicas: Some(replicas),
         }
     }
 }

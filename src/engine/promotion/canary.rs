@@ -132,14 +132,15 @@ pub(super) fn advance(
         .extend(canary::set_canaries(targets, &target.desired, spec.weight));
     // Traffic moves to a canary only once it is ready (by the route's weights, with
     // `gatewayAPI`); the step's pause counts from when both are.
-    let readiness = match canary::readiness(&ctx.snap.workloads, targets, &target.desired) {
-        Readiness::Ready => {
-            let (readiness, shift) = canary::traffic(&ctx.snap.routes, env, spec.weight);
-            ctx.actions.extend(shift);
-            readiness
-        }
-        not_ready => not_ready,
-    };
+    let readiness =
+        match canary::readiness(&ctx.snap.workloads, targets, &target.desired, spec.weight) {
+            Readiness::Ready => {
+                let (readiness, shift) = canary::traffic(&ctx.snap.routes, env, spec.weight);
+                ctx.actions.extend(shift);
+                readiness
+            }
+            not_ready => not_ready,
+        };
     let ready_at = match (ready_at, readiness) {
         (_, Readiness::Failed(reason)) => {
             return abort(ctx, env, status, &deploy, since, failed(reason));
