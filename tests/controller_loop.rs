@@ -159,7 +159,11 @@ async fn wait_healthy(api: &FakeApi, env: &str, release: &str, why: &str) {
 /// Every request the controller made is one the documented RBAC grants
 /// (`greenlight::controller::rbac::required()`, which the chart's Roles are checked against).
 fn assert_rbac_covers_every_request(api: &FakeApi) {
-    let requests = api.requests();
+    assert_rbac_covers(api.requests());
+}
+
+/// [`assert_rbac_covers_every_request`], over `requests` (those the controller made).
+fn assert_rbac_covers(requests: Vec<Recorded>) {
     assert!(!requests.is_empty(), "the controller made requests");
     for r in requests {
         let path = if r.query.is_empty() {
@@ -1436,4 +1440,89 @@ async fn a_canary_step_by_route_shifts_traffic_after_the_canary_and_back_before_
         "registry.example.com/shop/api:1.0.0"
     );
     assert_rbac_covers_every_request(&api);
+}
+
+/// A Pipeline deleted during a canary step leaves nothing behind: nothing owns the canary
+/// (an owner reference cannot cross namespaces), so the controller sends the route's
+/// traffic back to the stable Service and deletes the canary itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_deleted_mid_step_leaves_no_canary_and_no_canary_traffic() {
+    let api = FakeApi::start(true).await;
+    api.serve("gateway.networking.k8s.io/v1", "httproutes", "HTTPRoute");
+    api.put(deployment(
+        "shop-prod",
+        "registry.example.com/shop/api:0.9.0",
+    ));
+    api.put(http_route());
+    api.put(json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {"environments": [
+            {"name": "prod", "accepts": ["main"],
+             "target": {"namespace": "shop-prod", "deployments": [{"name": "api", "container": "api"}]},
+             "rollout": {"steps": [{"weight": 20, "pause": "1h"}],
+                         "gatewayAPI": {"httpRoute": "shop", "stableService": "api-stable",
+                                        "canaryService": "api-canary"}}}
+        ]}
+    }));
+    let (stop, task) = start(&api, options(None));
+    api.put(release("shop-1-0-0", "1.0.0"));
+    api.wait_for(WAIT, || {
+        let route = api.get(
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            "shop-prod",
+            "shop",
+        )?;
+        (route_weights(&route) == [80, 20]).then_some(())
+    })
+    .await
+    .expect("the step sends the canary its 20%");
+    assert!(
+        api.get("apps/v1", "Deployment", "shop-prod", "api-canary")
+            .is_some()
+    );
+
+    let pipelines: kube::Api<greenlight::api::Pipeline> =
+        kube::Api::namespaced(api.client(), "shop");
+    pipelines
+        .delete("shop", &Default::default())
+        .await
+        .expect("the Pipeline is deleted");
+    api.wait_for(WAIT, || {
+        api.get("apps/v1", "Deployment", "shop-prod", "api-canary")
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .expect("the canary is deleted with its Pipeline");
+    let route = api
+        .get(
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            "shop-prod",
+            "shop",
+        )
+        .unwrap();
+    assert_eq!(
+        route_weights(&route),
+        [100, 0],
+        "all traffic back to stable"
+    );
+    assert_eq!(
+        api.get("apps/v1", "Deployment", "shop-prod", "api")
+            .unwrap()["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example.com/shop/api:0.9.0",
+        "the stable Deployment never took the release"
+    );
+    shut_down(stop, task).await;
+    // All but the test's own deletion of the Pipeline.
+    let by_the_test =
+        |r: &Recorded| r.method == http::Method::DELETE && r.path.ends_with("/pipelines/shop");
+    assert_rbac_covers(
+        api.requests()
+            .into_iter()
+            .filter(|r| !by_the_test(r))
+            .collect(),
+    );
 }

@@ -197,6 +197,26 @@ impl Context {
             .with_leadership(self.leadership.clone())
     }
 
+    /// Cleans up after a deleted Pipeline, while it still leads: sends each environment's
+    /// canary traffic back to the stable Service and deletes its canaries (nothing owns
+    /// them: an owner reference cannot cross namespaces or clusters). What fails is logged;
+    /// a canary left by a crash right here stays, labelled `greenlight.dev/canary-of`.
+    pub async fn clean_up_after(&self, pipeline: &Pipeline) {
+        let snap =
+            self.stores
+                .snapshot(pipeline, jiff::Timestamp::now(), Vec::new(), &self.clusters);
+        let actions = crate::engine::canary::left_behind(&snap);
+        if actions.is_empty() {
+            return;
+        }
+        let executor = self.executor(pipeline);
+        for action in &actions {
+            if let Err(error) = executor.apply(action).await {
+                tracing::warn!(pipeline = %ObjectRef::from_obj(pipeline), %error, "could not clean up after a deleted Pipeline");
+            }
+        }
+    }
+
     /// Forgets a deleted Pipeline: its probes stop, its caches and metric series go.
     pub fn forget(&self, key: &ObjectRef<Pipeline>) {
         self.prober.set(key, &[]);

@@ -242,12 +242,16 @@ pub async fn run_serving(
     }
     let synced = futures::stream::once(synced_rx).filter_map(|r| async move { r.ok() });
 
-    // A deleted Pipeline's probes stop at once.
+    // A deleted Pipeline's canaries go, then its probes stop.
     let forget = ctx.clone();
     let pipeline_objects = pipeline_events
         .inspect_ok(move |event| {
             if let watcher::Event::Delete(p) = event {
-                forget.forget(&ObjectRef::from_obj(p));
+                let (ctx, pipeline) = (forget.clone(), p.clone());
+                tokio::spawn(async move {
+                    ctx.clean_up_after(&pipeline).await;
+                    ctx.forget(&ObjectRef::from_obj(&pipeline));
+                });
             }
         })
         .applied_objects();

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::{
-    ContainerImage, RouteRef, RouteView, WorkloadRef, WorkloadView,
+    ContainerImage, RouteRef, RouteView, Snapshot, WorkloadRef, WorkloadView,
     decision::Action,
     targets::{Desired, Resolved},
 };
@@ -197,4 +197,21 @@ pub fn withdraw_traffic(routes: &[RouteView], env: &ValidEnvironment) -> Option<
         .iter()
         .any(|&(_, canary)| canary > 0)
         .then(|| set_weights(&route, gateway, 0))
+}
+
+/// What a deleted Pipeline leaves behind in `snap`: each environment's canary traffic
+/// (sent back to the stable Service first) and its canaries. Nothing waits for the route
+/// to be seen without the canary's share, since nothing decides about this Pipeline again.
+pub fn left_behind(snap: &Snapshot) -> Vec<Action> {
+    let Some(pipeline) = crate::validation::validate_pipeline(&snap.pipeline.spec).0 else {
+        return Vec::new();
+    };
+    let mut actions = Vec::new();
+    for env in &pipeline.environments {
+        actions.extend(withdraw_traffic(&snap.routes, env));
+        if let Ok(targets) = super::targets::resolve(env, &snap.workloads, &snap.unreachable) {
+            actions.extend(delete_canaries(&snap.workloads, &targets));
+        }
+    }
+    actions
 }
