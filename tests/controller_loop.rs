@@ -1329,6 +1329,30 @@ fn http_route() -> Value {
     })
 }
 
+/// A fake API server serving HTTPRoutes, with prod's Deployment, the route `shop` and a
+/// Pipeline whose prod has one canary `step` by that route.
+async fn canary_by_route(step: Value) -> FakeApi {
+    let api = FakeApi::start(true).await;
+    api.serve("gateway.networking.k8s.io/v1", "httproutes", "HTTPRoute");
+    api.put(deployment(
+        "shop-prod",
+        "registry.example.com/shop/api:0.9.0",
+    ));
+    api.put(http_route());
+    api.put(json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {"environments": [
+            {"name": "prod", "accepts": ["main"],
+             "target": {"namespace": "shop-prod", "deployments": [{"name": "api", "container": "api"}]},
+             "rollout": {"steps": [step],
+                         "gatewayAPI": {"httpRoute": "shop", "stableService": "api-stable",
+                                        "canaryService": "api-canary"}}}
+        ]}
+    }));
+    api
+}
+
 fn route_weights(route: &Value) -> Vec<i64> {
     route["spec"]["rules"][0]["backendRefs"]
         .as_array()
@@ -1344,24 +1368,7 @@ fn route_weights(route: &Value) -> Vec<i64> {
 /// Service before deleting the canary, and changes nothing else of the route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_step_by_route_shifts_traffic_after_the_canary_and_back_before_its_deletion() {
-    let api = FakeApi::start(true).await;
-    api.serve("gateway.networking.k8s.io/v1", "httproutes", "HTTPRoute");
-    api.put(deployment(
-        "shop-prod",
-        "registry.example.com/shop/api:0.9.0",
-    ));
-    api.put(http_route());
-    api.put(json!({
-        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
-        "metadata": {"name": "shop", "namespace": "shop"},
-        "spec": {"environments": [
-            {"name": "prod", "accepts": ["main"],
-             "target": {"namespace": "shop-prod", "deployments": [{"name": "api", "container": "api"}]},
-             "rollout": {"steps": [{"weight": 20}],
-                         "gatewayAPI": {"httpRoute": "shop", "stableService": "api-stable",
-                                        "canaryService": "api-canary"}}}
-        ]}
-    }));
+    let api = canary_by_route(json!({"weight": 20})).await;
     let (stop, task) = start(&api, options(None));
     api.put(release("shop-1-0-0", "1.0.0"));
     wait_healthy(&api, "prod", "shop-1-0-0", "the release passes its step").await;
@@ -1447,24 +1454,7 @@ async fn a_canary_step_by_route_shifts_traffic_after_the_canary_and_back_before_
 /// traffic back to the stable Service and deletes the canary itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_deleted_mid_step_leaves_no_canary_and_no_canary_traffic() {
-    let api = FakeApi::start(true).await;
-    api.serve("gateway.networking.k8s.io/v1", "httproutes", "HTTPRoute");
-    api.put(deployment(
-        "shop-prod",
-        "registry.example.com/shop/api:0.9.0",
-    ));
-    api.put(http_route());
-    api.put(json!({
-        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
-        "metadata": {"name": "shop", "namespace": "shop"},
-        "spec": {"environments": [
-            {"name": "prod", "accepts": ["main"],
-             "target": {"namespace": "shop-prod", "deployments": [{"name": "api", "container": "api"}]},
-             "rollout": {"steps": [{"weight": 20, "pause": "1h"}],
-                         "gatewayAPI": {"httpRoute": "shop", "stableService": "api-stable",
-                                        "canaryService": "api-canary"}}}
-        ]}
-    }));
+    let api = canary_by_route(json!({"weight": 20, "pause": "1h"})).await;
     let (stop, task) = start(&api, options(None));
     api.put(release("shop-1-0-0", "1.0.0"));
     api.wait_for(WAIT, || {
