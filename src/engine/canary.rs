@@ -39,19 +39,10 @@ fn images_by_workload(
     targets: &[Resolved<'_>],
     desired: &Desired,
 ) -> BTreeMap<WorkloadRef, Vec<ContainerImage>> {
-    let mut by_workload: BTreeMap<WorkloadRef, Vec<ContainerImage>> = BTreeMap::new();
-    for target in targets {
-        if let Some(image) = desired.get(&target.key()) {
-            by_workload
-                .entry(target.workload.reference())
-                .or_default()
-                .push(ContainerImage {
-                    container: target.container.clone(),
-                    image: image.clone(),
-                });
-        }
-    }
-    by_workload
+    super::targets::images_by_workload(targets, desired)
+        .into_iter()
+        .map(|(workload, (images, _))| (workload, images))
+        .collect()
 }
 
 /// `SetCanary` for every target workload. Asked at every decision of a canary step (it

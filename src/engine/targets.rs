@@ -127,8 +127,12 @@ pub fn images_match(targets: &[Resolved<'_>], desired: &Desired) -> bool {
     })
 }
 
-/// `SetImages` for each workload whose spec differs from `desired`; nothing when all match.
-pub fn set_images(targets: &[Resolved<'_>], desired: &Desired) -> Vec<Action> {
+/// The images `desired` gives each target workload, by workload, with whether any of
+/// them differs from the workload's spec.
+pub fn images_by_workload(
+    targets: &[Resolved<'_>],
+    desired: &Desired,
+) -> BTreeMap<super::WorkloadRef, (Vec<ContainerImage>, bool)> {
     let mut by_workload: BTreeMap<super::WorkloadRef, (Vec<ContainerImage>, bool)> =
         BTreeMap::new();
     for target in targets {
@@ -143,6 +147,11 @@ pub fn set_images(targets: &[Resolved<'_>], desired: &Desired) -> Vec<Action> {
         *differs |= target.observed_image() != Some(want.as_str());
     }
     by_workload
+}
+
+/// `SetImages` for each workload whose spec differs from `desired`; nothing when all match.
+pub fn set_images(targets: &[Resolved<'_>], desired: &Desired) -> Vec<Action> {
+    images_by_workload(targets, desired)
         .into_iter()
         .filter(|(_, (_, differs))| *differs)
         .map(|(workload, (images, _))| Action::SetImages { workload, images })
