@@ -39,6 +39,8 @@ struct EnvGen {
     gate_test: bool,
     /// Canary steps before the rollout (its target is a Deployment).
     canary: bool,
+    /// Its canary's share is of an HTTPRoute's traffic (`rollout.gatewayAPI`).
+    by_route: bool,
     /// The kind of its one target workload.
     kind: WorkloadKind,
 }
@@ -91,6 +93,7 @@ fn env_gen(index: usize) -> impl Strategy<Value = EnvGen> {
         proptest::bool::weighted(0.3),
         proptest::bool::weighted(0.2),
         proptest::bool::weighted(0.3),
+        any::<bool>(),
     );
     let kind = proptest::sample::select(WorkloadKind::ALL);
     (upstream, timing, behaviour, kind).prop_map(
@@ -108,6 +111,7 @@ fn env_gen(index: usize) -> impl Strategy<Value = EnvGen> {
                 verify_test,
                 gate_test,
                 canary,
+                by_route,
             ),
             kind,
         )| EnvGen {
@@ -127,6 +131,7 @@ fn env_gen(index: usize) -> impl Strategy<Value = EnvGen> {
             verify_test,
             gate_test,
             canary: canary && kind == WorkloadKind::Deployment,
+            by_route,
             kind,
         },
     )
@@ -218,7 +223,14 @@ fn pipeline_yaml(s: &Scenario) -> String {
             out += "}\n";
         }
         if e.canary {
-            out += "    rollout: {steps: [{weight: 20, pause: 2m}, {weight: 60, pause: 3m}]}\n";
+            let route = if e.by_route {
+                ", gatewayAPI: {httpRoute: web, stableService: web-stable, canaryService: web-canary}"
+            } else {
+                ""
+            };
+            out += &format!(
+                "    rollout: {{steps: [{{weight: 20, pause: 2m}}, {{weight: 60, pause: 3m}}]{route}}}\n"
+            );
         }
         if e.pre_deploy {
             out += &format!(
@@ -339,6 +351,9 @@ struct Invariants<'a> {
     pending: BTreeMap<String, Timestamp>,
     checked: u64,
     rolled_away: BTreeSet<(String, String)>,
+    /// By namespace: the canary's share of its route, and the canary's replicas if it was
+    /// ready, at the decision before.
+    route_shares: BTreeMap<String, (u32, Option<i32>)>,
 }
 
 impl<'a> Invariants<'a> {
@@ -347,6 +362,7 @@ impl<'a> Invariants<'a> {
             scenario,
             pending: BTreeMap::new(),
             checked: 0,
+            route_shares: BTreeMap::new(),
             rolled_away: BTreeSet::new(),
         }
     }
@@ -359,7 +375,9 @@ impl<'a> Invariants<'a> {
     }
 
     /// A canary never outlives its promotion: one seen in an environment whose decided
-    /// status has no canary step in flight is deleted by that same decision.
+    /// status has no canary step in flight is deleted by that same decision, or, while its
+    /// route still gives it a share, that decision sends the share back to the stable
+    /// Service (it is deleted once the route is seen without it).
     fn canaries_end_with_their_step(&self, step: &Step<'_>) {
         for canary in step
             .snapshot
@@ -379,8 +397,16 @@ impl<'a> Invariants<'a> {
             let deleted = step.decision.actions.iter().any(|a| {
                 matches!(a, Action::DeleteCanary { stable } if stable.namespace == canary.namespace)
             });
+            let has_traffic = step.snapshot.routes.iter().any(|r| {
+                r.route.namespace == canary.namespace
+                    && r.split("web-stable", "web-canary").iter().any(|s| s.1 > 0)
+            });
+            let withdrawn = has_traffic
+                && step.decision.actions.iter().any(|a| {
+                    matches!(a, Action::SetRouteWeights { route, weight: 0, .. } if route.namespace == canary.namespace)
+                });
             assert!(
-                in_step || deleted,
+                in_step || deleted || withdrawn,
                 "canary {}/{} outlives its step at {}: {:?}",
                 canary.namespace,
                 canary.name,
@@ -390,8 +416,44 @@ impl<'a> Invariants<'a> {
         }
     }
 
+    /// A route gives a canary a share only while the canary exists, and a larger share
+    /// only after a decision saw the canary ready with its replicas for that share.
+    fn routes_follow_canaries(&mut self, step: &Step<'_>) {
+        for route in &step.snapshot.routes {
+            let namespace = &route.route.namespace;
+            let Some(&(_, share)) = route.split("web-stable", "web-canary").first() else {
+                continue;
+            };
+            let canary = step
+                .snapshot
+                .workloads
+                .iter()
+                .find(|w| &w.namespace == namespace && w.name.ends_with("-canary"));
+            assert!(
+                share == 0 || canary.is_some(),
+                "{} sends {share}% to a canary that does not exist, at {}",
+                route.route,
+                step.snapshot.now
+            );
+            if let Some(&(before, ready)) = self.route_shares.get(namespace) {
+                let want = greenlight::engine::canary::canary_replicas(share, 4);
+                assert!(
+                    share <= before || ready == Some(want),
+                    "{} went from {before}% to {share}% after a decision that saw the canary with {ready:?} ready replicas, at {}",
+                    route.route,
+                    step.snapshot.now
+                );
+            }
+            let ready = canary
+                .filter(|c| c.available && c.rolled_out())
+                .and_then(|c| c.replicas);
+            self.route_shares.insert(namespace.clone(), (share, ready));
+        }
+    }
+
     fn check(&mut self, step: &Step<'_>) {
         self.checked += 1;
+        self.routes_follow_canaries(step);
         let snap = step.snapshot;
         let now = Timestamp::from_second(snap.now.as_second()).unwrap();
         let new = &step.decision.pipeline_status;
