@@ -1430,3 +1430,119 @@ fn a_person_aborts_a_canary_and_the_stable_release_keeps_serving() {
         (Decision::AbortCanary, "bob")
     );
 }
+
+#[test]
+fn a_pin_moves_an_environment_to_its_release_without_the_gates_and_holds_it_there() {
+    let mut sim = sim_with(PIPELINE, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 60);
+    sim.add_release(release("1.1.0", "main"), minutes(60));
+    run_to(&mut sim, 120);
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.1.0"));
+
+    let mut spec = pipeline(PIPELINE).spec;
+    let prod = spec
+        .environments
+        .iter_mut()
+        .find(|e| e.name == "prod")
+        .unwrap();
+    prod.pin = Some(greenlight::api::Pin {
+        release: "shop-1-0-0".into(),
+        reason: "INC-42: 1.1.0 corrupts carts".into(),
+    });
+    sim.update_pipeline(spec.clone());
+    run_to(&mut sim, 150);
+    assert_eq!(
+        runs(&sim, "prod").as_deref(),
+        Some("1.0.0"),
+        "the pin moves prod back, without waiting for its soak gate"
+    );
+    let pinned = sim
+        .timeline
+        .iter()
+        .find(|e| e.kind == "Pinned")
+        .expect("an Event says why prod moved");
+    assert!(
+        pinned
+            .message
+            .contains("prod moves to 1.0.0 (shop-1-0-0), to which it is pinned: INC-42"),
+        "{}",
+        pinned.message
+    );
+
+    sim.add_release(release("1.2.0", "main"), minutes(150));
+    run_to(&mut sim, 240);
+    assert_eq!(runs(&sim, "staging").as_deref(), Some("1.2.0"));
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.0.0"), "held");
+    let waiting = sim
+        .release_status("shop-1-2-0")
+        .and_then(|s| s.environments.iter().find(|e| e.name == "prod").cloned())
+        .unwrap();
+    assert_eq!(waiting.state, State::Waiting);
+    assert_eq!(waiting.blocked_by[0].gate, "pinned", "{waiting:?}");
+    assert!(
+        waiting.blocked_by[0].reason.contains("INC-42"),
+        "{waiting:?}"
+    );
+
+    spec.environments
+        .iter_mut()
+        .find(|e| e.name == "prod")
+        .unwrap()
+        .pin = None;
+    sim.update_pipeline(spec);
+    run_to(&mut sim, 300);
+    assert_eq!(
+        runs(&sim, "prod").as_deref(),
+        Some("1.2.0"),
+        "promotion resumes once the pin goes"
+    );
+}
+
+#[test]
+fn a_pin_to_a_missing_or_failed_release_holds_and_says_why() {
+    let mut sim = sim_with(PIPELINE, &["1.1.0@prod:health"]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 60);
+    let mut spec = pipeline(PIPELINE).spec;
+    let pin = |spec: &mut greenlight::api::PipelineSpec, release: &str| {
+        spec.environments
+            .iter_mut()
+            .find(|e| e.name == "prod")
+            .unwrap()
+            .pin = Some(greenlight::api::Pin {
+            release: release.into(),
+            reason: "CHG-7".into(),
+        });
+    };
+    pin(&mut spec, "shop-9-9-9");
+    sim.update_pipeline(spec.clone());
+    run_to(&mut sim, 70);
+    assert_eq!(
+        env_message(&sim, "prod").as_deref(),
+        Some(
+            "pinned to shop-9-9-9, which does not exist: prod holds until it does or the pin goes"
+        )
+    );
+    sim.add_release(release("1.1.0", "main"), minutes(70));
+    pin(&mut spec, "shop-1-1-0");
+    sim.update_pipeline(spec);
+    run_to(&mut sim, 150);
+    assert_eq!(state(&sim, "1.1.0", "prod"), Some(State::Failed));
+    assert_eq!(runs(&sim, "prod").as_deref(), Some("1.0.0"), "rolled back");
+    let message = env_message(&sim, "prod").unwrap();
+    assert!(
+        message.starts_with("pinned to 1.1.0 (shop-1-1-0), which failed here ("),
+        "{message}"
+    );
+    let deploys = sim.timeline.iter().filter(|e| e.kind == "Pinned").count();
+    assert_eq!(deploys, 1, "a failed pinned release is not deployed again");
+}
+
+fn env_message(sim: &Simulation, env: &str) -> Option<String> {
+    sim.status()
+        .environments
+        .iter()
+        .find(|e| e.name == env)
+        .and_then(|e| e.message.clone())
+}

@@ -87,6 +87,24 @@ pub struct Environment {
     /// Everything a release must pass before it is deployed into this environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gates: Option<Gates>,
+    /// Holds the environment on one release, declared with the Pipeline (in Git, where the
+    /// review of this change is the approval). The environment moves to that release
+    /// through the usual deploy, verification and rollback, but not through `gates`, and
+    /// takes no other release while the pin stands; promotion resumes when it is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<Pin>,
+}
+
+/// A pin: the release an environment is held on, and why.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Pin {
+    /// The Release's name (in the Pipeline's namespace).
+    #[schemars(length(min = 1, max = limits::OBJECT_NAME), pattern(DNS_SUBDOMAIN))]
+    pub release: String,
+    /// Why, for people reading the status (an incident, a change ticket).
+    #[schemars(length(min = 1, max = limits::SHORT))]
+    pub reason: String,
 }
 
 /// Where an environment deploys: the workloads of one namespace whose images Greenlight

@@ -237,6 +237,13 @@ fn step_with(
     if flight.is_none() && status.phase != Some(EnvironmentPhase::Degraded) {
         repair_drift(ctx, env, status, &targets);
     }
+    if let Some(pin) = &env.pin
+        && flight.is_none()
+        && status.phase != Some(EnvironmentPhase::Degraded)
+        && !ctx.pipeline.suspend
+    {
+        follow_pin(ctx, env, status, flight, &targets, pin);
+    }
     let blocker = if status.phase == Some(EnvironmentPhase::Degraded) {
         Some((
             Gate::Environment,
@@ -256,7 +263,13 @@ fn step_with(
             "the pipeline is suspended (spec.suspend)".to_owned(),
         ))
     } else {
-        None
+        env.pin.as_ref().map(|pin| {
+            let why = format!(
+                "{} is pinned to {} (spec pin: {}); remove the pin to promote again",
+                env.name, pin.release, pin.reason
+            );
+            (Gate::Pinned, why)
+        })
     };
     if let Some((started, promoted_now_by)) =
         candidates(ctx, env, status, flight, upstream, blocker)
@@ -282,6 +295,61 @@ fn step_with(
         }
         promotion::advance(ctx, env, status, flight, &targets);
     }
+}
+
+/// A pinned environment moves to its pinned release, through the usual deploy,
+/// verification and rollback but not the gates (the review of the pin is the approval),
+/// unless it runs it already, the release failed here, or it does not exist.
+fn follow_pin(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    flight: &mut Option<Promotion>,
+    targets: &[Resolved<'_>],
+    pin: &crate::api::Pin,
+) {
+    if status
+        .current
+        .as_ref()
+        .is_some_and(|c| c.release == pin.release)
+    {
+        return;
+    }
+    let Some(release) = ctx.releases.get(pin.release.as_str()).copied() else {
+        status.message = Some(format!(
+            "pinned to {}, which does not exist: {} holds until it does or the pin goes",
+            pin.release, env.name
+        ));
+        return;
+    };
+    if let Some(mark) = status.failed.iter().find(|m| m.release == pin.release) {
+        status.message = Some(format!(
+            "pinned to {} ({}), which failed here ({}): {} holds until a person retries it or the pin changes",
+            release.spec.version, release.name, mark.reason, env.name
+        ));
+        return;
+    }
+    let message = format!(
+        "{} moves to {} ({}), to which it is pinned: {}",
+        env.name, release.spec.version, release.name, pin.reason
+    );
+    ctx.event(
+        Regarding::Release(release.name.clone()),
+        EventType::Normal,
+        "Pinned",
+        &env.name,
+        message,
+        None,
+    );
+    *flight = Some(promotion::start_deploy(
+        ctx,
+        env,
+        status,
+        release,
+        None,
+        &[],
+    ));
+    promotion::advance(ctx, env, status, flight, targets);
 }
 
 /// Forgets marks and test results of Releases that no longer exist.

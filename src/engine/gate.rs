@@ -28,11 +28,13 @@ pub enum Gate {
     Target,
     /// The pipeline is suspended.
     Suspended,
+    /// The environment is pinned to a release (`pin`).
+    Pinned,
 }
 
 impl Gate {
     /// Every gate, in the order people read them.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Checks,
         Self::Soak,
         Self::Approvals,
@@ -45,10 +47,17 @@ impl Gate {
         Self::Environment,
         Self::Target,
         Self::Suspended,
+        Self::Pinned,
     ];
 
-    /// The holds every environment can have, whatever its spec.
-    pub const HOLDS: [Self; 3] = [Self::Environment, Self::Target, Self::Suspended];
+    /// The holds every environment can have, whatever its spec (a pin may come with any
+    /// change of the Pipeline).
+    pub const HOLDS: [Self; 4] = [
+        Self::Environment,
+        Self::Target,
+        Self::Suspended,
+        Self::Pinned,
+    ];
 
     /// Its name in status and metrics.
     pub const fn label(self) -> &'static str {
@@ -65,13 +74,14 @@ impl Gate {
             Self::Environment => "environment",
             Self::Target => "target",
             Self::Suspended => "suspended",
+            Self::Pinned => "pinned",
         }
     }
 }
 
 /// Every gate name a decision can report (`greenlight_gate_evaluations_total{gate}`).
-pub const GATES: [&str; 12] = {
-    let mut names = [""; 12];
+pub const GATES: [&str; 13] = {
+    let mut names = [""; 13];
     let mut i = 0;
     while i < Gate::ALL.len() {
         names[i] = Gate::ALL[i].label();

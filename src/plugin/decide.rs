@@ -180,6 +180,7 @@ mod tests {
             rollout: None,
             rollback: None,
             gates,
+            pin: None,
         };
         let prod_gates = Gates {
             approvals: vec![ApprovalRule {

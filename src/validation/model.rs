@@ -56,6 +56,8 @@ pub struct ValidEnvironment {
     pub rollback: ValidRollback,
     /// What a release must pass to be deployed here.
     pub gates: ValidGates,
+    /// The release the environment is held on, and why.
+    pub pin: Option<crate::api::Pin>,
 }
 
 impl ValidEnvironment {

@@ -258,6 +258,20 @@ fn validate_environment(
         &path.field("gates"),
         problems,
     );
+    let pin = env.pin.as_ref().and_then(|pin| {
+        let at = path.field("pin");
+        let release = problems.check(&at.field("release"), dns_subdomain(&pin.release));
+        let reason = if pin.reason.trim().is_empty() {
+            problems.error(
+                &at.field("reason"),
+                "a pin says why (an incident, a change ticket): people see it in the status",
+            );
+            None
+        } else {
+            Some(())
+        };
+        release.and(reason).map(|()| pin.clone())
+    });
     let rollback = ValidRollback {
         automatic: env
             .rollback
@@ -282,6 +296,10 @@ fn validate_environment(
         rollout: rollout.map_or(Some(None), |r| r.map(Some))?,
         rollback,
         gates: gates?,
+        pin: match env.pin {
+            Some(_) => Some(pin?),
+            None => None,
+        },
     })
 }
 
@@ -1048,6 +1066,36 @@ environments:
         assert!(
             errors[1].starts_with("error: spec.environments[2].rollout.gatewayAPI.canaryService: "),
             "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_pin_names_a_release_and_says_why() {
+        let with_pin = |pin: &str| {
+            THREE.replace(
+                "target: {namespace: p, deployments: [{name: api, container: app, artifact: backend}]}",
+                &format!("target: {{namespace: p, deployments: [{{name: api}}]}}, pin: {pin}"),
+            )
+        };
+        let (valid, problems) =
+            validate_pipeline(&spec(&with_pin("{release: shop-1-4-2, reason: INC-42}")));
+        let pipeline = valid.unwrap_or_else(|| panic!("{problems:?}"));
+        assert_eq!(
+            pipeline.environment("prod").unwrap().pin,
+            Some(crate::api::Pin {
+                release: "shop-1-4-2".into(),
+                reason: "INC-42".into()
+            })
+        );
+        let errors = errors(&with_pin("{release: Shop_1, reason: \" \"}"));
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("error: spec.environments[2].pin.release: "),
+            "{errors:?}"
+        );
+        assert_eq!(
+            errors[1],
+            "error: spec.environments[2].pin.reason: a pin says why (an incident, a change ticket): people see it in the status"
         );
     }
 
