@@ -17,6 +17,20 @@ pub const TRACK_LABEL: &str = "greenlight.dev/track";
 /// Names the Deployment a canary stands beside.
 pub const CANARY_OF_LABEL: &str = "greenlight.dev/canary-of";
 
+/// Whether a label is how Argo CD or Flux tracks the objects it applied. The canary is
+/// not in Git: carrying one, it would count as theirs (and Argo CD's label tracking would
+/// prune it).
+fn is_gitops_tracking(key: &str) -> bool {
+    key == "app.kubernetes.io/instance"
+        || [
+            "argocd.argoproj.io/",
+            "kustomize.toolkit.fluxcd.io/",
+            "helm.toolkit.fluxcd.io/",
+        ]
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
+}
+
 /// The canary of `stable` running `images` with `weight` percent of its replicas, as the
 /// server-side-apply body; or why `stable` cannot have one.
 pub fn manifest(
@@ -58,6 +72,9 @@ pub fn manifest(
             .as_ref()
             .filter(|l| l.is_object()),
     );
+    if let Some(labels) = labels.as_object_mut() {
+        labels.retain(|key, _| !is_gitops_tracking(key));
+    }
     labels[CANARY_OF_LABEL] = json!(name);
     labels["app.kubernetes.io/managed-by"] = json!("greenlight");
     let mut canary = json!({
@@ -87,7 +104,9 @@ mod tests {
     fn stable() -> Deployment {
         serde_json::from_value(json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "api", "namespace": "shop-prod", "labels": {"app": "api"},
+            "metadata": {"name": "api", "namespace": "shop-prod",
+                         "labels": {"app": "api", "app.kubernetes.io/instance": "shop-prod",
+                                    "kustomize.toolkit.fluxcd.io/name": "shop"},
                          "resourceVersion": "7", "uid": "u-1"},
             "spec": {
                 "replicas": 8,
