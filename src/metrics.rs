@@ -113,6 +113,7 @@ pub struct Metrics {
     promotion_blocked: GaugeVec,
     rollout_unobserved: GaugeVec,
     drift_repairs_total: IntCounterVec,
+    drift_fights_total: IntCounterVec,
     gate_evaluations_total: IntCounterVec,
     api_requests_total: IntCounterVec,
     cluster_connected: IntGaugeVec,
@@ -326,6 +327,12 @@ impl Metrics {
             "Drifted images restored.",
             &["namespace", "pipeline", "environment"],
         );
+        let drift_fights_total = counter(
+            &registry,
+            "greenlight_drift_fights_total",
+            "Times drift repair stopped because another field manager kept setting the images back.",
+            &["namespace", "pipeline", "environment"],
+        );
         let gate_evaluations_total = counter(
             &registry,
             "greenlight_gate_evaluations_total",
@@ -378,6 +385,7 @@ impl Metrics {
             promotion_blocked,
             rollout_unobserved,
             drift_repairs_total,
+            drift_fights_total,
             gate_evaluations_total,
             api_requests_total,
             blocked_since: Default::default(),
@@ -510,6 +518,7 @@ impl Metrics {
                 MetricEvent::DriftRepaired => {
                     self.drift_repairs_total.with_label_values(&labels).inc()
                 }
+                MetricEvent::DriftFight => self.drift_fights_total.with_label_values(&labels).inc(),
                 MetricEvent::GatesPassed { gates } => {
                     for gate in gates {
                         self.gate_evaluations_total
@@ -602,6 +611,7 @@ impl Metrics {
         remove_pipeline(&self.lead_time, pipeline);
         remove_pipeline(&self.time_to_restore, pipeline);
         remove_pipeline(&self.drift_repairs_total, pipeline);
+        remove_pipeline(&self.drift_fights_total, pipeline);
     }
 
     /// Drops the per-environment gauges (what runs where, health, Degraded, blocked
@@ -750,6 +760,7 @@ impl Metrics {
                 plain(),
             ),
             family(&self.drift_repairs_total, Shape::Counter, plain()),
+            family(&self.drift_fights_total, Shape::Counter, plain()),
             family(
                 &self.promotion_duration,
                 Shape::Histogram(SLOW_BUCKETS),

@@ -61,6 +61,7 @@ fn every_metric_event() -> Vec<MetricEvent> {
             duration: Duration::from_secs(300),
         },
         MetricEvent::DriftRepaired,
+        MetricEvent::DriftFight,
         MetricEvent::GatesPassed {
             gates: vec!["approvals"],
         },
@@ -76,9 +77,10 @@ fn every_metric_event() -> Vec<MetricEvent> {
             MetricEvent::DriftRepaired => 3,
             MetricEvent::GatesPassed { .. } => 4,
             MetricEvent::CanaryStep { .. } => 5,
+            MetricEvent::DriftFight => 6,
         })
         .collect();
-    assert_eq!(kinds.len(), 6, "one event of each kind");
+    assert_eq!(kinds.len(), 7, "one event of each kind");
     events
 }
 

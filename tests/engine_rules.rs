@@ -1546,3 +1546,86 @@ fn env_message(sim: &Simulation, env: &str) -> Option<String> {
         .find(|e| e.name == env)
         .and_then(|e| e.message.clone())
 }
+
+#[test]
+fn a_field_manager_that_keeps_setting_the_images_back_is_a_fight_not_a_loop() {
+    let mut sim = sim_with(PIPELINE, &[]);
+    sim.add_release(release("1.0.0", "main"), t0());
+    run_to(&mut sim, 60);
+    let prod_api = greenlight::engine::WorkloadRef {
+        cluster: None,
+        kind: greenlight::engine::WorkloadKind::Deployment,
+        namespace: "shop-prod".into(),
+        name: "api".into(),
+    };
+    let from_git = greenlight::engine::ContainerImage {
+        container: "api".into(),
+        image: "registry.example.com/shop/api:0.9.0".into(),
+    };
+    // Argo CD's self-heal sets the Git image back every two minutes.
+    for i in 0..4 {
+        let releases = sim.visible_releases();
+        sim.world.set_image_as(
+            &prod_api,
+            from_git.clone(),
+            "argocd-controller",
+            sim.now,
+            &releases,
+        );
+        run_to(&mut sim, 61 + 2 * i);
+    }
+    let repairs = sim
+        .timeline
+        .iter()
+        .filter(|e| e.kind == "DriftRepaired")
+        .count();
+    assert_eq!(repairs, 3, "three repairs, then no more");
+    let fight = sim
+        .timeline
+        .iter()
+        .find(|e| e.kind == "DriftFight")
+        .expect("an Event names the fight");
+    assert!(
+        fight.message.starts_with(
+            "not repairing drift in prod: field manager argocd-controller set the images back 3 times within 10m"
+        ),
+        "{}",
+        fight.message
+    );
+    assert_eq!(
+        image(&sim, "shop-prod"),
+        "registry.example.com/shop/api:0.9.0",
+        "left as the other manager set it"
+    );
+    let fighting = condition(&sim, "DriftFight").unwrap();
+    assert_eq!(fighting.0, "True", "{}", fighting.1);
+    run_to(&mut sim, 90);
+    assert_eq!(
+        sim.timeline
+            .iter()
+            .filter(|e| e.kind == "DriftRepaired")
+            .count(),
+        3,
+        "still no repair while the fight stands"
+    );
+
+    // A person fixed Argo CD and asks for a retry: repair resumes.
+    sim.add_approval(
+        approval("fixed", "shop-1-0-0", "prod", Decision::Retry, "alice"),
+        minutes(90),
+    );
+    run_to(&mut sim, 91);
+    sim.reconcile(&mut |_| {});
+    run_to(&mut sim, 92);
+    assert_eq!(
+        image(&sim, "shop-prod"),
+        "registry.example.com/shop/api:1.0.0"
+    );
+    assert_eq!(condition(&sim, "DriftFight").unwrap().0, "False");
+    assert!(
+        sim.status()
+            .overrides
+            .iter()
+            .any(|o| o.decision == Decision::Retry && o.approval == "fixed")
+    );
+}

@@ -80,6 +80,30 @@ pub struct EnvironmentStatus {
     /// Recent promotions, newest first, at most `spec.historyLimit`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<PromotionRecord>,
+    /// When drifted images were restored lately (within the last ten minutes, at most
+    /// three): drift once more in that time is a fight with another field manager.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift_repairs: Vec<Time>,
+    /// Set while drift repair is stopped because another field manager keeps setting the
+    /// images back; cleared when the images match again, or a person asks for a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_fight: Option<DriftFight>,
+}
+
+/// A fight over a target's images with another field manager (Argo CD or Flux
+/// self-healing from Git, say): Greenlight stops repairing and says so.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftFight {
+    /// Since when repair is stopped.
+    pub since: Time,
+    /// The other field managers of the drifted images (from `managedFields`); empty when
+    /// none could be read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managers: Vec<String>,
+    /// What drifted: `workload/container runs image`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drifted: Vec<String>,
 }
 
 impl EnvironmentStatus {

@@ -2,7 +2,7 @@
 //! identity-only metadata and a pod template reduced to its containers' names and images,
 //! both decoded without allocating what they skip.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta, Time};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::engine::ContainerImage;
@@ -74,6 +74,124 @@ pub fn identity<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ObjectMeta
         deletion_timestamp: identity.deletion_timestamp,
         ..ObjectMeta::default()
     })
+}
+
+/// [`identity`], plus the field managers other than Greenlight that set a container image
+/// (kept as `managedFields` entries with only their manager): who Greenlight fights when
+/// drift comes back again and again. The rest of `managedFields` is skipped while decoding.
+pub fn identity_and_image_managers<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<ObjectMeta, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct WithManagers {
+        name: Option<String>,
+        namespace: Option<String>,
+        uid: Option<String>,
+        generation: Option<i64>,
+        resource_version: Option<String>,
+        creation_timestamp: Option<Time>,
+        deletion_timestamp: Option<Time>,
+        #[serde(default)]
+        managed_fields: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        manager: Option<String>,
+        #[serde(default, rename = "fieldsV1")]
+        sets_image: SetsImage,
+    }
+    let meta = WithManagers::deserialize(deserializer)?;
+    let mut managers: Vec<String> = meta
+        .managed_fields
+        .into_iter()
+        .filter(|e| e.sets_image.0)
+        .filter_map(|e| e.manager)
+        .filter(|m| m != crate::controller::actions::FIELD_MANAGER)
+        .collect();
+    managers.sort();
+    managers.dedup();
+    Ok(ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        generation: meta.generation,
+        resource_version: meta.resource_version,
+        creation_timestamp: meta.creation_timestamp,
+        deletion_timestamp: meta.deletion_timestamp,
+        managed_fields: (!managers.is_empty()).then(|| {
+            managers
+                .into_iter()
+                .map(|manager| ManagedFieldsEntry {
+                    manager: Some(manager),
+                    ..ManagedFieldsEntry::default()
+                })
+                .collect()
+        }),
+        ..ObjectMeta::default()
+    })
+}
+
+/// The managers [`identity_and_image_managers`] kept.
+pub fn image_managers(meta: &ObjectMeta) -> Vec<String> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|e| e.manager.clone())
+        .collect()
+}
+
+/// Whether a `fieldsV1` tree owns an `f:image` anywhere, decoded without keeping it.
+#[derive(Default)]
+struct SetsImage(bool);
+
+impl<'de> Deserialize<'de> for SetsImage {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Walk;
+        impl<'de> serde::de::Visitor<'de> for Walk {
+            type Value = SetsImage;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a fieldsV1 tree")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SetsImage, A::Error> {
+                let mut found = false;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    found |= key == "f:image";
+                    found |= map.next_value::<SetsImage>()?.0;
+                }
+                Ok(SetsImage(found))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<SetsImage, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(SetsImage(false))
+            }
+            fn visit_unit<E>(self) -> Result<SetsImage, E> {
+                Ok(SetsImage(false))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<SetsImage, E> {
+                Ok(SetsImage(false))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<SetsImage, E> {
+                Ok(SetsImage(false))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<SetsImage, E> {
+                Ok(SetsImage(false))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<SetsImage, E> {
+                Ok(SetsImage(false))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<SetsImage, E> {
+                Ok(SetsImage(false))
+            }
+        }
+        deserializer.deserialize_any(Walk)
+    }
 }
 
 /// Makes a cached type a namespaced Kubernetes resource (group, version, kind, plural)

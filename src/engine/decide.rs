@@ -655,7 +655,23 @@ fn repair_drift(
     };
     let Some(desired) = desired else { return };
     let actions = targets::set_images(targets, &desired);
+    let window_start = ctx.now - jiff::SignedDuration::from_secs(FIGHT_WINDOW.as_secs() as i64);
+    status.drift_repairs.retain(|t| t.0 > window_start);
     if actions.is_empty() {
+        if let Some(fight) = status.drift_fight.take() {
+            let message = format!(
+                "{} runs its images again: drift repair resumes (stopped since {})",
+                env.name, fight.since.0
+            );
+            ctx.event(
+                Regarding::Pipeline,
+                EventType::Normal,
+                "DriftFightEnded",
+                &env.name,
+                message,
+                None,
+            );
+        }
         return;
     }
     let drifted: Vec<String> = targets
@@ -673,6 +689,50 @@ fn repair_drift(
             )
         })
         .collect();
+    // One drift counts once: the passes of one decision, and the decisions until the
+    // repair is seen, see the same drift again.
+    let counted_recently = status
+        .drift_repairs
+        .last()
+        .is_some_and(|t| Ctx::after(t.0, FIGHT_DEBOUNCE) > ctx.now);
+    if let Some(fight) = &status.drift_fight {
+        // A person's Retry of the current release, asked after the fight began, resumes.
+        let retried = status
+            .current
+            .as_ref()
+            .and_then(|c| ctx.override_after(Verdict::Retry, &c.release, &env.name, fight.since.0));
+        let Some(retry) = retried else {
+            status.message = Some(fight_message(env, fight));
+            return;
+        };
+        ctx.record_override(retry);
+        status.drift_fight = None;
+        status.drift_repairs.clear();
+    } else if !counted_recently && status.drift_repairs.len() >= FIGHT_REPAIRS {
+        let mut managers: Vec<String> = targets
+            .iter()
+            .flat_map(|t| t.workload.image_managers.iter().cloned())
+            .collect();
+        managers.sort();
+        managers.dedup();
+        let fight = crate::api::DriftFight {
+            since: ctx.now_time(),
+            managers,
+            drifted,
+        };
+        let message = fight_message(env, &fight);
+        ctx.event(
+            Regarding::Pipeline,
+            EventType::Warning,
+            "DriftFight",
+            &env.name,
+            message.clone(),
+            Some(MetricEvent::DriftFight),
+        );
+        status.message = Some(message);
+        status.drift_fight = Some(fight);
+        return;
+    }
     let message = format!(
         "restored drifted images in {}: {}",
         env.name,
@@ -686,7 +746,35 @@ fn repair_drift(
         message,
         Some(MetricEvent::DriftRepaired),
     );
+    if !counted_recently {
+        status.drift_repairs.push(ctx.now_time());
+    }
     ctx.actions.extend(actions);
+}
+
+/// Drift repaired this many times within [`FIGHT_WINDOW`], and drifted once more: another
+/// field manager is setting the images back, and repairing again would only flap.
+const FIGHT_REPAIRS: usize = 3;
+/// See [`FIGHT_REPAIRS`].
+const FIGHT_WINDOW: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// Drift seen again within this time of a counted repair is the same drift (the repair
+/// not yet seen), not another one.
+const FIGHT_DEBOUNCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What a fight over the images says, in the status and its Event.
+fn fight_message(env: &ValidEnvironment, fight: &crate::api::DriftFight) -> String {
+    let who = if fight.managers.is_empty() {
+        "another field manager".to_owned()
+    } else {
+        format!("field manager {}", fight.managers.join(", "))
+    };
+    format!(
+        "not repairing drift in {}: {who} set the images back {FIGHT_REPAIRS} times within {}m ({}); \
+         let it leave the images to Greenlight (docs/gitops.md), or ask for a retry of the current release",
+        env.name,
+        FIGHT_WINDOW.as_secs() / 60,
+        fight.drifted.join(", ")
+    )
 }
 
 /// Finds the candidates for `env`, explains why each waits, and starts the newest one

@@ -215,6 +215,8 @@ pub enum MetricEvent {
     },
     /// Drifted images were restored.
     DriftRepaired,
+    /// Drift repair stopped: another field manager keeps setting the images back.
+    DriftFight,
     /// A promotion started: these gates passed.
     GatesPassed {
         /// The gates, by name.

@@ -207,6 +207,43 @@ pub fn pipeline_status(
             generation,
         );
     }
+    // Another field manager keeps setting an environment's images back: repair stopped.
+    let fights: Vec<String> = environments
+        .iter()
+        .filter_map(|e| {
+            let fight = e.drift_fight.as_ref()?;
+            let who = if fight.managers.is_empty() {
+                "another field manager".to_owned()
+            } else {
+                fight.managers.join(", ")
+            };
+            Some(format!("{} (by {who}, since {})", e.name, fight.since.0))
+        })
+        .collect();
+    if fights.is_empty() {
+        set_condition(
+            &mut status.conditions,
+            "DriftFight",
+            false,
+            "NoFight",
+            "no other field manager keeps setting the targets' images back".into(),
+            &now,
+            generation,
+        );
+    } else {
+        set_condition(
+            &mut status.conditions,
+            "DriftFight",
+            true,
+            "ImagesSetBack",
+            format!(
+                "drift repair is stopped in: {}; see docs/gitops.md to leave the images to Greenlight, then ask for a retry",
+                fights.join(", ")
+            ),
+            &now,
+            generation,
+        );
+    }
     // Environments in another cluster that cannot be used now: they wait, the others go on.
     let cut_off: Vec<String> = ctx
         .pipeline

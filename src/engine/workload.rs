@@ -74,6 +74,9 @@ pub struct WorkloadView {
     pub available: bool,
     /// `spec.replicas` (defaulted to 1) for the kinds that have it; `None` for the others.
     pub replicas: Option<i32>,
+    /// The field managers other than Greenlight that set a container image of its pod
+    /// template (from `managedFields`).
+    pub image_managers: Vec<String>,
 }
 
 impl WorkloadView {

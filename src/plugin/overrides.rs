@@ -54,6 +54,12 @@ pub fn retry_epoch(
     if let Some(at) = marked.chain(tests).max() {
         return Ok(at);
     }
+    // A fight over the images of the release it runs: a retry resumes drift repair.
+    if let Some(fight) = &status.drift_fight
+        && status.current.as_ref().is_some_and(|c| c.release == name)
+    {
+        return Ok(fight.since.0);
+    }
     let state = release
         .status
         .as_ref()
@@ -451,6 +457,20 @@ mod tests {
         let failed = release("shop-1-4-3", "1.4.3", "shop");
         let epoch = retry_epoch(&pipeline(prod), &failed, "prod").unwrap();
         assert_eq!(epoch, "2026-11-22T10:20:00Z".parse::<Timestamp>().unwrap());
+    }
+
+    #[test]
+    fn a_retry_of_the_current_release_during_a_drift_fight_resumes_repair() {
+        let mut prod = healthy_prod();
+        let current = prod.current.clone().unwrap().release;
+        prod.drift_fight = Some(crate::api::DriftFight {
+            since: at("2026-11-22T11:00:00Z"),
+            managers: vec!["argocd-controller".into()],
+            drifted: vec![],
+        });
+        let running = release(&current, "1.4.2", "shop");
+        let epoch = retry_epoch(&pipeline(prod), &running, "prod").unwrap();
+        assert_eq!(epoch, "2026-11-22T11:00:00Z".parse::<Timestamp>().unwrap());
     }
 
     #[test]

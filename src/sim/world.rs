@@ -176,6 +176,28 @@ impl World {
         self.routes.insert(route, view);
     }
 
+    /// Sets a container's image as another field manager would (a GitOps tool syncing Git,
+    /// a person): a change Greenlight did not make, which it sees as drift.
+    pub fn set_image_as(
+        &mut self,
+        workload: &WorkloadRef,
+        image: ContainerImage,
+        manager: &str,
+        now: Timestamp,
+        releases: &[ReleaseView],
+    ) {
+        let edit = Action::SetImages {
+            workload: workload.clone(),
+            images: vec![image],
+        };
+        self.apply(&edit, now, releases);
+        if let Some(w) = self.find_mut(workload)
+            && !w.view.image_managers.iter().any(|m| m == manager)
+        {
+            w.view.image_managers.push(manager.to_owned());
+        }
+    }
+
     /// Deletes every HTTPRoute (someone removed them).
     pub fn remove_routes(&mut self) {
         self.routes.clear();
@@ -209,6 +231,7 @@ impl World {
                     WorkloadKind::Deployment | WorkloadKind::StatefulSet
                 )
                 .then_some(SIM_REPLICAS),
+                image_managers: Vec::new(),
             },
             environment: environment.into(),
             on_delete: false,

@@ -6,7 +6,9 @@ use k8s_openapi::{NamespaceResourceScope, apimachinery::pkg::apis::meta::v1::Obj
 use serde::{Deserialize, Serialize};
 
 use super::Driver;
-use crate::controller::slim::{PodTemplate, containers, identity};
+use crate::controller::slim::{
+    PodTemplate, containers, identity_and_image_managers, image_managers,
+};
 use crate::engine::{RolloutState, WorkloadKind, WorkloadView};
 
 /// The CronJob driver.
@@ -37,6 +39,7 @@ impl Driver for CronJobs {
             rollout: RolloutState::Complete,
             available: true,
             replicas: None,
+            image_managers: image_managers(&c.metadata),
         }
     }
 }
@@ -45,7 +48,7 @@ impl Driver for CronJobs {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CachedCronJob {
     /// Identity only.
-    #[serde(default, deserialize_with = "identity")]
+    #[serde(default, deserialize_with = "identity_and_image_managers")]
     pub metadata: ObjectMeta,
     /// `spec`, its Job template only.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -7,7 +7,9 @@ use k8s_openapi::{NamespaceResourceScope, apimachinery::pkg::apis::meta::v1::Obj
 use serde::{Deserialize, Serialize};
 
 use super::{Driver, statefulset::UpdateStrategy};
-use crate::controller::slim::{PodTemplate, containers, identity};
+use crate::controller::slim::{
+    PodTemplate, containers, identity_and_image_managers, image_managers,
+};
 use crate::engine::{ON_DELETE_NOTE, RolloutState, WorkloadKind, WorkloadView};
 
 /// The DaemonSet driver.
@@ -46,6 +48,7 @@ impl Driver for DaemonSets {
             rollout,
             available: available >= desired,
             replicas: None,
+            image_managers: image_managers(&d.metadata),
         }
     }
 }
@@ -54,7 +57,7 @@ impl Driver for DaemonSets {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CachedDaemonSet {
     /// Identity only.
-    #[serde(default, deserialize_with = "identity")]
+    #[serde(default, deserialize_with = "identity_and_image_managers")]
     pub metadata: ObjectMeta,
     /// The desired state, as far as the view reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -15,7 +15,9 @@ use k8s_openapi::{
 use serde::{Deserialize, Serialize};
 
 use super::Driver;
-use crate::controller::slim::{PodTemplate, containers, identity};
+use crate::controller::slim::{
+    PodTemplate, containers, identity_and_image_managers, image_managers,
+};
 use crate::engine::{RolloutState, WorkloadKind, WorkloadView};
 
 /// The Deployment driver.
@@ -67,6 +69,7 @@ impl Driver for Deployments {
             rollout,
             available: available >= replicas,
             replicas: Some(replicas),
+            image_managers: image_managers(&d.metadata),
         }
     }
 
@@ -83,7 +86,7 @@ impl Driver for Deployments {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CachedDeployment {
     /// Identity only: name, namespace, uid, generation, resourceVersion, timestamps.
-    #[serde(default, deserialize_with = "identity")]
+    #[serde(default, deserialize_with = "identity_and_image_managers")]
     pub metadata: ObjectMeta,
     /// The desired state, as far as the engine reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,6 +158,34 @@ mod tests {
         );
         assert_eq!(view.image_of("sidecar"), Some("envoy:1.30"));
         assert_eq!(view.containers.len(), 2);
+    }
+
+    #[test]
+    fn the_other_managers_of_an_image_are_kept_and_nothing_else_of_managed_fields() {
+        let image = |container: &str| {
+            json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                format!("k:{{\"name\":\"{container}\"}}"): {".": {}, "f:image": {}}}}}}})
+        };
+        let d: CachedDeployment = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "api", "namespace": "shop-prod", "generation": 7,
+                         "managedFields": [
+                             {"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+                             {"manager": "argocd-controller", "operation": "Apply", "fieldsV1": image("api")},
+                             {"manager": "greenlight", "operation": "Apply", "fieldsV1": image("api")},
+                             {"manager": "argocd-controller", "operation": "Update", "fieldsV1": image("sidecar")}
+                         ]},
+            "spec": {"replicas": 3, "template": {"spec": {"containers": [
+                {"name": "api", "image": "registry.example.com/shop/api:1.4.2"}]}}}
+        }))
+        .unwrap();
+        assert_eq!(
+            Deployments::view(&d).image_managers,
+            ["argocd-controller"],
+            "once, without Greenlight, and not kubectl (it set replicas only)"
+        );
+        let entry = &d.metadata.managed_fields.as_ref().unwrap()[0];
+        assert_eq!(entry.fields_v1, None, "the fields themselves are not kept");
     }
 
     #[test]

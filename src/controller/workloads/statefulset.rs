@@ -10,7 +10,9 @@ use k8s_openapi::{NamespaceResourceScope, apimachinery::pkg::apis::meta::v1::Obj
 use serde::{Deserialize, Serialize};
 
 use super::Driver;
-use crate::controller::slim::{PodTemplate, containers, identity};
+use crate::controller::slim::{
+    PodTemplate, containers, identity_and_image_managers, image_managers,
+};
 use crate::engine::{ON_DELETE_NOTE, RolloutState, WorkloadKind, WorkloadView};
 
 /// The StatefulSet driver.
@@ -64,6 +66,7 @@ impl Driver for StatefulSets {
             rollout,
             available: available >= replicas,
             replicas: Some(replicas),
+            image_managers: image_managers(&s.metadata),
         }
     }
 }
@@ -73,7 +76,7 @@ impl Driver for StatefulSets {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CachedStatefulSet {
     /// Identity only.
-    #[serde(default, deserialize_with = "identity")]
+    #[serde(default, deserialize_with = "identity_and_image_managers")]
     pub metadata: ObjectMeta,
     /// The desired state, as far as the view reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
