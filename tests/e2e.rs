@@ -60,8 +60,10 @@
 //! (create, delete); Deployments, StatefulSets and Jobs (get, list, watch, create, patch,
 //! delete, deletecollection) and, in fake-kubelet mode, their `status` (patch); Secrets
 //! (create, get); Greenlight's three
-//! kinds and their `status` (everything); `events.k8s.io` Events (create, patch); and
-//! `selfsubjectreviews` (create; every authenticated user may).
+//! kinds and their `status` (everything); `events.k8s.io` Events (create, patch);
+//! `selfsubjectreviews` (create; every authenticated user may); and where the cluster serves
+//! the Gateway API, HTTPRoutes (list, watch): the controller watches them once discovery
+//! lists them, and is not ready until that watch has its first list.
 //!
 //! Namespaces are named `gl-e2e-<run id>[-dev|-staging|-prod]`, labelled
 //! `app.kubernetes.io/created-by=greenlight-e2e`, and deleted at the end, also when the test
