@@ -251,6 +251,14 @@ async fn served(client: &Client) -> bool {
         match client.list_api_group_resources(GROUP_VERSION).await {
             Ok(list) => return list.resources.iter().any(|r| r.name == "httproutes"),
             Err(kube::Error::Api(status)) if status.code == 404 => return false,
+            // Refused for good (403, say): asking again cannot help, and waiting would
+            // keep the controller from ever being ready.
+            Err(kube::Error::Api(status))
+                if (400..500).contains(&status.code) && status.code != 429 =>
+            {
+                tracing::warn!(code = status.code, message = %status.message, "cannot ask whether the Gateway API is served; HTTPRoutes are not watched");
+                return false;
+            }
             Err(error) => {
                 failures += 1;
                 let delay: Duration = backoff(failures);
