@@ -6,6 +6,7 @@ pub mod check;
 pub mod checks;
 pub mod controller;
 pub mod engine;
+pub mod gitops;
 pub mod loadtest;
 pub mod metrics;
 pub mod plugin;

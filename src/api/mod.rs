@@ -7,6 +7,7 @@
 mod approval;
 mod common;
 mod crd;
+mod gitops;
 mod pipeline;
 mod pipeline_status;
 mod release;
@@ -15,6 +16,7 @@ mod workload;
 pub use approval::*;
 pub use common::*;
 pub use crd::*;
+pub use gitops::*;
 pub use pipeline::*;
 pub use pipeline_status::*;
 pub use release::*;

@@ -73,6 +73,9 @@ pub trait AnyDriver: Sync {
     /// The kind's API resource (group, version, plural).
     fn api_resource(&self) -> ApiResource;
 
+    /// The path from the object's root to the pod template's spec ([`Driver::POD_SPEC`]).
+    fn pod_spec(&self) -> &'static [&'static str];
+
     /// The server-side-apply body that sets `images` and nothing else.
     fn apply_body(&self, workload: &WorkloadRef, images: &[ContainerImage]) -> Value;
 
@@ -105,6 +108,10 @@ struct Typed<D>(PhantomData<D>);
 impl<D: Driver> AnyDriver for Typed<D> {
     fn kind(&self) -> WorkloadKind {
         D::KIND
+    }
+
+    fn pod_spec(&self) -> &'static [&'static str] {
+        D::POD_SPEC
     }
 
     fn permission(&self) -> Permission {
