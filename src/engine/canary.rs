@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::{
     ContainerImage, RouteRef, RouteView, Snapshot, WorkloadRef, WorkloadView,
     decision::Action,
-    targets::{Desired, Resolved},
+    targets::{Desired, Targets},
 };
 use crate::validation::{ValidEnvironment, ValidGatewayRoute};
 
@@ -36,10 +36,11 @@ pub fn canary_replicas(weight: u32, stable_replicas: i32) -> i32 {
 
 /// The images each target workload's canary runs, by target workload.
 fn images_by_workload(
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     desired: &Desired,
 ) -> BTreeMap<WorkloadRef, Vec<ContainerImage>> {
-    super::targets::images_by_workload(targets, desired)
+    targets
+        .images_by_workload(desired)
         .into_iter()
         .map(|(workload, (images, _))| (workload, images))
         .collect()
@@ -48,7 +49,7 @@ fn images_by_workload(
 /// `SetCanary` for every target workload. Asked at every decision of a canary step (it
 /// is idempotent), so a restart between the status write and the change still sets the
 /// step's share.
-pub fn set_canaries(targets: &[Resolved<'_>], desired: &Desired, weight: u32) -> Vec<Action> {
+pub fn set_canaries(targets: &Targets<'_>, desired: &Desired, weight: u32) -> Vec<Action> {
     images_by_workload(targets, desired)
         .into_iter()
         .map(|(stable, images)| Action::SetCanary {
@@ -75,7 +76,7 @@ pub enum Readiness {
 /// the step before is not ready for this one until it has scaled.
 pub fn readiness(
     observed: &[WorkloadView],
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     desired: &Desired,
     weight: u32,
 ) -> Readiness {
@@ -109,8 +110,12 @@ pub fn readiness(
 }
 
 /// `DeleteCanary` for every target whose canary still exists.
-pub fn delete_canaries(observed: &[WorkloadView], targets: &[Resolved<'_>]) -> Vec<Action> {
-    let mut stables: Vec<WorkloadRef> = targets.iter().map(|t| t.workload.reference()).collect();
+pub fn delete_canaries(observed: &[WorkloadView], targets: &Targets<'_>) -> Vec<Action> {
+    let mut stables: Vec<WorkloadRef> = targets
+        .workloads()
+        .iter()
+        .map(|t| t.workload.reference())
+        .collect();
     stables.sort();
     stables.dedup();
     stables
@@ -200,7 +205,7 @@ pub fn left_behind(snap: &Snapshot) -> Vec<Action> {
     let mut actions = Vec::new();
     for env in &pipeline.environments {
         actions.extend(withdraw_traffic(&snap.routes, env));
-        if let Ok(targets) = super::targets::resolve(env, &snap.workloads, &snap.unreachable) {
+        if let Ok(targets) = Targets::resolve(env, &snap.workloads, &snap.unreachable) {
             actions.extend(delete_canaries(&snap.workloads, &targets));
         }
     }

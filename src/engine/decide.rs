@@ -11,7 +11,7 @@ use super::{
     gates::{self, Entry},
     promotion::{self, Cause, Promotion, RollbackTrigger},
     snapshot::{ReleaseView, Snapshot},
-    targets::{self, Resolved},
+    targets::Targets,
 };
 use crate::{
     api::{
@@ -195,7 +195,7 @@ fn step_with(
     overrides: &mut Vec<crate::api::OverrideRecord>,
 ) {
     prune(ctx, status);
-    let resolved = targets::resolve(env, &ctx.snap.workloads, &ctx.snap.unreachable);
+    let resolved = Targets::resolve(env, &ctx.snap.workloads, &ctx.snap.unreachable);
     let targets = match resolved {
         Ok(targets) => targets,
         Err(why) => {
@@ -305,7 +305,7 @@ fn follow_pin(
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
     flight: &mut Option<Promotion>,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     pin: &crate::api::Pin,
 ) {
     if status
@@ -368,14 +368,14 @@ fn track_baseline(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
 ) {
     let never_deployed =
         status.current.is_none() && status.last_good.is_none() && status.history.is_empty();
     if !never_deployed {
         return;
     }
-    let observed = targets::observed_images(targets);
+    let observed = targets.observed_images();
     if status.baseline != observed {
         let first = status.baseline.is_empty();
         status.baseline = observed;
@@ -457,7 +457,7 @@ fn apply_rollback_override(
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
     flight: &mut Option<Promotion>,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     overrides: &mut Vec<OverrideRecord>,
 ) {
     let last_change = status.last_change();
@@ -528,7 +528,7 @@ fn watch_health(
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
     flight: &mut Option<Promotion>,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
 ) {
     let probes = promotion::verify_probes(ctx, env);
     // Results from before the environment last changed (a deploy, a rollback) say nothing
@@ -554,7 +554,7 @@ fn watch_health(
     .flatten()
     .max()
     .unwrap_or(Timestamp::MIN);
-    let problem = if !targets::available(targets) {
+    let problem = if !targets.available() {
         Some("not every replica of the target workloads is available".to_owned())
     } else {
         promotion::probes_hold(ctx, &probes, since).err()
@@ -643,18 +643,18 @@ fn repair_drift(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
 ) {
     let desired = match &status.current {
         Some(current) => match ctx.releases.get(current.release.as_str()) {
-            Some(release) => targets::release_images(targets, release).ok(),
+            Some(release) => targets.release_images(release).ok(),
             None => None,
         },
         None if !status.history.is_empty() => Some(status.baseline.clone()),
         None => None,
     };
     let Some(desired) = desired else { return };
-    let actions = targets::set_images(targets, &desired);
+    let actions = targets.set_images(&desired);
     let window_start = ctx.now - jiff::SignedDuration::from_secs(FIGHT_WINDOW.as_secs() as i64);
     status.drift_repairs.retain(|t| t.0 > window_start);
     if actions.is_empty() {
@@ -674,21 +674,7 @@ fn repair_drift(
         }
         return;
     }
-    let drifted: Vec<String> = targets
-        .iter()
-        .filter(|t| {
-            desired
-                .get(&t.key())
-                .is_some_and(|want| t.observed_image() != Some(want.as_str()))
-        })
-        .map(|t| {
-            format!(
-                "{} runs {}",
-                t.key(),
-                t.observed_image().unwrap_or("nothing")
-            )
-        })
-        .collect();
+    let drifted = targets.drifted(&desired);
     // One drift counts once: the passes of one decision, and the decisions until the
     // repair is seen, see the same drift again.
     let counted_recently = status
@@ -709,12 +695,7 @@ fn repair_drift(
         status.drift_fight = None;
         status.drift_repairs.clear();
     } else if !counted_recently && status.drift_repairs.len() >= FIGHT_REPAIRS {
-        let mut managers: Vec<String> = targets
-            .iter()
-            .flat_map(|t| t.workload.image_managers.iter().cloned())
-            .collect();
-        managers.sort();
-        managers.dedup();
+        let managers = targets.image_managers();
         let fight = crate::api::DriftFight {
             since: ctx.now_time(),
             managers,

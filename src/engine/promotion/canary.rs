@@ -19,7 +19,7 @@ use crate::{
         context::{Ctx, elapsed},
         decision::{EventType, MetricEvent, Regarding},
         snapshot::ProbePurpose,
-        targets::Resolved,
+        targets::Targets,
     },
     validation::{ValidEnvironment, ValidMetric, format_duration},
 };
@@ -30,7 +30,7 @@ pub(super) fn begin(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     target: &Target,
     mut deploy: Deploy,
 ) -> Promotion {
@@ -79,7 +79,7 @@ pub(super) fn advance(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     target: &Target,
     mut deploy: Deploy,
     step: u32,

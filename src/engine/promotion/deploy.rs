@@ -17,7 +17,7 @@ use crate::{
         gates::attempt,
         jobs::JobPurpose,
         snapshot::ReleaseView,
-        targets::{self, Resolved},
+        targets::Targets,
     },
     validation::{ValidEnvironment, format_duration},
 };
@@ -83,7 +83,7 @@ pub(super) fn advance(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     deploy: Deploy,
 ) -> Option<Promotion> {
     let target = match target_of(ctx, status, targets, Some(&deploy.release)) {
@@ -117,8 +117,7 @@ pub(super) fn advance(
             rolling_out(ctx, env, status, targets, &target, deploy, rolling)
         }
         DeployStage::Verify { since } => {
-            ctx.actions
-                .extend(targets::set_images(targets, &target.desired));
+            ctx.actions.extend(targets.set_images(&target.desired));
             match verify::verification(ctx, env, targets, &deploy.release, deploy.attempt, since) {
                 Check::Failed(reason) => {
                     outcome::verification_failed(ctx, env, status, targets, &deploy, reason)
@@ -140,7 +139,7 @@ fn pre_deploy(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     target: &Target,
     mut deploy: Deploy,
     step: u32,
@@ -185,7 +184,7 @@ pub(super) fn begin_rollout(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     target: &Target,
     mut deploy: Deploy,
 ) -> Promotion {
@@ -199,8 +198,7 @@ pub(super) fn begin_rollout(
     status.healthy = None;
     status.healthy_since = None;
     status.message = Some(format!("rolling out {} to {}", target.label, env.name));
-    ctx.actions
-        .extend(targets::set_images(targets, &target.desired));
+    ctx.actions.extend(targets.set_images(&target.desired));
     ctx.wake_at(Ctx::after(ctx.now, env.verify.progress_deadline));
     Promotion::Deploy(deploy)
 }
@@ -210,13 +208,12 @@ fn rolling_out(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     target: &Target,
     mut deploy: Deploy,
     mut rolling: RollingOut,
 ) -> Option<Promotion> {
-    ctx.actions
-        .extend(targets::set_images(targets, &target.desired));
+    ctx.actions.extend(targets.set_images(&target.desired));
     let was_unobserved = rolling.unobserved_since.is_some();
     match rollout::judge(ctx, env, targets, target, &mut rolling) {
         Rollout::Complete => {
@@ -236,7 +233,7 @@ fn rolling_out(
         }
         // A workload that will not finish by itself says so; otherwise, observed at last,
         // back to the rollout's own message.
-        Rollout::InProgress => match targets::notes(targets) {
+        Rollout::InProgress => match targets.notes() {
             Some(note) => {
                 status.message = Some(format!(
                     "rolling out {} to {}: {note}",

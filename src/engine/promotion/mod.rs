@@ -30,7 +30,7 @@ pub use verify::{probes_hold, verify_probes};
 
 use super::{
     context::Ctx,
-    targets::{self, Desired, Resolved},
+    targets::{Desired, Targets},
 };
 use crate::{api::EnvironmentStatus, validation::ValidEnvironment};
 
@@ -45,7 +45,7 @@ pub fn advance(
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
     flight: &mut Option<Promotion>,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
 ) {
     while let Some(promotion) = flight.take() {
         let before = promotion.position();
@@ -68,7 +68,7 @@ struct Target {
 fn target_of(
     ctx: &Ctx<'_>,
     status: &EnvironmentStatus,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     release: Option<&str>,
 ) -> Result<Target, String> {
     match release {
@@ -78,7 +78,7 @@ fn target_of(
                 .get(name)
                 .ok_or_else(|| format!("release {name} no longer exists"))?;
             Ok(Target {
-                desired: targets::release_images(targets, release)?,
+                desired: targets.release_images(release)?,
                 label: release.spec.version.clone(),
             })
         }

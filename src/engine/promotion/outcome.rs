@@ -15,7 +15,7 @@ use crate::{
     engine::{
         context::{Ctx, elapsed},
         decision::{EventType, MetricEvent, Regarding},
-        targets::Resolved,
+        targets::Targets,
     },
     validation::{ValidEnvironment, format_duration},
 };
@@ -191,7 +191,7 @@ pub(super) fn verification_failed(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     deploy: &Deploy,
     reason: String,
 ) -> Option<Promotion> {

@@ -11,7 +11,7 @@ use crate::{
     engine::{
         context::{Ctx, elapsed},
         decision::{EventType, MetricEvent, Regarding},
-        targets::{self, Resolved},
+        targets::Targets,
     },
     validation::{ValidEnvironment, format_duration},
 };
@@ -35,7 +35,7 @@ pub fn start_rollback(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     to: Option<String>,
     cause: Cause,
 ) -> Option<Promotion> {
@@ -75,8 +75,7 @@ pub fn start_rollback(
             trigger: trigger.label(),
         }),
     );
-    ctx.actions
-        .extend(targets::set_images(targets, &target.desired));
+    ctx.actions.extend(targets.set_images(&target.desired));
     ctx.wake_at(Ctx::after(ctx.now, env.verify.progress_deadline));
     Some(Promotion::Rollback(Rollback {
         to: to.map(|release| Restored {
@@ -98,7 +97,7 @@ pub(super) fn advance(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
     status: &mut EnvironmentStatus,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     mut rollback: Rollback,
 ) -> Option<Promotion> {
     let to = rollback.to.as_ref().map(|r| r.release.as_str());
@@ -109,8 +108,7 @@ pub(super) fn advance(
             return None;
         }
     };
-    ctx.actions
-        .extend(targets::set_images(targets, &target.desired));
+    ctx.actions.extend(targets.set_images(&target.desired));
     let was_unobserved = rollback.rollout.unobserved_since.is_some();
     match rollout::judge(ctx, env, targets, &target, &mut rollback.rollout) {
         Rollout::Complete => {

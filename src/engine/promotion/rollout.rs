@@ -6,7 +6,7 @@ use super::{Target, state::RollingOut};
 use crate::{
     engine::{
         context::{Ctx, truncate},
-        targets::{self, Resolved},
+        targets::Targets,
     },
     validation::{ValidEnvironment, format_duration},
 };
@@ -33,16 +33,16 @@ pub(super) enum Rollout {
 pub(super) fn judge(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     target: &Target,
     rolling: &mut RollingOut,
 ) -> Rollout {
     let deadline = env.verify.progress_deadline;
     // Until the store shows our images, the change is in flight: the deadline counts from
     // the stage's start as before, so an image someone keeps reverting still fails.
-    let ours = targets::images_match(targets, &target.desired);
+    let ours = targets.images_match(&target.desired);
     let unobserved = if ours {
-        targets::unobserved(targets)
+        targets.unobserved()
     } else {
         Vec::new()
     };
@@ -56,19 +56,19 @@ pub(super) fn judge(
         };
         rolling.observed_at = Some(observed_at);
         rolling.unobserved_since = None;
-        if targets::rolled_out(targets) {
+        if targets.rolled_out() {
             return Rollout::Complete;
         }
-        if let Some(reason) = targets::stuck(targets) {
+        if let Some(reason) = targets.stuck() {
             return Rollout::Failed(reason);
         }
-        let counted_from = match targets::kinds_of(targets).as_slice() {
+        let counted_from = match targets.kinds().as_slice() {
             [kind] => format!(" of the {kind} controller observing it"),
             _ => " of the workload controllers observing it".to_owned(),
         };
         return match until_deadline(ctx, observed_at, deadline, &counted_from) {
             // Pods that change only when deleted: the failure says why it did not complete.
-            Rollout::Failed(reason) => match targets::notes(targets) {
+            Rollout::Failed(reason) => match targets.notes() {
                 Some(note) => Rollout::Failed(format!("{reason} ({note})")),
                 None => Rollout::Failed(reason),
             },

@@ -8,7 +8,7 @@ use crate::{
         decision::{ProbeRequest, ProbeTarget},
         jobs::JobPurpose,
         snapshot::{ProbeId, ProbeKind, ProbePurpose},
-        targets::{self, Resolved},
+        targets::Targets,
     },
     validation::{ValidEnvironment, format_duration},
 };
@@ -95,12 +95,12 @@ fn describe(id: &ProbeId) -> String {
 pub(super) fn verification(
     ctx: &mut Ctx<'_>,
     env: &ValidEnvironment,
-    targets: &[Resolved<'_>],
+    targets: &Targets<'_>,
     release: &str,
     attempt: u32,
     since: jiff::Timestamp,
 ) -> Check {
-    if !targets::available(targets) {
+    if !targets.available() {
         return Check::Failed("target workloads lost availability during verification".into());
     }
     let probes = verify_probes(ctx, env);
