@@ -175,6 +175,7 @@ async fn start_controller(api: &FakeApi) -> tokio::sync::watch::Sender<bool> {
             leader_election: None,
             instance: "bench".into(),
             concurrency: greenlight::controller::run::DEFAULT_CONCURRENCY,
+            git: Default::default(),
         };
         run(client, options, shutdown)
             .await

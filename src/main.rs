@@ -100,6 +100,18 @@ struct ControllerArgs {
     #[arg(long, default_value_t = greenlight::controller::run::DEFAULT_CONCURRENCY,
           value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
+    /// Where the repositories of GitOps environments (`target.git`) are cached: a
+    /// writable directory (the chart mounts an emptyDir).
+    #[arg(
+        long,
+        env = "GREENLIGHT_GIT_CACHE",
+        default_value = "/tmp/greenlight-git"
+    )]
+    git_cache: std::path::PathBuf,
+    /// How often each GitOps repository (and the Argo CD or Flux object applying it) is
+    /// read; a commit is read back at once.
+    #[arg(long, default_value = "15s", value_parser = parse_span)]
+    git_poll: std::time::Duration,
     /// text for people, json for clusters. The level comes from RUST_LOG (default info).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -238,6 +250,10 @@ fn controller(args: ControllerArgs) -> ExitCode {
             leader_election,
             instance: identity,
             concurrency: args.concurrency,
+            git: greenlight::controller::repos::GitOptions {
+                cache: args.git_cache,
+                poll: args.git_poll,
+            },
         };
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

@@ -217,7 +217,7 @@ fn an_environment_targets_at_least_one_workload_in_either_list() {
     assert_eq!(
         rejections(&schema, &pipeline, None),
         [
-            "an environment needs at least one target workload: set target.deployments or target.workloads"
+            "an environment needs at least one target workload: set target.deployments or target.workloads (with target.git, unless its images are in kustomize or helm files)"
         ]
     );
     pipeline["spec"]["environments"][0]["target"] =
@@ -231,6 +231,10 @@ fn an_environment_targets_at_least_one_workload_in_either_list() {
         json!({"deployments": [{"name": "api"}]}),
         json!({"workloads": [{"kind": "StatefulSet", "name": "db"}]}),
         json!({"deployments": [{"name": "api"}], "workloads": [{"kind": "CronJob", "name": "nightly"}]}),
+        // GitOps mode with the images in kustomize or helm files: Argo CD says when.
+        json!({"git": {"repository": "https://git.example.com/envs.git", "branch": "main",
+            "kustomize": {"images": [{"artifact": "api", "name": "api"}]},
+            "argoCDApplication": {"name": "shop-dev", "namespace": "argocd"}}}),
     ] {
         pipeline["spec"]["environments"][0]["target"] = target(enough.clone()).unwrap();
         assert_eq!(
@@ -239,4 +243,57 @@ fn an_environment_targets_at_least_one_workload_in_either_list() {
             "{enough}"
         );
     }
+}
+
+#[test]
+fn a_git_target_has_one_layout_one_applier_and_somewhere_for_each_image() {
+    let mut pipeline = example("nightly-smoke-promotion/pipeline.yaml", 0);
+    let schema = schema_of(Pipeline::crd());
+    let with_git =
+        |git: Value| json!({"namespace": "shop-dev", "deployments": [{"name": "api"}], "git": git});
+    let base = json!({"repository": "https://git.example.com/envs.git", "branch": "main"});
+    let git = |extra: Value| {
+        let mut git = base.clone();
+        git.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        git
+    };
+    for (git, expected) in [
+        (
+            git(json!({})),
+            vec![
+                "target.git needs exactly one of kustomize, helm and yaml: how the images are written",
+            ],
+        ),
+        (
+            git(json!({"yaml": {}, "helm": {"images": [{"artifact": "api", "tag": "image.tag"}]}})),
+            vec![
+                "target.git needs exactly one of kustomize, helm and yaml: how the images are written",
+            ],
+        ),
+        (
+            git(
+                json!({"yaml": {}, "argoCDApplication": {"name": "a", "namespace": "argocd"},
+                "fluxKustomization": {"name": "a", "namespace": "flux-system"}}),
+            ),
+            vec!["target.git takes argoCDApplication or fluxKustomization, not both"],
+        ),
+        (
+            git(json!({"helm": {"images": [{"artifact": "api"}]}})),
+            vec!["a helm image needs at least one of reference, repository, tag and digest"],
+        ),
+        (
+            git(json!({"helm": {"images": [{"artifact": "api", "tag": "image.tag"}]}})),
+            vec![],
+        ),
+        (git(json!({"yaml": {}})), vec![]),
+    ] {
+        pipeline["spec"]["environments"][0]["target"] = with_git(git.clone());
+        assert_eq!(rejections(&schema, &pipeline, None), expected, "{git}");
+    }
+    // Plain manifests name the workloads whose images they hold.
+    pipeline["spec"]["environments"][0]["target"] =
+        json!({"namespace": "shop-dev", "git": git(json!({"yaml": {}}))});
+    assert_eq!(rejections(&schema, &pipeline, None).len(), 1);
 }

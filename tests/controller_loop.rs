@@ -79,6 +79,7 @@ fn options(leader_election: Option<LeaseConfig>) -> Options {
         leader_election,
         instance: "test-replica".into(),
         concurrency: greenlight::controller::run::DEFAULT_CONCURRENCY,
+        git: Default::default(),
     }
 }
 

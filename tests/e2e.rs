@@ -1120,6 +1120,7 @@ impl RunningController {
             leader_election: None,
             instance,
             concurrency: greenlight::controller::run::DEFAULT_CONCURRENCY,
+            git: Default::default(),
         };
         let task = tokio::spawn(async move {
             let result = run(client, options, shutdown).await;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     common::{DNS_LABEL, DNS_SUBDOMAIN, DURATION, JobStep, SECRET_KEY, limits},
+    gitops::GitTarget,
     pipeline_status::PipelineStatus,
     workload::WorkloadKind,
 };
@@ -108,10 +109,11 @@ pub struct Pin {
 }
 
 /// Where an environment deploys: the workloads of one namespace whose images Greenlight
-/// sets. `deployments` is the short form of `workloads` entries of kind Deployment; the
-/// two lists together name at least one workload, each once.
+/// sets, or with `git`, the Git repository where its images are declared (the workloads
+/// are then only watched). `deployments` is the short form of `workloads` entries of kind
+/// Deployment; the two lists together name each workload once.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[x_kube(validation = Rule::new("(has(self.deployments) ? size(self.deployments) : 0) + (has(self.workloads) ? size(self.workloads) : 0) >= 1").message("an environment needs at least one target workload: set target.deployments or target.workloads").reason(Reason::FieldValueRequired))]
+#[x_kube(validation = Rule::new("(has(self.git) && !has(self.git.yaml)) || (has(self.deployments) ? size(self.deployments) : 0) + (has(self.workloads) ? size(self.workloads) : 0) >= 1").message("an environment needs at least one target workload: set target.deployments or target.workloads (with target.git, unless its images are in kustomize or helm files)").reason(Reason::FieldValueRequired))]
 #[serde(rename_all = "camelCase")]
 pub struct Target {
     /// Namespace of the target workloads; Jobs run here too.
@@ -133,6 +135,10 @@ pub struct Target {
     /// (pre-deploy steps, verification tests) run there too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<TargetCluster>,
+    /// GitOps mode: the environment's images are committed to this repository, which
+    /// Argo CD or Flux applies, instead of set on the workloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitTarget>,
 }
 
 /// Another cluster, reached with a kubeconfig kept in a Secret (as Flux's

@@ -88,6 +88,30 @@ pub struct EnvironmentStatus {
     /// images back; cleared when the images match again, or a person asks for a retry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_fight: Option<DriftFight>,
+    /// GitOps mode: set while a person's commit holds the environment (it changed the
+    /// images after Greenlight's last commit); cleared when the branch is back on what
+    /// Greenlight wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_change: Option<GitChangeHold>,
+}
+
+/// A person's commit that changed an environment's images in Git: Greenlight does not
+/// overwrite it, and holds new promotions, until the branch is back on what Greenlight
+/// wrote or a person asks for a retry of the current release.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitChangeHold {
+    /// The commit.
+    pub commit: String,
+    /// Its author, `Name <email>`.
+    pub author: String,
+    /// Its first line.
+    pub summary: String,
+    /// Since when the environment is held.
+    pub since: Time,
+    /// Who asked for a retry of the current release, which overwrites the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried_by: Option<String>,
 }
 
 /// A fight over a target's images with another field manager (Argo CD or Flux

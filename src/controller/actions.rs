@@ -77,6 +77,15 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A commit to an environment's repository failed.
+    #[error("cannot commit to the repository of {environment}: {source}")]
+    Git {
+        /// The environment.
+        environment: String,
+        /// Why.
+        #[source]
+        source: crate::gitops::repo::GitError,
+    },
     /// The target Deployment cannot have a canary (it lacks a container the release sets).
     #[error("cannot {what}: {reason}")]
     InvalidCanary {
@@ -97,16 +106,20 @@ impl Error {
             Self::InvalidCanary { .. } => "invalid_canary",
             Self::NotLeader { .. } => "not_leader",
             Self::NotConnected { .. } => "not_connected",
+            Self::Git { .. } => "git_error",
         }
     }
 
     /// Whether retrying can help (it cannot for an invalid template, and a replica that
     /// lost the lease waits to win it back instead).
     pub fn is_transient(&self) -> bool {
-        !matches!(
-            self,
-            Self::InvalidJob { .. } | Self::InvalidCanary { .. } | Self::NotLeader { .. }
-        )
+        match self {
+            Self::Git { source, .. } => source.is_transient(),
+            _ => !matches!(
+                self,
+                Self::InvalidJob { .. } | Self::InvalidCanary { .. } | Self::NotLeader { .. }
+            ),
+        }
     }
 }
 
@@ -164,6 +177,8 @@ pub struct Executor {
     timeout: Duration,
     metrics: Option<Metrics>,
     leadership: Option<Leadership>,
+    /// The repositories of environments in GitOps mode, which commits go to.
+    repos: Option<super::repos::Repositories>,
 }
 
 impl Executor {
@@ -185,7 +200,14 @@ impl Executor {
             timeout: API_TIMEOUT,
             metrics: None,
             leadership: None,
+            repos: None,
         }
+    }
+
+    /// Commits to the repositories of environments in GitOps mode through `repos`.
+    pub fn with_repositories(mut self, repos: super::repos::Repositories) -> Self {
+        self.repos = Some(repos);
+        self
     }
 
     /// Acts in other clusters through these clients, by (cluster, target namespace).
@@ -292,6 +314,27 @@ impl Executor {
             } => {
                 self.set_route_weights(route, stable_service, canary_service, *weight)
                     .await
+            }
+            Action::Commit(request) => {
+                let what = || format!("commit to the repository of {}", request.environment);
+                if self.leadership.as_ref().is_some_and(|l| !l.is_leading()) {
+                    return Err(Error::NotLeader { what: what() });
+                }
+                let Some(repos) = &self.repos else {
+                    return Err(Error::NotConnected {
+                        what: what(),
+                        cluster: "git".into(),
+                    });
+                };
+                let pipeline = kube::runtime::reflector::ObjectRef::new(&self.owner.name)
+                    .within(&self.namespace);
+                repos
+                    .commit(&pipeline, request)
+                    .await
+                    .map_err(|source| Error::Git {
+                        environment: request.environment.clone(),
+                        source,
+                    })
             }
             Action::CreateJob(request) => self.create_job(request).await,
             Action::DeleteJob {

@@ -11,6 +11,7 @@ pub mod observe;
 pub mod probes;
 pub mod rbac;
 pub mod reconcile;
+pub mod repos;
 pub mod routes;
 pub mod run;
 pub mod selector;

@@ -104,7 +104,21 @@ const FIXED: &[Permission] = &[
         resource: "secrets",
         verbs: &["get"],
         scope: Scope::Watched,
-        why: "the kubeconfig Secrets of environments in other clusters (read by name, never listed)",
+        why: "the kubeconfig Secrets of environments in other clusters and the credentials of GitOps repositories (read by name, never listed)",
+    },
+    Permission {
+        group: "argoproj.io",
+        resource: "applications",
+        verbs: &["get"],
+        scope: Scope::Watched,
+        why: "GitOps mode: whether an Argo CD Application synced a commit (target.git.argoCDApplication)",
+    },
+    Permission {
+        group: "kustomize.toolkit.fluxcd.io",
+        resource: "kustomizations",
+        verbs: &["get"],
+        scope: Scope::Watched,
+        why: "GitOps mode: whether a Flux Kustomization applied a commit (target.git.fluxKustomization)",
     },
     Permission {
         group: "coordination.k8s.io",
@@ -133,7 +147,7 @@ pub fn required() -> Vec<Permission> {
 
 /// What the controller needs in each target namespace of another cluster (granted by the
 /// `greenlight-remote` chart there): the target kinds, canary Deployments and HTTPRoutes,
-/// Jobs and their Pods. Nothing cluster-wide, and no Greenlight objects: those live in the controller's
+/// Jobs and their Pods, and the Argo CD or Flux objects of GitOps environments. Nothing cluster-wide, and no Greenlight objects: those live in the controller's
 /// cluster.
 pub fn remote() -> Vec<Permission> {
     let canaries_jobs_and_pods = FIXED
@@ -143,6 +157,8 @@ pub fn remote() -> Vec<Permission> {
                 || p.group == "batch"
                 || p.resource == "pods"
                 || p.resource == "httproutes"
+                || p.resource == "applications"
+                || p.resource == "kustomizations"
         })
         .copied();
     super::workloads::drivers()

@@ -27,6 +27,7 @@ use super::{
     clusters::Clusters,
     leader::Leadership,
     probes::Prober,
+    repos::Repositories,
     sent::SentAction,
     unseen::{self, Unseen},
     world::{self, Stores},
@@ -80,6 +81,8 @@ pub struct Context {
     pub leadership: Leadership,
     /// The connections to other clusters.
     pub clusters: Arc<Clusters>,
+    /// The repositories of environments in GitOps mode.
+    pub repos: Repositories,
     specs: Mutex<HashMap<ObjectRef<Pipeline>, CheckedSpec>>,
     written: Mutex<HashMap<ObjectRef<Pipeline>, Written>>,
     failures: Mutex<HashMap<ObjectRef<Pipeline>, u32>>,
@@ -105,6 +108,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Context {
     /// A context over these parts.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
         stores: Stores,
@@ -113,6 +117,7 @@ impl Context {
         prober: Prober,
         leadership: Leadership,
         clusters: Arc<Clusters>,
+        repos: Repositories,
     ) -> Self {
         Self {
             client,
@@ -122,6 +127,7 @@ impl Context {
             prober,
             leadership,
             clusters,
+            repos,
             specs: Mutex::default(),
             written: Mutex::default(),
             failures: Mutex::default(),
@@ -193,6 +199,7 @@ impl Context {
             .collect();
         Executor::new(self.client.clone(), pipeline)
             .with_remotes(remotes)
+            .with_repositories(self.repos.clone())
             .with_metrics(self.metrics.clone())
             .with_leadership(self.leadership.clone())
     }
@@ -301,7 +308,11 @@ pub async fn reconcile(pipeline: Arc<Pipeline>, ctx: Arc<Context>) -> Result<Req
     ctx.add_job_messages(&key, &ctx.executor(&pipeline), &mut snapshot)
         .await;
     let namespace = key.namespace.as_deref().unwrap_or_default();
-    let decision = match ctx.checked_spec(&key, &pipeline) {
+    let valid = ctx.checked_spec(&key, &pipeline);
+    if let Some(valid) = &valid {
+        snapshot.git = ctx.repos.views(&key, valid, &snapshot.releases);
+    }
+    let decision = match valid {
         Some(valid) => {
             ctx.metrics
                 .know_pipeline(PipelineLabels::new(namespace, &key.name), &valid);

@@ -24,6 +24,7 @@ use super::{
     leader::{Elector, Leadership, LeaseConfig},
     probes::Prober,
     reconcile::{Context, error_policy, reconcile},
+    repos::Repositories,
     routes::RouteStore,
     selector::LabelSelector,
     sent,
@@ -56,6 +57,8 @@ pub struct Options {
     /// How many Pipelines are reconciled at once. Bounds the memory of a wave (1,000
     /// Pipelines at start-up) without slowing one Pipeline's reaction.
     pub concurrency: u16,
+    /// Where the repositories of GitOps environments are cached, and how often read.
+    pub git: super::repos::GitOptions,
 }
 
 /// The default of [`Options::concurrency`].
@@ -215,6 +218,13 @@ pub async fn run_serving(
         controller: "greenlight".into(),
         instance: Some(options.instance.clone()),
     };
+    let (repo_tx, mut repo_rx) = mpsc::unbounded_channel::<ObjectRef<Pipeline>>();
+    let repos = Repositories::new(
+        client.clone(),
+        clusters.clone(),
+        options.git.clone(),
+        repo_tx,
+    );
     let ctx = Arc::new(Context::new(
         client.clone(),
         stores.clone(),
@@ -223,6 +233,7 @@ pub async fn run_serving(
         prober.clone(),
         leadership.clone(),
         clusters,
+        repos,
     ));
 
     // Until every store has its first full list, a decision would see part of the world
@@ -274,6 +285,8 @@ pub async fn run_serving(
     let probe_results = futures::stream::poll_fn(move |cx| probe_rx.poll_recv(cx));
     // Another cluster connected, lost, or changed what a Pipeline targets there.
     let cluster_changes = futures::stream::poll_fn(move |cx| cluster_rx.poll_recv(cx));
+    // A repository read that changed (a new head, Argo CD or Flux at another revision).
+    let repo_changes = futures::stream::poll_fn(move |cx| repo_rx.poll_recv(cx));
 
     // A deleted Release's or Approval's pending status write is forgotten, and so is a
     // Release's once the store shows it.
@@ -348,6 +361,7 @@ pub async fn run_serving(
         .reconcile_on(route_triggers)
         .reconcile_on(probe_results)
         .reconcile_on(cluster_changes)
+        .reconcile_on(repo_changes)
         .reconcile_all_on(futures::stream::select(gained, synced))
         .graceful_shutdown_on(async move {
             let _ = stopping.wait_for(|stop| *stop).await;

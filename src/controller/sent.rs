@@ -95,6 +95,8 @@ impl SentAction {
                 what: Vec::new(),
             }),
             Action::DeleteJob { .. } => None,
+            // Reads the branch first: a commit it already holds is not made again.
+            Action::Commit(_) => None,
         }
     }
 

@@ -317,6 +317,8 @@ impl Stores {
             routes,
             observations,
             unreachable,
+            // The repositories are read by `repos`, which needs the checked spec.
+            git: Vec::new(),
         }
     }
 }

@@ -205,7 +205,7 @@ pub fn left_behind(snap: &Snapshot) -> Vec<Action> {
     let mut actions = Vec::new();
     for env in &pipeline.environments {
         actions.extend(withdraw_traffic(&snap.routes, env));
-        if let Ok(targets) = Targets::resolve(env, &snap.workloads, &snap.unreachable) {
+        if let Ok(targets) = Targets::resolve(env, snap) {
             actions.extend(delete_canaries(&snap.workloads, &targets));
         }
     }

@@ -5,13 +5,13 @@ use jiff::Timestamp;
 use super::{
     canary,
     context::Ctx,
-    decision::{Action, Decision, EventType, MetricEvent, Regarding},
+    decision::{Action, ChangeNote, CommitPurpose, Decision, EventType, MetricEvent, Regarding},
     explain,
     gate::Gate,
     gates::{self, Entry},
     promotion::{self, Cause, Promotion, RollbackTrigger},
     snapshot::{ReleaseView, Snapshot},
-    targets::Targets,
+    targets::{Targets, short},
 };
 use crate::{
     api::{
@@ -195,7 +195,7 @@ fn step_with(
     overrides: &mut Vec<crate::api::OverrideRecord>,
 ) {
     prune(ctx, status);
-    let resolved = Targets::resolve(env, &ctx.snap.workloads, &ctx.snap.unreachable);
+    let resolved = Targets::resolve(env, ctx.snap);
     let targets = match resolved {
         Ok(targets) => targets,
         Err(why) => {
@@ -215,6 +215,18 @@ fn step_with(
         track_baseline(ctx, env, status, &targets);
     }
     apply_retries(ctx, env, status, overrides);
+    if let Some(why) = hold_for_git_change(ctx, env, status, &targets) {
+        status.message = Some(why.clone());
+        candidates(
+            ctx,
+            env,
+            status,
+            flight,
+            upstream,
+            Some((Gate::ChangedInGit, why)),
+        );
+        return;
+    }
     promotion::advance(ctx, env, status, flight, &targets);
     if !flight.as_ref().is_some_and(Promotion::in_canary) {
         // No canary step in flight: a canary still there is garbage (an abort, a finished
@@ -654,7 +666,16 @@ fn repair_drift(
         None => None,
     };
     let Some(desired) = desired else { return };
-    let actions = targets.set_images(&desired);
+    let restore = ChangeNote {
+        purpose: CommitPurpose::Restore,
+        release: status.current.as_ref().map(|c| c.release.clone()),
+        version: status
+            .current
+            .as_ref()
+            .map_or_else(|| "the baseline images".to_owned(), |c| c.version.clone()),
+        details: vec![format!("{} no longer declared what it runs", env.name)],
+    };
+    let actions = targets.set_images(&desired, &restore);
     let window_start = ctx.now - jiff::SignedDuration::from_secs(FIGHT_WINDOW.as_secs() as i64);
     status.drift_repairs.retain(|t| t.0 > window_start);
     if actions.is_empty() {
@@ -731,6 +752,89 @@ fn repair_drift(
         status.drift_repairs.push(ctx.now_time());
     }
     ctx.actions.extend(actions);
+}
+
+/// GitOps mode: a person's commit that changed the images after Greenlight's last commit
+/// holds the environment (nothing in flight advances, no promotion starts, nothing is
+/// committed over it) until the branch is back on what Greenlight wrote, or a person asks
+/// for a retry of the current release, which commits it again. The hold's message, while
+/// it holds.
+fn hold_for_git_change(
+    ctx: &mut Ctx<'_>,
+    env: &ValidEnvironment,
+    status: &mut EnvironmentStatus,
+    targets: &Targets<'_>,
+) -> Option<String> {
+    let Some(change) = targets.changed_in_git() else {
+        if let Some(hold) = status.git_change.take() {
+            let message = format!(
+                "{} is back on what Greenlight committed; promotion resumes (held since {} by commit {})",
+                env.name,
+                hold.since.0,
+                short(&hold.commit)
+            );
+            ctx.event(
+                Regarding::Pipeline,
+                EventType::Normal,
+                "ChangedInGitResolved",
+                &env.name,
+                message,
+                None,
+            );
+        }
+        return None;
+    };
+    if status
+        .git_change
+        .as_ref()
+        .is_none_or(|hold| hold.commit != change.commit)
+    {
+        let hold = crate::api::GitChangeHold {
+            commit: change.commit.clone(),
+            author: change.author.clone(),
+            summary: change.summary.clone(),
+            since: ctx.now_time(),
+            retried_by: None,
+        };
+        ctx.event(
+            Regarding::Pipeline,
+            EventType::Warning,
+            "ChangedInGit",
+            &env.name,
+            git_change_message(env, &hold),
+            None,
+        );
+        status.git_change = Some(hold);
+    }
+    let since = match &status.git_change {
+        Some(hold) if hold.retried_by.is_none() => hold.since.0,
+        _ => return None,
+    };
+    // A person's Retry of the current release, asked after the change was seen, commits
+    // it again over the change.
+    let retried = status
+        .current
+        .as_ref()
+        .and_then(|c| ctx.override_after(Verdict::Retry, &c.release, &env.name, since));
+    let hold = status.git_change.as_mut()?;
+    if let Some(retry) = retried {
+        hold.retried_by = Some(retry.spec.approver.clone());
+        ctx.record_override(retry);
+        return None;
+    }
+    Some(git_change_message(env, hold))
+}
+
+/// What a hold for a person's commit says, in the status and its Event.
+fn git_change_message(env: &ValidEnvironment, hold: &crate::api::GitChangeHold) -> String {
+    format!(
+        "{} is held: commit {} by {} changed its images in Git ({:?}); Greenlight does not overwrite it. \
+         Revert it to resume, or ask for a retry of the current release to commit it again",
+        env.name,
+        short(&hold.commit),
+        hold.author,
+        hold.summary
+    )
 }
 
 /// Drift repaired this many times within [`FIGHT_WINDOW`], and drifted once more: another

@@ -71,6 +71,9 @@ pub enum Action {
         /// The canary's share, in percent (0: all traffic to the stable release).
         weight: u32,
     },
+    /// Commit images to an environment's repository (GitOps mode): one commit that
+    /// changes only their fields, unless the branch declares them already.
+    Commit(CommitRequest),
     /// Create a Job unless it exists.
     CreateJob(JobRequest),
     /// Delete a Job that ran past its timeout.
@@ -82,6 +85,53 @@ pub enum Action {
         /// Name.
         name: String,
     },
+}
+
+/// A commit to make (see [`Action::Commit`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommitRequest {
+    /// The environment whose repository it goes to.
+    pub environment: String,
+    /// The images, by artifact.
+    pub images: BTreeMap<String, String>,
+    /// Why: its message and trailers.
+    pub note: ChangeNote,
+}
+
+/// Why an environment's images change, as a commit says it (direct mode needs none).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeNote {
+    /// A promotion, a rollback or a restore.
+    pub purpose: CommitPurpose,
+    /// The release whose images these are; `None`: the baseline images.
+    pub release: Option<String>,
+    /// Its version, or what the images are ("the baseline images").
+    pub version: String,
+    /// What a person reading the history should know: the gates passed, the approvers,
+    /// the failure that caused a rollback.
+    pub details: Vec<String>,
+}
+
+/// Why Greenlight commits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitPurpose {
+    /// A promotion.
+    Deploy,
+    /// Back to the last good images.
+    Rollback,
+    /// The branch no longer declares what the environment runs.
+    Restore,
+}
+
+impl CommitPurpose {
+    /// As the `Greenlight-Purpose` trailer writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deploy => "deploy",
+            Self::Rollback => "rollback",
+            Self::Restore => "restore",
+        }
+    }
 }
 
 /// A Job to create.

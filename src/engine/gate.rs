@@ -30,11 +30,13 @@ pub enum Gate {
     Suspended,
     /// The environment is pinned to a release (`pin`).
     Pinned,
+    /// A person's commit changed the images in Git (GitOps mode).
+    ChangedInGit,
 }
 
 impl Gate {
     /// Every gate, in the order people read them.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::Checks,
         Self::Soak,
         Self::Approvals,
@@ -48,15 +50,17 @@ impl Gate {
         Self::Target,
         Self::Suspended,
         Self::Pinned,
+        Self::ChangedInGit,
     ];
 
     /// The holds every environment can have, whatever its spec (a pin may come with any
     /// change of the Pipeline).
-    pub const HOLDS: [Self; 4] = [
+    pub const HOLDS: [Self; 5] = [
         Self::Environment,
         Self::Target,
         Self::Suspended,
         Self::Pinned,
+        Self::ChangedInGit,
     ];
 
     /// Its name in status and metrics.
@@ -75,13 +79,14 @@ impl Gate {
             Self::Target => "target",
             Self::Suspended => "suspended",
             Self::Pinned => "pinned",
+            Self::ChangedInGit => "changed-in-git",
         }
     }
 }
 
 /// Every gate name a decision can report (`greenlight_gate_evaluations_total{gate}`).
-pub const GATES: [&str; 13] = {
-    let mut names = [""; 13];
+pub const GATES: [&str; 14] = {
+    let mut names = [""; 14];
     let mut i = 0;
     while i < Gate::ALL.len() {
         names[i] = Gate::ALL[i].label();

@@ -21,4 +21,5 @@ pub use decision::*;
 pub use gate::{GATES, Gate};
 pub use gates::gates_that_can_block;
 pub use snapshot::*;
+pub use targets::short;
 pub use workload::*;

@@ -1,6 +1,6 @@
 //! What the engine is given: the objects, what was observed, and the time.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use jiff::Timestamp;
 
@@ -32,6 +32,57 @@ pub struct Snapshot {
     pub observations: Vec<Observation>,
     /// The namespaces of other clusters that cannot be used now, and why.
     pub unreachable: Vec<Unreachable>,
+    /// The Git repositories of environments in GitOps mode (`target.git`), as read.
+    pub git: Vec<GitView>,
+}
+
+/// The repository of one environment in GitOps mode, as read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GitView {
+    /// The environment.
+    pub environment: String,
+    /// What its branch declares, or why it cannot be read now (unreachable, refused
+    /// credentials, a file that does not parse): the environment then waits.
+    pub state: Result<GitRead, String>,
+}
+
+/// An environment's branch as read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GitRead {
+    /// The branch's head commit.
+    pub head: String,
+    /// The images the files declare, by artifact: the full reference of a Release whose
+    /// image the files hold (a layout may store only a tag), else what they hold.
+    pub images: BTreeMap<String, String>,
+    /// A person's commit that changed the images after Greenlight's last commit to this
+    /// environment; Greenlight never overwrites it.
+    pub changed_by: Option<GitChange>,
+    /// Whether Argo CD or Flux applied the images: `None` when the target workloads say.
+    pub sync: Option<SyncState>,
+}
+
+/// A commit that changed an environment's images.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitChange {
+    /// Its id.
+    pub commit: String,
+    /// `Name <email>`.
+    pub author: String,
+    /// Its first line.
+    pub summary: String,
+}
+
+/// Where Argo CD or Flux stands with the images the branch declares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncState {
+    /// It has not applied them yet: what it is at, in words.
+    Waiting(String),
+    /// Applied, not healthy yet: what it says, in words.
+    Progressing(String),
+    /// Applied and healthy.
+    Healthy,
+    /// Applied and degraded, or the apply failed: its message.
+    Failed(String),
 }
 
 /// A target namespace in another cluster that cannot be used now: its workloads and Jobs

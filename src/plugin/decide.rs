@@ -174,6 +174,7 @@ mod tests {
                 deployments: vec![],
                 workloads: vec![],
                 cluster: None,
+                git: None,
             },
             pre_deploy: vec![],
             verify: None,

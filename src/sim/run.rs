@@ -5,14 +5,17 @@ use std::{collections::BTreeMap, time::Duration};
 
 use jiff::Timestamp;
 
-use super::world::{Failure, Timing, World};
+use super::{
+    git::{Applier, SimRepo},
+    world::{Failure, Timing, World},
+};
 use crate::{
     api::{Approval, ApprovalStatus, Pipeline, PipelineStatus, Release, ReleaseStatus},
     engine::{
         Action, ApprovalView, ContainerImage, Decision, Event, PipelineView, ReleaseView, Snapshot,
         WorkloadRef, decide,
     },
-    validation::validate_pipeline,
+    validation::{SyncSource, validate_pipeline},
 };
 
 /// Injected controller faults, driven by a seed so that runs repeat exactly.
@@ -130,6 +133,34 @@ impl Simulation {
                     }];
                     world.add_workload(&env.name, workload, containers);
                 }
+                if let Some(git) = &env.git {
+                    let images = git
+                        .layout
+                        .artifacts()
+                        .into_iter()
+                        .map(|a| (a.to_owned(), baseline_image(a)))
+                        .collect();
+                    let applier = match git.sync {
+                        SyncSource::Workloads => Applier::Workloads,
+                        SyncSource::ArgoCd { .. } | SyncSource::Flux { .. } => Applier::SyncObject,
+                    };
+                    let targets = env
+                        .targets
+                        .iter()
+                        .map(|t| {
+                            let workload = WorkloadRef {
+                                cluster: env.cluster.clone(),
+                                kind: t.kind,
+                                namespace: env.namespace.clone(),
+                                name: t.name.clone(),
+                            };
+                            let container = t.container.clone().unwrap_or_else(|| t.name.clone());
+                            (workload, container, t.artifact.clone())
+                        })
+                        .collect();
+                    let seed = world.repo_count() as u64 + 1;
+                    world.add_repo(&env.name, SimRepo::new(images, applier, seed), targets);
+                }
                 if let Some((route, gateway)) = crate::engine::canary::route_of(env) {
                     world.add_route(route, &gateway.stable_service, &gateway.canary_service);
                 }
@@ -238,6 +269,7 @@ impl Simulation {
             routes: self.world.routes(),
             observations: self.world.observations(),
             unreachable: self.world.unreachable(),
+            git: self.world.git_views(&self.visible_releases()),
         }
     }
 

@@ -5,9 +5,10 @@ use std::{collections::BTreeMap, time::Duration};
 
 use jiff::Timestamp;
 
+use super::git::{Applier, SimRepo};
 use crate::engine::{
-    Action, Backend, ContainerImage, JobOutcome, JobRequest, JobView, Observation, ProbeId,
-    ProbeKind, ProbePurpose, ProbeRequest, ReleaseView, RolloutState, RouteRef, RouteView,
+    Action, Backend, ContainerImage, GitView, JobOutcome, JobRequest, JobView, Observation,
+    ProbeId, ProbeKind, ProbePurpose, ProbeRequest, ReleaseView, RolloutState, RouteRef, RouteView,
     Unreachable, WorkloadKind, WorkloadRef, WorkloadView,
 };
 
@@ -140,6 +141,22 @@ pub struct World {
     /// How many times each workload's images were changed, by `namespace/name` for a
     /// Deployment and `namespace/Kind/name` for the other kinds.
     pub image_changes: BTreeMap<String, u32>,
+    /// The repositories of environments in GitOps mode, by environment.
+    repos: BTreeMap<String, SimRepo>,
+    /// For a repository applied to the workloads: each target container and its artifact.
+    repo_targets: BTreeMap<String, Vec<(WorkloadRef, String, String)>>,
+}
+
+/// The version of the release whose image one of `images` is.
+fn version_of(images: &BTreeMap<String, String>, releases: &[ReleaseView]) -> Option<String> {
+    releases
+        .iter()
+        .find(|r| {
+            images
+                .values()
+                .any(|i| r.spec.artifacts.values().any(|a| a == i))
+        })
+        .map(|r| r.spec.version.clone())
 }
 
 fn add(at: Timestamp, duration: Duration) -> Timestamp {
@@ -160,7 +177,48 @@ impl World {
             probes: BTreeMap::new(),
             results: crate::checks::Results::default(),
             image_changes: BTreeMap::new(),
+            repos: BTreeMap::new(),
+            repo_targets: BTreeMap::new(),
         }
+    }
+
+    /// Adds the repository of `environment`; `targets` (workload, container, artifact)
+    /// take its images when its applier is [`Applier::Workloads`].
+    pub fn add_repo(
+        &mut self,
+        environment: &str,
+        repo: SimRepo,
+        targets: Vec<(WorkloadRef, String, String)>,
+    ) {
+        self.repos.insert(environment.to_owned(), repo);
+        self.repo_targets.insert(environment.to_owned(), targets);
+    }
+
+    /// The repository of `environment`, to change it as a person would.
+    pub fn repo_mut(&mut self, environment: &str) -> Option<&mut SimRepo> {
+        self.repos.get_mut(environment)
+    }
+
+    /// How many repositories there are.
+    pub fn repo_count(&self) -> usize {
+        self.repos.len()
+    }
+
+    /// The repository of `environment`.
+    pub fn repo(&self, environment: &str) -> Option<&SimRepo> {
+        self.repos.get(environment)
+    }
+
+    /// What the controller reads of every repository.
+    pub fn git_views(&self, releases: &[ReleaseView]) -> Vec<GitView> {
+        self.repos
+            .iter()
+            .map(|(environment, repo)| {
+                let version = version_of(repo.applied_images(), releases);
+                let failing = self.fails(version.as_deref(), environment, FailureMode::Rollout);
+                repo.view(environment, failing)
+            })
+            .collect()
     }
 
     /// Adds an HTTPRoute with one rule: all traffic to `stable`, none to `canary`.
@@ -338,10 +396,16 @@ impl World {
 
     /// Versions running in an environment.
     fn versions_in(&self, environment: &str, releases: &[ReleaseView]) -> Vec<String> {
+        let applied = self
+            .repos
+            .get(environment)
+            .filter(|repo| repo.applier() == Applier::SyncObject)
+            .and_then(|repo| version_of(repo.applied_images(), releases));
         self.workloads
             .iter()
             .filter(|w| w.environment == environment)
             .filter_map(|w| self.version_running(&w.view, releases))
+            .chain(applied)
             .collect()
     }
 
@@ -358,6 +422,19 @@ impl World {
             Action::DeleteJob {
                 cluster, namespace, ..
             } => (cluster, namespace),
+            Action::Commit(request) => {
+                let delay = self.timing.observe;
+                let summary = format!(
+                    "{} {} in {}",
+                    request.note.purpose.as_str(),
+                    request.note.version,
+                    request.environment
+                );
+                return self
+                    .repos
+                    .get_mut(&request.environment)
+                    .is_some_and(|repo| repo.commit(&request.images, &summary, now, delay));
+            }
         };
         if let (Some(cluster), namespace) = place
             && self
@@ -524,6 +601,7 @@ impl World {
                 self.create_job(request, now, releases);
                 false
             }
+            Action::Commit(_) => false, // committed above
             Action::DeleteJob {
                 cluster,
                 namespace,
@@ -617,12 +695,34 @@ impl World {
             .filter(|j| j.view.outcome == JobOutcome::Running)
             .map(|j| j.done_at);
         let probes = self.probes.values().map(|p| p.next_at);
-        rollouts.chain(jobs).chain(probes).min()
+        let repos = self.repos.values().filter_map(SimRepo::next_event);
+        rollouts.chain(jobs).chain(probes).chain(repos).min()
     }
 
     /// Moves the world to `now`. Returns whether anything the controller watches changed.
     pub fn advance(&mut self, now: Timestamp, releases: &[ReleaseView]) -> bool {
         let mut changed = false;
+        let rollout = self.timing.rollout;
+        let mut applied = Vec::new();
+        for (environment, repo) in &mut self.repos {
+            if repo.advance(now, rollout) {
+                changed = true;
+                if repo.applier() == Applier::Workloads {
+                    applied.push((environment.clone(), repo.applied_images().clone()));
+                }
+            }
+        }
+        for (environment, images) in applied {
+            for (workload, container, artifact) in self.repo_targets[&environment].clone() {
+                if let Some(image) = images.get(&artifact) {
+                    let images = vec![ContainerImage {
+                        container,
+                        image: image.clone(),
+                    }];
+                    self.apply(&Action::SetImages { workload, images }, now, releases);
+                }
+            }
+        }
         for w in &mut self.workloads {
             if w.observed_at.is_some_and(|t| t <= now) {
                 w.observed_at = None;

@@ -4,6 +4,7 @@
 //! the bad value and what was expected. Validation never stops at the first problem.
 
 mod duration;
+mod git;
 mod job;
 mod model;
 pub mod names;
@@ -15,6 +16,7 @@ mod schedule;
 pub mod schema;
 
 pub use duration::{format_duration, parse_duration};
+pub use git::DEFAULT_AUTHOR;
 pub use job::validate_job_template;
 pub use model::*;
 pub use pipeline::validate_pipeline;

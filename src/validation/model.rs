@@ -58,6 +58,39 @@ pub struct ValidEnvironment {
     pub gates: ValidGates,
     /// The release the environment is held on, and why.
     pub pin: Option<crate::api::Pin>,
+    /// GitOps mode: the repository its images are committed to. `targets` are then only
+    /// watched (to know a commit is deployed when no Argo CD or Flux object says so).
+    pub git: Option<ValidGit>,
+}
+
+/// `target.git`, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidGit {
+    /// The repository's URL.
+    pub repository: String,
+    /// The branch committed to.
+    pub branch: String,
+    /// The environment's directory in the repository (`""`: its root).
+    pub dir: String,
+    /// The Secret with the credentials, in the Pipeline's namespace.
+    pub secret: Option<String>,
+    /// The commits' author: name and email.
+    pub author: (String, String),
+    /// Where the images are written.
+    pub layout: crate::gitops::layout::Layout,
+    /// What says a commit is deployed.
+    pub sync: SyncSource,
+}
+
+/// What says that a commit reached the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncSource {
+    /// An Argo CD Application: namespace and name.
+    ArgoCd { namespace: String, name: String },
+    /// A Flux Kustomization: namespace and name.
+    Flux { namespace: String, name: String },
+    /// The target workloads: rolled out with the committed images.
+    Workloads,
 }
 
 impl ValidEnvironment {

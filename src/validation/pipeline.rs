@@ -4,6 +4,7 @@ use std::{collections::HashMap, time::Duration};
 
 use super::{
     duration::parse_duration,
+    git::validate_git,
     job::validate_job_template,
     model::*,
     names::{dns_label, dns_subdomain, http_url, secret_key},
@@ -246,6 +247,18 @@ fn validate_environment(
         cluster.secret_ref.name.clone()
     });
 
+    let git = env
+        .target
+        .git
+        .as_ref()
+        .map(|git| validate_git(&env.target, git, &targets, &target_path, problems));
+    if env.target.git.is_some() && env.rollout.is_some() {
+        problems.error(
+            &path.field("rollout"),
+            "canary steps need workloads Greenlight patches; with target.git, Argo CD or Flux applies the images at once: remove rollout or target.git",
+        );
+    }
+
     let pre_deploy = validate_jobs(&env.pre_deploy, &path.field("preDeploy"), problems);
     let verify = validate_verify(env.verify.as_ref(), &path.field("verify"), problems);
     let rollout = env
@@ -298,6 +311,10 @@ fn validate_environment(
         gates: gates?,
         pin: match env.pin {
             Some(_) => Some(pin?),
+            None => None,
+        },
+        git: match git {
+            Some(git) => Some(git?),
             None => None,
         },
     })
@@ -430,7 +447,8 @@ fn validate_targets(
     path: &FieldPath,
     problems: &mut Problems,
 ) -> Vec<ValidTarget> {
-    if target.deployments.is_empty() && target.workloads.is_empty() {
+    // With target.git, whether workloads are needed depends on its layout (super::git).
+    if target.git.is_none() && target.deployments.is_empty() && target.workloads.is_empty() {
         problems.error(
             &path.field("workloads"),
             "an environment needs at least one target workload: set target.deployments or target.workloads",

@@ -117,7 +117,9 @@ pub(super) fn advance(
             rolling_out(ctx, env, status, targets, &target, deploy, rolling)
         }
         DeployStage::Verify { since } => {
-            ctx.actions.extend(targets.set_images(&target.desired));
+            let note = deploy.note(ctx, env);
+            ctx.actions
+                .extend(targets.set_images(&target.desired, &note));
             match verify::verification(ctx, env, targets, &deploy.release, deploy.attempt, since) {
                 Check::Failed(reason) => {
                     outcome::verification_failed(ctx, env, status, targets, &deploy, reason)
@@ -198,7 +200,9 @@ pub(super) fn begin_rollout(
     status.healthy = None;
     status.healthy_since = None;
     status.message = Some(format!("rolling out {} to {}", target.label, env.name));
-    ctx.actions.extend(targets.set_images(&target.desired));
+    let note = deploy.note(ctx, env);
+    ctx.actions
+        .extend(targets.set_images(&target.desired, &note));
     ctx.wake_at(Ctx::after(ctx.now, env.verify.progress_deadline));
     Promotion::Deploy(deploy)
 }
@@ -213,7 +217,9 @@ fn rolling_out(
     mut deploy: Deploy,
     mut rolling: RollingOut,
 ) -> Option<Promotion> {
-    ctx.actions.extend(targets.set_images(&target.desired));
+    let note = deploy.note(ctx, env);
+    ctx.actions
+        .extend(targets.set_images(&target.desired, &note));
     let was_unobserved = rolling.unobserved_since.is_some();
     match rollout::judge(ctx, env, targets, target, &mut rolling) {
         Rollout::Complete => {

@@ -12,9 +12,11 @@
 //! - [`verify`]: the verification checks and tests.
 //! - [`steps`]: the Job steps of a stage (pre-deploy Jobs, verification tests).
 //! - [`outcome`]: how a promotion ends: history, failure marks, Events, Degraded.
+//! - [`note`]: what a promotion's change says of itself (its commit in GitOps mode).
 
 mod canary;
 mod deploy;
+mod note;
 mod outcome;
 mod rollback;
 mod rollout;

@@ -75,12 +75,10 @@ pub fn start_rollback(
             trigger: trigger.label(),
         }),
     );
-    ctx.actions.extend(targets.set_images(&target.desired));
-    ctx.wake_at(Ctx::after(ctx.now, env.verify.progress_deadline));
-    Some(Promotion::Rollback(Rollback {
+    let rollback = Rollback {
         to: to.map(|release| Restored {
             release,
-            version: target.label,
+            version: target.label.clone(),
         }),
         started_at: ctx.now,
         requested_by,
@@ -88,7 +86,11 @@ pub fn start_rollback(
         trigger,
         reason,
         rollout: RollingOut::starting(ctx.now),
-    }))
+    };
+    ctx.actions
+        .extend(targets.set_images(&target.desired, &rollback.note(&target.label)));
+    ctx.wake_at(Ctx::after(ctx.now, env.verify.progress_deadline));
+    Some(Promotion::Rollback(rollback))
 }
 
 /// One pass over a rollback: still rolling out, done (the environment restored), or
@@ -108,7 +110,8 @@ pub(super) fn advance(
             return None;
         }
     };
-    ctx.actions.extend(targets.set_images(&target.desired));
+    ctx.actions
+        .extend(targets.set_images(&target.desired, &rollback.note(&target.label)));
     let was_unobserved = rollback.rollout.unobserved_since.is_some();
     match rollout::judge(ctx, env, targets, &target, &mut rollback.rollout) {
         Rollout::Complete => {

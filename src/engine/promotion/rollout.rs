@@ -41,12 +41,8 @@ pub(super) fn judge(
     // Until the store shows our images, the change is in flight: the deadline counts from
     // the stage's start as before, so an image someone keeps reverting still fails.
     let ours = targets.images_match(&target.desired);
-    let unobserved = if ours {
-        targets.unobserved()
-    } else {
-        Vec::new()
-    };
-    if ours && unobserved.is_empty() {
+    let unobserved = if ours { targets.unobserved() } else { None };
+    if ours && unobserved.is_none() {
         // Seen lagging before: observed now (the Deployment watch brings the change at
         // once). Never seen lagging: observed from the start, as far as anyone can tell.
         let observed_at = match (rolling.observed_at, rolling.unobserved_since) {
@@ -62,10 +58,7 @@ pub(super) fn judge(
         if let Some(reason) = targets.stuck() {
             return Rollout::Failed(reason);
         }
-        let counted_from = match targets.kinds().as_slice() {
-            [kind] => format!(" of the {kind} controller observing it"),
-            _ => " of the workload controllers observing it".to_owned(),
-        };
+        let counted_from = targets.observer();
         return match until_deadline(ctx, observed_at, deadline, &counted_from) {
             // Pods that change only when deleted: the failure says why it did not complete.
             Rollout::Failed(reason) => match targets.notes() {
@@ -75,22 +68,13 @@ pub(super) fn judge(
             waiting => waiting,
         };
     }
-    if let Some(lagging) = unobserved.first() {
+    if let Some(lagging) = unobserved {
         let since = rolling.unobserved_since.unwrap_or(ctx.now);
         rolling.unobserved_since = Some(since);
         // Past the deadline the Pipeline says the control plane lags; wake to say it.
         ctx.wake_at(Ctx::after(since, deadline));
-        let others = match unobserved.len() {
-            1 => String::new(),
-            n => format!(" (and {} more)", n - 1),
-        };
         return Rollout::Unobserved(format!(
-            "waiting for the {} controller to observe generation {} of {}/{}{others} (observed: {}) since {}; the progress deadline starts once it has",
-            lagging.kind,
-            lagging.generation,
-            lagging.namespace,
-            lagging.name,
-            lagging.observed_generation,
+            "waiting for {lagging} since {}; the progress deadline starts once it has",
             truncate(since),
         ));
     }

@@ -1,0 +1,474 @@
+//! The Git repositories of environments in GitOps mode: each read on a timer (and at
+//! once after a commit) by a task of its own, cached for the decisions, which never wait
+//! on Git; and committed to when a decision asks.
+//!
+//! A read fetches the branch, reads the layout's files and the history (who last changed
+//! the images), and the Argo CD Application or Flux Kustomization that applies it. A
+//! repository that cannot be read is retried with backoff and its environment waits,
+//! saying why; nothing is lost, since every commit is derived again from the status.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Client,
+    api::{ApiResource, DynamicObject, GroupVersionKind},
+    runtime::reflector::ObjectRef,
+};
+use tokio::sync::mpsc;
+
+use crate::{
+    api::Pipeline,
+    engine::{CommitRequest, GitChange, GitRead, GitView, ReleaseView},
+    gitops::{
+        image::ImageRef,
+        message::commit_message,
+        repo::{Branch, Credentials, GitError, Head},
+        sync,
+    },
+    validation::{SyncSource, ValidGit, ValidPipeline},
+};
+
+/// How often a repository is read when nothing else asks.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(15);
+/// The longest wait between reads of a repository that keeps failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// A repository no decision asked about for this many polls is forgotten (its Pipeline
+/// or environment is gone).
+const FORGET_AFTER_POLLS: u32 = 8;
+
+/// Where repositories are cached and how often they are read.
+#[derive(Clone, Debug)]
+pub struct GitOptions {
+    /// The directory of the bare caches (an emptyDir in the chart).
+    pub cache: PathBuf,
+    /// How often each repository is read.
+    pub poll: Duration,
+}
+
+impl Default for GitOptions {
+    fn default() -> Self {
+        Self {
+            cache: std::env::temp_dir().join("greenlight-git"),
+            poll: DEFAULT_POLL,
+        }
+    }
+}
+
+/// Which environment of which Pipeline.
+type Key = (ObjectRef<Pipeline>, String);
+
+/// One environment's repository.
+struct Entry {
+    git: ValidGit,
+    /// The cluster the sync object is in (its kubeconfig Secret) and the environment's
+    /// target namespace there, whose connection reads it; `None`: ours.
+    cluster: Option<(String, String)>,
+    /// The last read, once there is one.
+    read: Option<Result<Read, String>>,
+    /// When a decision last asked.
+    used: Instant,
+    /// Whether its reading task runs.
+    polling: bool,
+}
+
+/// A read: the branch, and what applies it.
+#[derive(Clone, Debug, PartialEq)]
+struct Read {
+    head: HeadView,
+    /// The sync object's JSON, or why it cannot be read.
+    sync: Option<Result<serde_json::Value, String>>,
+}
+
+/// What is kept of a [`Head`].
+#[derive(Clone, Debug, PartialEq)]
+struct HeadView {
+    commit: String,
+    images: BTreeMap<String, ImageRef>,
+    changed_by: Option<GitChange>,
+    declaring: Vec<String>,
+}
+
+impl From<Head> for HeadView {
+    fn from(head: Head) -> Self {
+        Self {
+            commit: head.commit,
+            images: head.images,
+            changed_by: head.changed_by.map(|c| GitChange {
+                commit: c.id,
+                author: c.author,
+                summary: c.summary,
+            }),
+            declaring: head.declaring,
+        }
+    }
+}
+
+/// The repositories, shared by the reconciles and the reading tasks.
+#[derive(Clone)]
+pub struct Repositories {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    /// Clients of other clusters, for sync objects there.
+    clusters: Arc<super::clusters::Clusters>,
+    cache: PathBuf,
+    poll: Duration,
+    changed: mpsc::UnboundedSender<ObjectRef<Pipeline>>,
+    entries: Mutex<HashMap<Key, Entry>>,
+    /// One operation at a time per repository cache (fetches and commits take turns).
+    caches: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Repositories {
+    /// Repositories cached and read as `options` say; `changed` receives the Pipelines
+    /// whose repository read changed.
+    pub fn new(
+        client: Client,
+        clusters: Arc<super::clusters::Clusters>,
+        options: GitOptions,
+        changed: mpsc::UnboundedSender<ObjectRef<Pipeline>>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                client,
+                clusters,
+                cache: options.cache,
+                poll: options.poll,
+                changed,
+                entries: Mutex::new(HashMap::new()),
+                caches: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// What a decision about `pipeline` sees of its repositories: the last read of each
+    /// GitOps environment (none before the first). Starts reading the ones not read yet.
+    pub fn views(
+        &self,
+        pipeline: &ObjectRef<Pipeline>,
+        valid: &ValidPipeline,
+        releases: &[ReleaseView],
+    ) -> Vec<GitView> {
+        let mut views = Vec::new();
+        let mut start = Vec::new();
+        {
+            let mut entries = lock(&self.inner.entries);
+            for env in &valid.environments {
+                let Some(git) = &env.git else { continue };
+                let key = (pipeline.clone(), env.name.clone());
+                let cluster = env.cluster.clone().map(|c| (c, env.namespace.clone()));
+                let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
+                    git: git.clone(),
+                    cluster: cluster.clone(),
+                    read: None,
+                    used: Instant::now(),
+                    polling: false,
+                });
+                if entry.git != *git || entry.cluster != cluster {
+                    entry.git = git.clone();
+                    entry.cluster = cluster;
+                    entry.read = None;
+                }
+                entry.used = Instant::now();
+                if !entry.polling {
+                    entry.polling = true;
+                    start.push(key);
+                }
+                if let Some(read) = &entry.read {
+                    views.push(GitView {
+                        environment: env.name.clone(),
+                        state: read.clone().map(|read| view(&entry.git, &read, releases)),
+                    });
+                }
+            }
+        }
+        for key in start {
+            let this = self.clone();
+            tokio::spawn(async move { this.poll(key).await });
+        }
+        views
+    }
+
+    /// Reads one repository until no decision asks about it any more.
+    async fn poll(self, key: Key) {
+        let mut failures = 0u32;
+        loop {
+            let Some((git, cluster)) = self.entry_spec(&key) else {
+                return;
+            };
+            let read = self.read(&key, &git, cluster.as_ref()).await;
+            failures = if read.is_ok() { 0 } else { failures + 1 };
+            if let Err(why) = &read {
+                tracing::warn!(pipeline = %key.0, environment = %key.1, repository = %git.repository, %why, "cannot read the GitOps repository; retrying with backoff");
+            }
+            self.store(&key, &git, read);
+            let wait = if failures == 0 {
+                self.inner.poll
+            } else {
+                (self.inner.poll * 2u32.saturating_pow(failures.min(8) - 1)).min(MAX_BACKOFF)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The spec of a repository still asked about; `None` (and it is forgotten) otherwise.
+    fn entry_spec(&self, key: &Key) -> Option<(ValidGit, Option<(String, String)>)> {
+        let mut entries = lock(&self.inner.entries);
+        let forget = self.inner.poll * FORGET_AFTER_POLLS;
+        match entries.get(key) {
+            Some(entry) if entry.used.elapsed() < forget => {
+                Some((entry.git.clone(), entry.cluster.clone()))
+            }
+            _ => {
+                entries.remove(key);
+                None
+            }
+        }
+    }
+
+    /// Keeps a read (unless the spec changed meanwhile); the Pipeline is reconciled when
+    /// it differs from the last one.
+    fn store(&self, key: &Key, git: &ValidGit, read: Result<Read, String>) {
+        let changed = {
+            let mut entries = lock(&self.inner.entries);
+            let Some(entry) = entries.get_mut(key) else {
+                return;
+            };
+            if entry.git != *git {
+                return;
+            }
+            let changed = entry.read.as_ref() != Some(&read);
+            entry.read = Some(read);
+            changed
+        };
+        if changed {
+            let _ = self.inner.changed.send(key.0.clone());
+        }
+    }
+
+    /// Fetches the branch and reads what applies it.
+    async fn read(
+        &self,
+        key: &Key,
+        git: &ValidGit,
+        cluster: Option<&(String, String)>,
+    ) -> Result<Read, String> {
+        let layout = git.layout.clone();
+        let head = self
+            .with_branch(key, git, move |branch, pipeline, environment| {
+                branch.fetch(&layout, pipeline, environment)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let sync = self.sync_object(key, git, cluster).await;
+        Ok(Read {
+            head: head.into(),
+            sync,
+        })
+    }
+
+    /// The Argo CD Application or Flux Kustomization, as JSON; `None` without one.
+    async fn sync_object(
+        &self,
+        key: &Key,
+        git: &ValidGit,
+        cluster: Option<&(String, String)>,
+    ) -> Option<Result<serde_json::Value, String>> {
+        let ((group, version, kind, plural), namespace, name) = match &git.sync {
+            SyncSource::Workloads => return None,
+            SyncSource::ArgoCd { namespace, name } => (sync::ARGO_CD, namespace, name),
+            SyncSource::Flux { namespace, name } => (sync::FLUX, namespace, name),
+        };
+        let client = match cluster {
+            None => self.inner.client.clone(),
+            Some((cluster, target_namespace)) => {
+                let pipeline_namespace = key.0.namespace.clone().unwrap_or_default();
+                match self
+                    .inner
+                    .clusters
+                    .stores_of(&pipeline_namespace, cluster, target_namespace)
+                {
+                    Some(stores) => stores.client,
+                    None => return Some(Err(format!("cluster {cluster} is not connected"))),
+                }
+            }
+        };
+        let resource =
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+        let api: Api<DynamicObject> = Api::namespaced_with(client, namespace, &resource);
+        let answer = tokio::time::timeout(super::actions::API_TIMEOUT, api.get(name)).await;
+        Some(match answer {
+            Err(_) => Err(format!("{kind} {namespace}/{name}: no answer in time")),
+            Ok(Err(kube::Error::Api(e))) if e.code == 404 => {
+                Err(format!("{kind} {namespace}/{name} does not exist"))
+            }
+            Ok(Err(e)) => Err(format!("{kind} {namespace}/{name} cannot be read: {e}")),
+            Ok(Ok(object)) => Ok(
+                serde_json::json!({"status": object.data.get("status").cloned().unwrap_or_default()}),
+            ),
+        })
+    }
+
+    /// Commits a decision's images ([`Branch::commit_images`]) and keeps the branch as it
+    /// is then, so the next decision sees the commit without waiting for a poll.
+    pub async fn commit(
+        &self,
+        pipeline: &ObjectRef<Pipeline>,
+        request: &CommitRequest,
+    ) -> Result<(), GitError> {
+        let key = (pipeline.clone(), request.environment.clone());
+        let Some((git, cluster)) = self.entry_spec(&key) else {
+            return Err(GitError::Layout(format!(
+                "environment {} has no repository read yet",
+                request.environment
+            )));
+        };
+        let pipeline_id = pipeline_id(pipeline);
+        let message = commit_message(&pipeline_id, request);
+        let images = request.images.clone();
+        let layout = git.layout.clone();
+        let author = git.author.clone();
+        let head = self
+            .with_branch(&key, &git, move |branch, pipeline, environment| {
+                branch.commit_images(
+                    &layout,
+                    pipeline,
+                    environment,
+                    &images,
+                    &message,
+                    (&author.0, &author.1),
+                )
+            })
+            .await?;
+        let sync = self.sync_object(&key, &git, cluster.as_ref()).await;
+        self.store(
+            &key,
+            &git,
+            Ok(Read {
+                head: head.into(),
+                sync,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Runs `work` on a blocking thread with the branch's cache, one at a time per cache,
+    /// with the credentials of its Secret.
+    async fn with_branch<T: Send + 'static>(
+        &self,
+        key: &Key,
+        git: &ValidGit,
+        work: impl FnOnce(&Branch, &str, &str) -> Result<T, GitError> + Send + 'static,
+    ) -> Result<T, GitError> {
+        let namespace = key.0.namespace.clone().unwrap_or_default();
+        let credentials = match &git.secret {
+            None => Credentials::default(),
+            Some(name) => self.credentials(&namespace, name).await?,
+        };
+        let turn = {
+            let mut caches = lock(&self.inner.caches);
+            caches
+                .entry(git.repository.clone())
+                .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+                .clone()
+        };
+        let _turn = turn.lock().await;
+        let cache = self.inner.cache.clone();
+        let (url, branch) = (git.repository.clone(), git.branch.clone());
+        let (pipeline, environment) = (pipeline_id(&key.0), key.1.clone());
+        tokio::task::spawn_blocking(move || {
+            let branch = Branch::open(&cache, &url, &branch, credentials)?;
+            work(&branch, &pipeline, &environment)
+        })
+        .await
+        .unwrap_or_else(|e| Err(GitError::Layout(format!("the Git task failed: {e}"))))
+    }
+
+    /// The credentials in Secret `namespace/name` (never logged).
+    async fn credentials(&self, namespace: &str, name: &str) -> Result<Credentials, GitError> {
+        let api: Api<Secret> = Api::namespaced(self.inner.client.clone(), namespace);
+        let secret = match tokio::time::timeout(super::actions::API_TIMEOUT, api.get(name)).await {
+            Ok(Ok(secret)) => secret,
+            Ok(Err(e)) => {
+                return Err(GitError::Credentials(format!(
+                    "Secret {namespace}/{name} cannot be read: {e}"
+                )));
+            }
+            Err(_) => {
+                return Err(GitError::Credentials(format!(
+                    "Secret {namespace}/{name}: no answer in time"
+                )));
+            }
+        };
+        let data = secret.data.unwrap_or_default();
+        let text = |key: &str| {
+            data.get(key)
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        };
+        Ok(Credentials {
+            username: text("username"),
+            password: text("password"),
+            identity: text("identity"),
+            known_hosts: text("known_hosts"),
+        })
+    }
+}
+
+/// What the engine sees of a read: full image references where a Release's image is what
+/// the files hold (a layout may store only a tag), and the sync state.
+fn view(git: &ValidGit, read: &Read, releases: &[ReleaseView]) -> GitRead {
+    let images = read
+        .head
+        .images
+        .iter()
+        .map(|(artifact, declared)| {
+            let parts = git.layout.parts(artifact);
+            let known = releases
+                .iter()
+                .rev()
+                .filter_map(|r| r.spec.artifacts.get(artifact))
+                .find(|image| ImageRef::parse(image).keep(parts) == *declared);
+            let image = known.cloned().unwrap_or_else(|| declared.to_string());
+            (artifact.clone(), image)
+        })
+        .collect();
+    let sync = match (&git.sync, &read.sync) {
+        (SyncSource::Workloads, _) | (_, None) => None,
+        (_, Some(Err(why))) => Some(crate::engine::SyncState::Waiting(why.clone())),
+        (SyncSource::ArgoCd { .. }, Some(Ok(object))) => {
+            Some(sync::argo_cd(object, &read.head.declaring))
+        }
+        (SyncSource::Flux { .. }, Some(Ok(object))) => {
+            Some(sync::flux(object, &read.head.declaring))
+        }
+    };
+    GitRead {
+        head: read.head.commit.clone(),
+        images,
+        changed_by: read.head.changed_by.clone(),
+        sync,
+    }
+}
+
+/// `namespace/name`, as the `Greenlight-Pipeline` trailer writes it.
+fn pipeline_id(pipeline: &ObjectRef<Pipeline>) -> String {
+    format!(
+        "{}/{}",
+        pipeline.namespace.as_deref().unwrap_or_default(),
+        pipeline.name
+    )
+}
