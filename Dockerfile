@@ -9,7 +9,8 @@
 # nonroot user and nothing else: no shell, no package manager.
 
 FROM rust:1.95-bookworm AS build
-# musl-tools provides musl-gcc, the C compiler `ring` (TLS) is built with for the musl target.
+# musl-tools provides musl-gcc, the C compiler `ring` (TLS), libgit2, libssh2 and OpenSSL
+# (GitOps mode) are built with for the musl target; OpenSSL's build needs perl and make.
 RUN rustup target add x86_64-unknown-linux-musl \
  && apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \
@@ -27,14 +28,14 @@ RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
  && for bench in decide controller; do echo 'fn main() {}' > "benches/$bench.rs"; done \
- && cargo build --release --locked --target x86_64-unknown-linux-musl --bin greenlight \
+ && cargo build --release --locked --target x86_64-unknown-linux-musl --features static-openssl --bin greenlight \
  && rm -rf src benches
 
 COPY src src
 COPY benches benches
 # The real sources must look newer than the placeholders' build outputs.
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --target x86_64-unknown-linux-musl --bin greenlight \
+ && cargo build --release --locked --target x86_64-unknown-linux-musl --features static-openssl --bin greenlight \
  && cp target/x86_64-unknown-linux-musl/release/greenlight /greenlight \
  && /greenlight --version
 
