@@ -105,7 +105,7 @@ fn assert_one_error(run: &Run, expected: &str) {
 fn every_example_passes() {
     let run = check(&["-f", "examples/"], Path::new(env!("CARGO_MANIFEST_DIR")));
     assert!(run.success, "{}", run.stdout);
-    assert!(run.stdout.contains("5 Pipelines"), "{}", run.stdout);
+    assert!(run.stdout.contains("7 Pipelines"), "{}", run.stdout);
     assert!(
         run.stdout.ends_with("0 errors, 0 warnings\n"),
         "{}",

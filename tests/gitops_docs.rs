@@ -1,6 +1,7 @@
-//! `docs/gitops.md`: every YAML snippet parses, and the Argo CD and Flux ignore rules name
-//! exactly what Greenlight writes: its field manager, and each workload kind's container
-//! images at the path its driver applies them (so a new kind or a moved path fails here).
+//! `docs/gitops.md`: every YAML snippet parses, the GitOps-mode Pipeline is valid, and the
+//! direct-mode Argo CD and Flux ignore rules name exactly what Greenlight writes: its
+//! field manager, and each workload kind's container images at the path its driver
+//! applies them (so a new kind or a moved path fails here).
 
 use std::collections::BTreeSet;
 
@@ -160,5 +161,29 @@ fn flux_leaves_the_images_greenlight_sets_alone() {
             )
             .as_str()
         )
+    );
+}
+
+#[test]
+fn the_gitops_mode_pipeline_is_valid_and_uses_every_applier() {
+    let snippets = snippets();
+    let pipelines = of_kind(&snippets, "greenlight.dev/v1alpha1", "Pipeline");
+    assert_eq!(pipelines.len(), 1, "the walkthrough's Pipeline");
+    let pipeline: greenlight::api::Pipeline =
+        serde_json::from_value(pipelines[0].clone()).expect("a Pipeline");
+    let (valid, problems) = greenlight::validation::validate_pipeline(&pipeline.spec);
+    let valid = valid.unwrap_or_else(|| panic!("{problems:?}"));
+    let sync: Vec<_> = valid
+        .environments
+        .iter()
+        .filter_map(|e| e.git.as_ref().map(|g| g.sync.clone()))
+        .collect();
+    assert!(
+        sync.iter()
+            .any(|s| matches!(s, greenlight::validation::SyncSource::ArgoCd { .. }))
+            && sync
+                .iter()
+                .any(|s| matches!(s, greenlight::validation::SyncSource::Flux { .. })),
+        "{sync:?}"
     );
 }

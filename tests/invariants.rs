@@ -43,6 +43,10 @@ struct EnvGen {
     by_route: bool,
     /// The kind of its one target workload.
     kind: WorkloadKind,
+    /// GitOps mode (`target.git`): 0 none; its images committed to a repository that
+    /// 1 an Argo CD Application, 2 a Flux Kustomization, 3 something that only the
+    /// workload shows applies.
+    git: u8,
 }
 
 #[derive(Clone, Debug)]
@@ -95,7 +99,10 @@ fn env_gen(index: usize) -> impl Strategy<Value = EnvGen> {
         proptest::bool::weighted(0.3),
         any::<bool>(),
     );
-    let kind = proptest::sample::select(WorkloadKind::ALL);
+    let kind = (
+        proptest::sample::select(WorkloadKind::ALL),
+        prop_oneof![6 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8), 1 => Just(3u8)],
+    );
     (upstream, timing, behaviour, kind).prop_map(
         |(
             upstream,
@@ -113,7 +120,7 @@ fn env_gen(index: usize) -> impl Strategy<Value = EnvGen> {
                 canary,
                 by_route,
             ),
-            kind,
+            (kind, git),
         )| EnvGen {
             upstream,
             accepts_hotfix,
@@ -130,9 +137,10 @@ fn env_gen(index: usize) -> impl Strategy<Value = EnvGen> {
             pre_deploy,
             verify_test,
             gate_test,
-            canary: canary && kind == WorkloadKind::Deployment,
+            canary: canary && kind == WorkloadKind::Deployment && git == 0,
             by_route,
             kind,
+            git,
         },
     )
 }
@@ -198,12 +206,25 @@ fn pipeline_yaml(s: &Scenario) -> String {
             upstream.join(", "),
             accepts.join(", ")
         );
+        let git = match e.git {
+            0 => String::new(),
+            applier => {
+                let applier = match applier {
+                    1 => format!(", argoCDApplication: {{name: e{i}, namespace: argocd}}"),
+                    2 => format!(", fluxKustomization: {{name: e{i}, namespace: flux-system}}"),
+                    _ => String::new(),
+                };
+                format!(
+                    ", git: {{repository: \"https://git.example.com/envs.git\", branch: main, path: e{i}, kustomize: {{images: [{{artifact: app, name: app}}]}}{applier}}}"
+                )
+            }
+        };
         out += &match e.kind {
             WorkloadKind::Deployment => {
-                format!("    target: {{namespace: ns-{i}, deployments: [{{name: app}}]}}\n")
+                format!("    target: {{namespace: ns-{i}, deployments: [{{name: app}}]{git}}}\n")
             }
             kind => format!(
-                "    target: {{namespace: ns-{i}, workloads: [{{kind: {kind}, name: app}}]}}\n"
+                "    target: {{namespace: ns-{i}, workloads: [{{kind: {kind}, name: app}}]{git}}}\n"
             ),
         };
         out += &format!(
@@ -740,6 +761,21 @@ fn the_generator_reaches_rollbacks_degraded_environments_and_overrides() {
         if !sim.status().overrides.is_empty() {
             seen.insert("override");
         }
+        // GitOps environments promote and roll back by commits too.
+        for (i, env) in s.envs.iter().enumerate() {
+            let in_git = |kind: &str| {
+                env.git != 0
+                    && sim.timeline.iter().any(|e| {
+                        e.kind == kind && e.environment.as_deref() == Some(env_name(i).as_str())
+                    })
+            };
+            if in_git("PromotionSucceeded") {
+                seen.insert("git-promoted");
+            }
+            if in_git("RollbackSucceeded") {
+                seen.insert("git-rolled-back");
+            }
+        }
     }
     for kind in [
         "RollbackStarted",
@@ -750,6 +786,8 @@ fn the_generator_reaches_rollbacks_degraded_environments_and_overrides() {
         "override",
         "CanaryStep",
         "CanaryAborted",
+        "git-promoted",
+        "git-rolled-back",
     ] {
         assert!(
             seen.contains(kind),

@@ -244,6 +244,45 @@ pub fn pipeline_status(
             generation,
         );
     }
+    // A person's commit changed an environment's images in Git: held, not overwritten.
+    let changed: Vec<String> = environments
+        .iter()
+        .filter_map(|e| {
+            let hold = e.git_change.as_ref().filter(|h| h.retried_by.is_none())?;
+            Some(format!(
+                "{} (commit {} by {}: {:?}, since {})",
+                e.name,
+                super::short(&hold.commit),
+                hold.author,
+                hold.summary,
+                hold.since.0
+            ))
+        })
+        .collect();
+    if changed.is_empty() {
+        set_condition(
+            &mut status.conditions,
+            "ChangedInGit",
+            false,
+            "AsCommitted",
+            "every GitOps environment declares what Greenlight committed".into(),
+            &now,
+            generation,
+        );
+    } else {
+        set_condition(
+            &mut status.conditions,
+            "ChangedInGit",
+            true,
+            "PersonsCommit",
+            format!(
+                "held for a person's commit that changed the images in Git: {}; revert it, or ask for a retry of the release the environment runs (docs/gitops.md)",
+                changed.join(", ")
+            ),
+            &now,
+            generation,
+        );
+    }
     // Environments in another cluster that cannot be used now: they wait, the others go on.
     let cut_off: Vec<String> = ctx
         .pipeline

@@ -430,10 +430,13 @@ impl World {
                     request.note.version,
                     request.environment
                 );
-                return self
+                let committed = self
                     .repos
                     .get_mut(&request.environment)
                     .is_some_and(|repo| repo.commit(&request.images, &summary, now, delay));
+                // An applier without delay applies it at once.
+                self.advance_repos(now, releases);
+                return committed;
             }
         };
         if let (Some(cluster), namespace) = place
@@ -699,10 +702,11 @@ impl World {
         rollouts.chain(jobs).chain(probes).chain(repos).min()
     }
 
-    /// Moves the world to `now`. Returns whether anything the controller watches changed.
-    pub fn advance(&mut self, now: Timestamp, releases: &[ReleaseView]) -> bool {
-        let mut changed = false;
+    /// Moves the repositories' appliers to `now`; an applier of the workloads sets their
+    /// images. Whether anything changed.
+    fn advance_repos(&mut self, now: Timestamp, releases: &[ReleaseView]) -> bool {
         let rollout = self.timing.rollout;
+        let mut changed = false;
         let mut applied = Vec::new();
         for (environment, repo) in &mut self.repos {
             if repo.advance(now, rollout) {
@@ -723,6 +727,12 @@ impl World {
                 }
             }
         }
+        changed
+    }
+
+    /// Moves the world to `now`. Returns whether anything the controller watches changed.
+    pub fn advance(&mut self, now: Timestamp, releases: &[ReleaseView]) -> bool {
+        let mut changed = self.advance_repos(now, releases);
         for w in &mut self.workloads {
             if w.observed_at.is_some_and(|t| t <= now) {
                 w.observed_at = None;

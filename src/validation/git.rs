@@ -255,6 +255,94 @@ fn values_path(path: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{api::PipelineSpec, validation::validate_pipeline};
+
+    fn errors(target: &str) -> Vec<String> {
+        let yaml = format!("environments:\n- {{name: prod, accepts: [main], target: {target}}}\n");
+        let spec: PipelineSpec = serde_yaml::from_str(&yaml).unwrap();
+        let (valid, problems) = validate_pipeline(&spec);
+        assert_eq!(valid.is_none(), problems.has_errors());
+        problems.errors().map(ToString::to_string).collect()
+    }
+
+    const GIT: &str = "repository: https://git.example.com/envs.git, branch: main, path: shop/prod";
+
+    #[test]
+    fn a_valid_git_target_reads_its_layout_and_applier() {
+        let yaml = format!(
+            "environments:\n- {{name: prod, accepts: [main], target: {{namespace: p, git: {{{GIT}, secretRef: {{name: envs}}, helm: {{images: [{{artifact: web, tag: image.tag}}]}}, fluxKustomization: {{name: shop, namespace: flux-system}}}}}}}}\n"
+        );
+        let spec: PipelineSpec = serde_yaml::from_str(&yaml).unwrap();
+        let (valid, problems) = validate_pipeline(&spec);
+        let valid = valid.unwrap_or_else(|| panic!("{problems:?}"));
+        let git = valid.environments[0].git.as_ref().unwrap();
+        assert_eq!(git.dir, "shop/prod");
+        assert_eq!(git.secret.as_deref(), Some("envs"));
+        assert_eq!(
+            git.author,
+            (
+                "Greenlight".to_owned(),
+                "greenlight@greenlight.dev".to_owned()
+            )
+        );
+        assert_eq!(
+            git.sync,
+            SyncSource::Flux {
+                namespace: "flux-system".into(),
+                name: "shop".into()
+            }
+        );
+        assert_eq!(git.layout.artifacts(), ["web"]);
+    }
+
+    #[test]
+    fn each_mistake_is_named_at_its_field() {
+        assert_eq!(
+            errors(
+                "{namespace: p, git: {repository: \"envs\", branch: \"a..b\", path: ../x, author: {name: G, email: nobody}, kustomize: {images: [{artifact: web, name: web}, {artifact: web, name: \"two words\"}]}}}"
+            ),
+            [
+                "error: spec.environments[0].target.git.repository: \"envs\" is not a Git repository URL: expected https://, ssh://, git@host:path, git:// or file://",
+                "error: spec.environments[0].target.git.branch: \"a..b\" is not a valid Git branch name",
+                "error: spec.environments[0].target.git.path: \"../x\" must be a path inside the repository: relative, without ..",
+                "error: spec.environments[0].target.git.author.email: \"nobody\" is not an email address",
+                "error: spec.environments[0].target.git.kustomize.images[1].artifact: artifact \"web\" is listed twice",
+                "error: spec.environments[0].target.git.kustomize.images[1].name: \"two words\" is not an image name",
+                "error: spec.environments[0].target.workloads: without argoCDApplication or fluxKustomization, the target workloads say when a commit is deployed: set target.deployments or target.workloads",
+            ]
+        );
+        assert_eq!(
+            errors(&format!(
+                "{{namespace: p, deployments: [{{name: api}}], git: {{{GIT}, helm: {{valuesFile: /etc/values.yaml, images: [{{artifact: web}}, {{artifact: api, tag: \"image..tag\"}}]}}}}}}"
+            )),
+            [
+                "error: spec.environments[0].target.git.helm.valuesFile: \"/etc/values.yaml\" must be a path inside the repository: relative, without ..",
+                "error: spec.environments[0].target.git.helm.images[0]: set at least one of reference, repository, tag and digest: where the image goes",
+                "error: spec.environments[0].target.git.helm.images[1].tag: \"image..tag\" is not a dotted path of keys such as image.tag",
+            ]
+        );
+    }
+
+    #[test]
+    fn workloads_must_run_an_artifact_the_repository_writes_and_canaries_need_direct_mode() {
+        assert_eq!(
+            errors(&format!(
+                "{{namespace: p, deployments: [{{name: api}}], git: {{{GIT}, kustomize: {{images: [{{artifact: web, name: web}}]}}}}}}, rollout: {{steps: [{{weight: 10}}]}}"
+            )),
+            [
+                "error: spec.environments[0].target.workloads: Deployment api runs artifact \"api\", which target.git does not write (it writes web)",
+                "error: spec.environments[0].rollout: canary steps need workloads Greenlight patches; with target.git, Argo CD or Flux applies the images at once: remove rollout or target.git",
+            ]
+        );
+        assert_eq!(
+            errors(&format!(
+                "{{namespace: p, git: {{{GIT}, yaml: {{}}, argoCDApplication: {{name: a, namespace: argocd}}}}}}"
+            )),
+            [
+                "error: spec.environments[0].target.workloads: the yaml layout sets the images of the target workloads: set target.deployments or target.workloads"
+            ]
+        );
+    }
 
     #[test]
     fn accepts_the_url_forms_git_does() {
