@@ -107,6 +107,8 @@ pub fn collection_of(api_version: &str, kind: &str) -> Collection {
         "Pod" => "pods",
         "Secret" => "secrets",
         "HTTPRoute" => "httproutes",
+        "Application" => "applications",
+        "Kustomization" => "kustomizations",
         other => panic!("the fake API server does not know {other}"),
     };
     (prefix, plural.to_owned())
@@ -126,6 +128,8 @@ fn kind_of(resource: &str) -> &'static str {
         "events" => "Event",
         "secrets" => "Secret",
         "httproutes" => "HTTPRoute",
+        "applications" => "Application",
+        "kustomizations" => "Kustomization",
         _ => "Unknown",
     }
 }

@@ -1,0 +1,288 @@
+//! GitOps mode, the whole loop: the controller in-process against the fake API server and
+//! a real Git server (`git daemon` on loopback). Argo CD and Flux cannot run here, so the
+//! test plays their documented status contract on an `Application` and a `Kustomization`
+//! (only the fields Greenlight reads): it moves `status.sync.revision` / health, or
+//! `lastAppliedRevision` / `Ready`, the way they would after applying a commit.
+
+#[path = "support/git_server.rs"]
+mod git_server;
+mod support;
+
+use std::time::Duration;
+
+use git_server::GitServer;
+use greenlight::controller::{
+    rbac,
+    repos::GitOptions,
+    run::{Options, run},
+};
+use serde_json::{Value, json};
+use support::fake_api::FakeApi;
+use tokio::sync::watch;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn kustomization(tag: &str) -> String {
+    format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../base\nimages:\n  - name: registry.example.com/shop/api\n    newTag: {tag} # set by Greenlight\n"
+    )
+}
+
+fn pipeline(url: &str) -> Value {
+    let git = |env: &str, applier: (&str, Value)| {
+        let mut git = json!({
+            "repository": url, "branch": "main", "path": format!("shop/{env}"),
+            "kustomize": {"images": [{"artifact": "api", "name": "registry.example.com/shop/api"}]}
+        });
+        git[applier.0] = applier.1;
+        git
+    };
+    json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {"environments": [
+            {"name": "dev", "accepts": ["main"],
+             "target": {"namespace": "shop-dev",
+                        "git": git("dev", ("argoCDApplication", json!({"name": "shop-dev", "namespace": "argocd"})))},
+             "verify": {"progressDeadline": "20s"}},
+            {"name": "prod", "upstream": ["dev"],
+             "target": {"namespace": "shop-prod",
+                        "git": git("prod", ("fluxKustomization", json!({"name": "shop-prod", "namespace": "flux-system"})))}}
+        ]}
+    })
+}
+
+fn release(name: &str, version: &str) -> Value {
+    json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Release",
+        "metadata": {"name": name, "namespace": "shop"},
+        "spec": {"pipeline": "shop", "version": version,
+                 "artifacts": {"api": format!("registry.example.com/shop/api:{version}")},
+                 "source": {"ref": "main", "commit": "3f2a9c1", "author": "carol"},
+                 "requestedBy": "ci-bot"}
+    })
+}
+
+/// Argo CD's Application, as it reports a sync of `revision` with this health.
+fn application(revision: &str, health: &str, message: &str) -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "shop-dev", "namespace": "argocd"},
+        "spec": {"source": {"path": "shop/dev"}},
+        "status": {"sync": {"status": "Synced", "revision": revision},
+                   "health": {"status": health, "message": message}}
+    })
+}
+
+/// Flux's Kustomization, as it reports having applied `revision`.
+fn flux(revision: &str) -> Value {
+    json!({
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+        "metadata": {"name": "shop-prod", "namespace": "flux-system"},
+        "spec": {"path": "./shop/prod"},
+        "status": {"lastAppliedRevision": format!("main@sha1:{revision}"),
+                   "lastAttemptedRevision": format!("main@sha1:{revision}"),
+                   "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
+                                   "message": format!("Applied revision: main@sha1:{revision}")}]}
+    })
+}
+
+fn env_status(api: &FakeApi, env: &str) -> Value {
+    let pipeline = api
+        .get("greenlight.dev/v1alpha1", "Pipeline", "shop", "shop")
+        .unwrap();
+    pipeline["status"]["environments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == env)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Polls `found` (the Git server is not the API server: no watch to wait on).
+async fn eventually<T>(why: &str, found: impl Fn() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(found) = found() {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {why}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The newest commit on `main` whose subject starts with `subject`.
+fn commit_starting(server: &GitServer, subject: &str) -> Option<String> {
+    server.log().into_iter().find_map(|line| {
+        let (id, rest) = line.split_once(' ')?;
+        rest.split_once(": ")
+            .is_some_and(|(_, s)| s.starts_with(subject))
+            .then(|| id.to_owned())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotes_by_commits_verified_through_argo_cd_and_flux_rolls_back_by_commit_and_holds_for_a_person()
+ {
+    let server = GitServer::start(&[
+        ("shop/dev/kustomization.yaml", &kustomization("0.9.0")),
+        ("shop/prod/kustomization.yaml", &kustomization("0.9.0")),
+    ]);
+    let initial = server.log()[0].split(' ').next().unwrap().to_owned();
+    let api = FakeApi::start(true).await;
+    api.put(application(&initial, "Healthy", ""));
+    api.put(flux(&initial));
+    api.put(pipeline(&server.url()));
+    let cache = tempfile::tempdir().unwrap();
+    let (stop, shutdown) = watch::channel(false);
+    let client = api.client();
+    let options = Options {
+        namespace: None,
+        selector: None,
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        leader_election: None,
+        instance: "test-replica".into(),
+        concurrency: greenlight::controller::run::DEFAULT_CONCURRENCY,
+        git: GitOptions {
+            cache: cache.path().to_path_buf(),
+            poll: Duration::from_millis(200),
+        },
+    };
+    let task = tokio::spawn(async move { run(client, options, shutdown).await.unwrap() });
+
+    // A release: one commit to dev's overlay, and nothing else changed.
+    api.put(release("shop-1-0-0", "1.0.0"));
+    let dev_commit = eventually("the deploy commit to dev", || {
+        commit_starting(&server, "Deploy dev to 1.0.0")
+    })
+    .await;
+    assert_eq!(
+        server.show("shop/dev/kustomization.yaml"),
+        kustomization("1.0.0")
+    );
+    assert_eq!(
+        server.show("shop/prod/kustomization.yaml"),
+        kustomization("0.9.0")
+    );
+    let message = server.message(&dev_commit);
+    assert!(
+        message.contains("Greenlight-Pipeline: shop/shop"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Greenlight-Release: shop-1-0-0"),
+        "{message}"
+    );
+    // Not deployed until Argo CD says so.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_ne!(
+        env_status(&api, "dev")["healthy"],
+        true,
+        "healthy before Argo CD synced"
+    );
+
+    // Argo CD syncs the commit and reports Healthy: dev is verified, prod gets its commit.
+    api.put(application(&dev_commit, "Healthy", ""));
+    let prod_commit = eventually("the deploy commit to prod", || {
+        commit_starting(&server, "Deploy prod to 1.0.0")
+    })
+    .await;
+    assert_eq!(env_status(&api, "dev")["current"]["release"], "shop-1-0-0");
+    // Flux applies it and is Ready: prod runs 1.0.0.
+    api.put(flux(&prod_commit));
+    api.wait_for(WAIT, || {
+        let prod = env_status(&api, "prod");
+        (prod["current"]["release"] == "shop-1-0-0" && prod["healthy"] == true).then_some(())
+    })
+    .await
+    .expect("prod verified through Flux");
+    assert_eq!(
+        server.log().len(),
+        3,
+        "one commit per deploy: {:?}",
+        server.log()
+    );
+
+    // 1.1.0 degrades dev: the rollback is a commit back to 1.0.0's images.
+    api.put(release("shop-1-1-0", "1.1.0"));
+    let bad = eventually("the deploy commit of 1.1.0", || {
+        commit_starting(&server, "Deploy dev to 1.1.0")
+    })
+    .await;
+    api.put(application(
+        &bad,
+        "Degraded",
+        "Deployment api: progress deadline exceeded",
+    ));
+    let rollback = eventually("the rollback commit", || {
+        commit_starting(&server, "Roll back dev to 1.0.0")
+    })
+    .await;
+    assert_eq!(
+        server.show("shop/dev/kustomization.yaml"),
+        kustomization("1.0.0")
+    );
+    let message = server.message(&rollback);
+    assert!(message.contains("Argo CD Application argocd/shop-dev: Degraded: Deployment api: progress deadline exceeded"), "{message}");
+    assert!(
+        message.contains("Greenlight-Purpose: rollback"),
+        "{message}"
+    );
+    api.put(application(&rollback, "Healthy", ""));
+    api.wait_for(WAIT, || {
+        let dev = env_status(&api, "dev");
+        (dev["current"]["release"] == "shop-1-0-0" && dev["healthy"] == true).then_some(())
+    })
+    .await
+    .expect("dev restored");
+
+    // A person pins prod in Git: held, not overwritten.
+    let pin = server.commit_as_person(
+        &[("shop/prod/kustomization.yaml", &kustomization("0.9.0"))],
+        "pin prod to 0.9.0: incident 4711",
+    );
+    let hold = api
+        .wait_for(WAIT, || {
+            let hold = env_status(&api, "prod")["gitChange"].clone();
+            (!hold.is_null()).then_some(hold)
+        })
+        .await
+        .expect("prod is held for the person's commit");
+    assert_eq!(hold["commit"], pin);
+    assert_eq!(hold["author"], "Jane Doe <jane@example.com>");
+    let condition = api
+        .get("greenlight.dev/v1alpha1", "Pipeline", "shop", "shop")
+        .unwrap()["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "ChangedInGit")
+        .cloned()
+        .unwrap();
+    assert_eq!(condition["status"], "True", "{condition}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        server.show("shop/prod/kustomization.yaml"),
+        kustomization("0.9.0"),
+        "never overwritten"
+    );
+
+    // Every request the controller made is granted by the documented RBAC.
+    for r in api.requests() {
+        let path = if r.query.is_empty() {
+            r.path.clone()
+        } else {
+            format!("{}?{}", r.path, r.query)
+        };
+        if let Some(attributes) = rbac::attributes(r.method.as_str(), &path) {
+            assert!(
+                rbac::granted(&attributes),
+                "{} {path} needs {attributes:?}",
+                r.method
+            );
+        }
+    }
+    stop.send(true).unwrap();
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+}
