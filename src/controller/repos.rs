@@ -36,6 +36,9 @@ use crate::{
 
 /// How often a repository is read when nothing else asks.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(15);
+/// How often a repository is read while Argo CD or Flux has yet to apply its images (or
+/// report them healthy): a rollout's progress is seen within this.
+const AWAITING_POLL: Duration = Duration::from_secs(2);
 /// The longest wait between reads of a repository that keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// A repository no decision asked about for this many polls is forgotten (its Pipeline
@@ -215,11 +218,14 @@ impl Repositories {
             if let Err(why) = &read {
                 tracing::warn!(pipeline = %key.0, environment = %key.1, repository = %git.repository, %why, "cannot read the GitOps repository; retrying with backoff");
             }
+            let awaiting = read.as_ref().is_ok_and(|read| awaits_applier(&git, read));
             self.store(&key, &git, read);
-            let wait = if failures == 0 {
-                self.inner.poll
-            } else {
+            let wait = if failures > 0 {
                 (self.inner.poll * 2u32.saturating_pow(failures.min(8) - 1)).min(MAX_BACKOFF)
+            } else if awaiting {
+                self.inner.poll.min(AWAITING_POLL)
+            } else {
+                self.inner.poll
             };
             tokio::time::sleep(wait).await;
         }
@@ -461,6 +467,20 @@ fn view(git: &ValidGit, read: &Read, releases: &[ReleaseView]) -> GitRead {
         images,
         changed_by: read.head.changed_by.clone(),
         sync,
+    }
+}
+
+/// Whether Argo CD or Flux has yet to apply the branch's images or report them healthy.
+fn awaits_applier(git: &ValidGit, read: &Read) -> bool {
+    match (&git.sync, &read.sync) {
+        (SyncSource::Workloads, _) | (_, None) => false,
+        (_, Some(Err(_))) => true,
+        (SyncSource::ArgoCd { .. }, Some(Ok(object))) => {
+            !matches!(sync::argo_cd(object, &read.head.declaring), crate::engine::SyncState::Healthy)
+        }
+        (SyncSource::Flux { .. }, Some(Ok(object))) => {
+            !matches!(sync::flux(object, &read.head.declaring), crate::engine::SyncState::Healthy)
+        }
     }
 }
 
