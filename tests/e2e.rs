@@ -41,6 +41,13 @@
 //!    canary is deleted, the release is Failed there, and the stable Deployment is never
 //!    written (same generation, still 4.0.0).
 //!
+//! 8. GitOps mode: release 1.0.0 of a second Pipeline, whose environment keeps its images
+//!    in a Git repository served by `git daemon` on loopback (the controller runs in this
+//!    process), is one commit to a kustomize overlay, and is deployed once an Argo CD
+//!    `Application` reports the commit synced and Healthy. The test plays Argo CD through a
+//!    small `applications.argoproj.io` CRD of its own (deleted at the end); where that CRD
+//!    is already installed, the phase is skipped, loudly, rather than fight Argo CD.
+//!
 //! Two modes:
 //!
 //! - A cluster with nodes (the default): pods really run, so the nodes must be able to pull
@@ -63,7 +70,8 @@
 //! kinds and their `status` (everything); `events.k8s.io` Events (create, patch);
 //! `selfsubjectreviews` (create; every authenticated user may); and where the cluster serves
 //! the Gateway API, HTTPRoutes (list, watch): the controller watches them once discovery
-//! lists them, and is not ready until that watch has its first list.
+//! lists them, and is not ready until that watch has its first list. Phase 8: CRDs
+//! (delete), Argo CD Applications (everything), and `git` on the PATH.
 //!
 //! Namespaces are named `gl-e2e-<run id>[-dev|-staging|-prod]`, labelled
 //! `app.kubernetes.io/created-by=greenlight-e2e`, and deleted at the end, also when the test
@@ -86,6 +94,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+// Phase 8 commits through it; a person's commits are tested in tests/gitops_repo.rs.
+#[allow(dead_code)]
+#[path = "support/git_server.rs"]
+mod git_server;
 #[path = "support/http_get.rs"]
 mod http_get;
 
@@ -305,6 +317,11 @@ impl Names {
     fn canary_pipeline(&self) -> String {
         format!("canary-{}", self.id)
     }
+
+    /// Phase 8's Pipeline, and its Argo CD Application.
+    fn gitops_pipeline(&self) -> String {
+        format!("gitops-{}", self.id)
+    }
 }
 
 /// Phase 7's environment (and the suffix of its namespace).
@@ -507,6 +524,73 @@ fn canary_pipeline_manifest(n: &Names) -> Value {
              "rollout": {"steps": [{"weight": 25, "pause": "20s"}, {"weight": 50, "pause": "20s"}]}},
         ]},
     })
+}
+
+/// Phase 8's environment, whose images live in a Git repository.
+const GITOPS_ENV: &str = "gitops";
+/// Promoted by a commit in phase 8.
+const COMMITTED: Rel = Rel {
+    name: "gitops-1-0-0",
+    version: "1.0.0",
+    image: "registry.k8s.io/pause:3.10",
+};
+/// Argo CD's Application CRD: phase 8 installs a small one that carries only what
+/// Greenlight reads (as Argo CD's own, no status subresource), where none is installed.
+const APPLICATIONS_CRD: &str = "applications.argoproj.io";
+
+fn application_crd() -> Value {
+    let open = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": APPLICATIONS_CRD},
+        "spec": {"group": "argoproj.io", "scope": "Namespaced",
+                 "names": {"plural": "applications", "singular": "application",
+                           "kind": "Application", "listKind": "ApplicationList"},
+                 "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                               "schema": {"openAPIV3Schema": {"type": "object",
+                                   "properties": {"spec": open, "status": open}}}}]},
+    })
+}
+
+/// Phase 8's kustomize overlay, with the image's tag.
+fn gitops_overlay(tag: &str) -> String {
+    format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../base\nimages:\n  - name: registry.k8s.io/pause\n    newTag: \"{tag}\"\n"
+    )
+}
+
+/// Phase 8: one environment in GitOps mode, its images in `url`, applied by an Argo CD
+/// Application that the test plays.
+fn gitops_pipeline_manifest(n: &Names, url: &str) -> Value {
+    json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
+        "metadata": {"name": n.gitops_pipeline(), "namespace": n.namespace},
+        "spec": {"environments": [
+            {"name": GITOPS_ENV, "accepts": ["main"],
+             "target": {"namespace": n.target(GITOPS_ENV), "git": {
+                 "repository": url, "branch": "main", "path": "shop/gitops",
+                 "kustomize": {"images": [{"artifact": "api", "name": "registry.k8s.io/pause"}]},
+                 "argoCDApplication": {"name": n.gitops_pipeline(), "namespace": n.namespace}}},
+             "verify": {"progressDeadline": "5m"}},
+        ]},
+    })
+}
+
+/// Argo CD's Application, as it reports a sync of `revision`.
+fn application_manifest(n: &Names, revision: &str, health: &str) -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": n.gitops_pipeline(), "namespace": n.namespace},
+        "spec": {"source": {"path": "shop/gitops", "targetRevision": "main"}},
+        "status": {"sync": {"status": "Synced", "revision": revision},
+                   "health": {"status": health}},
+    })
+}
+
+fn gitops_release_manifest(n: &Names, rel: &Rel, requested_by: Option<&str>) -> Value {
+    let mut release = release_manifest(n, rel, requested_by);
+    release["spec"]["pipeline"] = json!(n.gitops_pipeline());
+    release
 }
 
 fn canary_release_manifest(n: &Names, rel: &Rel, requested_by: Option<&str>) -> Value {
@@ -2207,6 +2291,144 @@ async fn restart_mid_promotion(h: &mut Harness) {
     );
 }
 
+/// Phase 8: a release promoted by a commit to a Git server on loopback (the controller
+/// runs in this process), deployed once the Argo CD Application (played by the test,
+/// through a small CRD of its own) reports the commit synced and Healthy.
+async fn promote_by_commit(h: &Harness) {
+    phase("8: GitOps mode: an Application kind, a Git server on loopback, a GitOps Pipeline");
+    let crds: Api<CustomResourceDefinition> = Api::all(h.client.clone());
+    match crds.get_opt(APPLICATIONS_CRD).await {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            eprintln!(
+                "e2e: SKIPPING phase 8: {APPLICATIONS_CRD} is installed (Argo CD runs here?); \
+                 the phase plays Argo CD and would fight it"
+            );
+            return;
+        }
+        Err(e) => panic!("could not read CRD {APPLICATIONS_CRD}: {e}"),
+    }
+    crds.patch(
+        APPLICATIONS_CRD,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&application_crd()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("could not apply CRD {APPLICATIONS_CRD}: {e}"));
+    let resource = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"),
+        "applications",
+    );
+    let applications: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(h.client.clone(), &h.names.namespace, &resource);
+    let server = git_server::GitServer::start(&[(
+        "shop/gitops/kustomization.yaml",
+        gitops_overlay("3.9").as_str(),
+    )]);
+    let initial = server.log()[0]
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let synced = |revision: &str, health: &str| -> kube::api::DynamicObject {
+        typed(application_manifest(&h.names, revision, health))
+    };
+    h.wait_for(
+        "the API server to serve Applications",
+        h.step(),
+        async || {
+            applications
+                .list(&ListParams::default().limit(1))
+                .await
+                .map(drop)
+                .map_err(api_err("list Applications"))
+        },
+    )
+    .await;
+    applications
+        .create(&PostParams::default(), &synced(&initial, "Healthy"))
+        .await
+        .unwrap_or_else(|e| panic!("could not create the Application: {e}"));
+    h.api::<Pipeline>(&h.names.namespace)
+        .patch(
+            &h.names.gitops_pipeline(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&gitops_pipeline_manifest(&h.names, &server.url())),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("could not apply the GitOps Pipeline: {e}"));
+
+    phase("8: 1.0.0 is one commit; deployed once Argo CD reports it synced and Healthy");
+    h.create_release_from(&COMMITTED, gitops_release_manifest)
+        .await;
+    let commit = h
+        .wait_for("the deploy commit", h.step(), async || {
+            server
+                .log()
+                .iter()
+                .find_map(|line| {
+                    let (id, subject) = line.split_once(' ')?;
+                    subject
+                        .contains("Deploy gitops to 1.0.0")
+                        .then(|| id.to_owned())
+                })
+                .ok_or_else(|| format!("the log: {:?}", server.log()))
+        })
+        .await;
+    assert_eq!(
+        server.show("shop/gitops/kustomization.yaml"),
+        gitops_overlay("3.10"),
+        "only the tag changed, its quotes kept"
+    );
+    let message = server.message(&commit);
+    assert!(
+        message.contains(&format!("Greenlight-Release: {}", COMMITTED.name)),
+        "{message}"
+    );
+    let mut application = applications
+        .get(&h.names.gitops_pipeline())
+        .await
+        .unwrap_or_else(|e| panic!("could not read the Application: {e}"));
+    application.data["status"] =
+        application_manifest(&h.names, &commit, "Healthy")["status"].clone();
+    applications
+        .replace(
+            &h.names.gitops_pipeline(),
+            &PostParams::default(),
+            &application,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("could not write the Application's status: {e}"));
+    h.wait_for(
+        "the GitOps environment to run 1.0.0, verified",
+        h.step(),
+        async || {
+            let status = h
+                .api::<Pipeline>(&h.names.namespace)
+                .get_status(&h.names.gitops_pipeline())
+                .await
+                .map_err(api_err("read the GitOps Pipeline"))?
+                .status
+                .unwrap_or_default();
+            let env = env_of(&status, GITOPS_ENV).ok_or("no status yet")?;
+            let current = env.current.as_ref().map(|c| c.release.as_str());
+            if current == Some(COMMITTED.name) && env.healthy == Some(true) {
+                Ok(())
+            } else {
+                Err(describe_env(env))
+            }
+        },
+    )
+    .await;
+    assert_eq!(server.log().len(), 2, "one commit: {:?}", server.log());
+    if let Err(e) = crds
+        .delete(APPLICATIONS_CRD, &DeleteParams::background())
+        .await
+    {
+        eprintln!("e2e: cleanup: could not delete CRD {APPLICATIONS_CRD}: {e}");
+    }
+}
+
 /// Phase 7's environment in its Pipeline's status.
 async fn canary_env(h: &Harness) -> Result<EnvironmentStatus, String> {
     let pipeline = h
@@ -2422,6 +2644,7 @@ async fn a_release_is_promoted_rolled_back_and_survives_a_controller_restart() {
     restart_mid_promotion(&mut h).await;
     assert_never_saw(&staging_images, "staging", BAD.image);
     canary_steps_then_an_abort(&h).await;
+    promote_by_commit(&h).await;
     phase("done; stopping the controller and deleting the namespaces");
     h.finish().await;
 }
@@ -2435,11 +2658,18 @@ fn the_e2e_manifests_pass_greenlight_check() {
     let mut manifests = vec![
         pipeline_manifest(&names, &cron),
         canary_pipeline_manifest(&names),
+        gitops_pipeline_manifest(&names, "git://127.0.0.1:9418/envs.git"),
     ];
     for rel in [&GOOD, &BAD, &SLOW] {
         manifests.push(release_manifest(&names, rel, None));
         manifests.push(release_manifest(&names, rel, Some("kubernetes-admin")));
     }
+    manifests.push(gitops_release_manifest(&names, &COMMITTED, None));
+    manifests.push(gitops_release_manifest(
+        &names,
+        &COMMITTED,
+        Some("kubernetes-admin"),
+    ));
     for rel in [&CANARIED, &ABORTED] {
         manifests.push(canary_release_manifest(&names, rel, None));
         manifests.push(canary_release_manifest(
@@ -2472,7 +2702,7 @@ fn the_e2e_manifests_pass_greenlight_check() {
         assert_eq!(report.errors(), 0, "{}", report.render());
         assert_eq!(
             report.objects.get("Release"),
-            Some(&5),
+            Some(&6),
             "{}",
             report.render()
         );

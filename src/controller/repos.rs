@@ -475,12 +475,14 @@ fn awaits_applier(git: &ValidGit, read: &Read) -> bool {
     match (&git.sync, &read.sync) {
         (SyncSource::Workloads, _) | (_, None) => false,
         (_, Some(Err(_))) => true,
-        (SyncSource::ArgoCd { .. }, Some(Ok(object))) => {
-            !matches!(sync::argo_cd(object, &read.head.declaring), crate::engine::SyncState::Healthy)
-        }
-        (SyncSource::Flux { .. }, Some(Ok(object))) => {
-            !matches!(sync::flux(object, &read.head.declaring), crate::engine::SyncState::Healthy)
-        }
+        (SyncSource::ArgoCd { .. }, Some(Ok(object))) => !matches!(
+            sync::argo_cd(object, &read.head.declaring),
+            crate::engine::SyncState::Healthy
+        ),
+        (SyncSource::Flux { .. }, Some(Ok(object))) => !matches!(
+            sync::flux(object, &read.head.declaring),
+            crate::engine::SyncState::Healthy
+        ),
     }
 }
 
