@@ -228,6 +228,7 @@ impl Context {
     pub fn forget(&self, key: &ObjectRef<Pipeline>) {
         self.prober.set(key, &[]);
         self.clusters.use_only(key, &Default::default());
+        self.repos.forget(key);
         self.metrics.forget_pipeline(PipelineLabels::new(
             key.namespace.as_deref().unwrap_or_default(),
             &key.name,

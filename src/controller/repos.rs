@@ -11,7 +11,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use k8s_openapi::api::core::v1::Secret;
@@ -41,9 +41,6 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(15);
 const AWAITING_POLL: Duration = Duration::from_secs(2);
 /// The longest wait between reads of a repository that keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// A repository no decision asked about for this many polls is forgotten (its Pipeline
-/// or environment is gone).
-const FORGET_AFTER_POLLS: u32 = 8;
 
 /// Where repositories are cached and how often they are read.
 #[derive(Clone, Debug)]
@@ -74,10 +71,8 @@ struct Entry {
     cluster: Option<(String, String)>,
     /// The last read, once there is one.
     read: Option<Result<Read, String>>,
-    /// When a decision last asked.
-    used: Instant,
-    /// Whether its reading task runs.
-    polling: bool,
+    /// Its reading task, once started: the only one that reads it.
+    task: Option<u64>,
 }
 
 /// A read: the branch, and what applies it.
@@ -126,6 +121,8 @@ struct Inner {
     poll: Duration,
     changed: mpsc::UnboundedSender<ObjectRef<Pipeline>>,
     entries: Mutex<HashMap<Key, Entry>>,
+    /// Numbers the reading tasks.
+    tasks: std::sync::atomic::AtomicU64,
     /// One operation at a time per repository cache (fetches and commits take turns).
     caches: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -153,6 +150,7 @@ impl Repositories {
                 poll: options.poll,
                 changed,
                 entries: Mutex::new(HashMap::new()),
+                tasks: std::sync::atomic::AtomicU64::new(0),
                 caches: Mutex::new(HashMap::new()),
             }),
         }
@@ -170,6 +168,13 @@ impl Repositories {
         let mut start = Vec::new();
         {
             let mut entries = lock(&self.inner.entries);
+            // Environments no longer in GitOps mode (or gone) stop being read.
+            entries.retain(|(p, environment), _| {
+                p != pipeline
+                    || valid
+                        .environment(environment)
+                        .is_some_and(|e| e.git.is_some())
+            });
             for env in &valid.environments {
                 let Some(git) = &env.git else { continue };
                 let key = (pipeline.clone(), env.name.clone());
@@ -178,18 +183,20 @@ impl Repositories {
                     git: git.clone(),
                     cluster: cluster.clone(),
                     read: None,
-                    used: Instant::now(),
-                    polling: false,
+                    task: None,
                 });
                 if entry.git != *git || entry.cluster != cluster {
                     entry.git = git.clone();
                     entry.cluster = cluster;
                     entry.read = None;
                 }
-                entry.used = Instant::now();
-                if !entry.polling {
-                    entry.polling = true;
-                    start.push(key);
+                if entry.task.is_none() {
+                    let task = self
+                        .inner
+                        .tasks
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    entry.task = Some(task);
+                    start.push((key, task));
                 }
                 if let Some(read) = &entry.read {
                     views.push(GitView {
@@ -199,18 +206,18 @@ impl Repositories {
                 }
             }
         }
-        for key in start {
+        for (key, task) in start {
             let this = self.clone();
-            tokio::spawn(async move { this.poll(key).await });
+            tokio::spawn(async move { this.poll(key, task).await });
         }
         views
     }
 
-    /// Reads one repository until no decision asks about it any more.
-    async fn poll(self, key: Key) {
+    /// Reads one repository until it is forgotten (as task `task` of its entry).
+    async fn poll(self, key: Key, task: u64) {
         let mut failures = 0u32;
         loop {
-            let Some((git, cluster)) = self.entry_spec(&key) else {
+            let Some((git, cluster)) = self.entry_spec(&key, Some(task)) else {
                 return;
             };
             let read = self.read(&key, &git, cluster.as_ref()).await;
@@ -231,19 +238,23 @@ impl Repositories {
         }
     }
 
-    /// The spec of a repository still asked about; `None` (and it is forgotten) otherwise.
-    fn entry_spec(&self, key: &Key) -> Option<(ValidGit, Option<(String, String)>)> {
-        let mut entries = lock(&self.inner.entries);
-        let forget = self.inner.poll * FORGET_AFTER_POLLS;
-        match entries.get(key) {
-            Some(entry) if entry.used.elapsed() < forget => {
-                Some((entry.git.clone(), entry.cluster.clone()))
-            }
-            _ => {
-                entries.remove(key);
-                None
-            }
-        }
+    /// The spec of a repository still in use; `None` once forgotten (its reading task
+    /// then ends).
+    /// (With `task`, only for that reading task: a replaced one ends.)
+    fn entry_spec(
+        &self,
+        key: &Key,
+        task: Option<u64>,
+    ) -> Option<(ValidGit, Option<(String, String)>)> {
+        lock(&self.inner.entries)
+            .get(key)
+            .filter(|entry| task.is_none() || entry.task == task)
+            .map(|entry| (entry.git.clone(), entry.cluster.clone()))
+    }
+
+    /// Stops reading the repositories of a deleted Pipeline.
+    pub fn forget(&self, pipeline: &ObjectRef<Pipeline>) {
+        lock(&self.inner.entries).retain(|(p, _), _| p != pipeline);
     }
 
     /// Keeps a read (unless the spec changed meanwhile); the Pipeline is reconciled when
@@ -337,7 +348,7 @@ impl Repositories {
         request: &CommitRequest,
     ) -> Result<(), GitError> {
         let key = (pipeline.clone(), request.environment.clone());
-        let Some((git, cluster)) = self.entry_spec(&key) else {
+        let Some((git, cluster)) = self.entry_spec(&key, None) else {
             return Err(GitError::Layout(format!(
                 "environment {} has no repository read yet",
                 request.environment

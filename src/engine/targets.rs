@@ -106,7 +106,12 @@ impl<'a> Targets<'a> {
                 })
             }
         };
-        let workloads = resolve_workloads(env, &snap.workloads)?;
+        // With Argo CD or Flux saying when a commit is deployed, the workloads (perhaps
+        // in a cluster Greenlight does not reach) are not looked for.
+        let workloads = match &env.git {
+            Some(git) if git.sync != SyncSource::Workloads => Vec::new(),
+            _ => resolve_workloads(env, &snap.workloads)?,
+        };
         Ok(Self { workloads, git })
     }
 
