@@ -125,7 +125,7 @@ fn commit_starting(server: &GitServer, subject: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promotes_by_commits_verified_through_argo_cd_and_flux_rolls_back_by_commit_and_holds_for_a_person()
  {
-    let server = GitServer::start(&[
+    let mut server = GitServer::start(&[
         ("shop/dev/kustomization.yaml", &kustomization("0.9.0")),
         ("shop/prod/kustomization.yaml", &kustomization("0.9.0")),
     ]);
@@ -267,6 +267,39 @@ async fn promotes_by_commits_verified_through_argo_cd_and_flux_rolls_back_by_com
         kustomization("0.9.0"),
         "never overwritten"
     );
+
+    // The Git server goes away: a condition says so, and it clears once it is back.
+    let condition = |api: &FakeApi| {
+        api.get("greenlight.dev/v1alpha1", "Pipeline", "shop", "shop")
+            .unwrap()["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "RepositoryUnreachable")
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    server.stop();
+    let down = api
+        .wait_for(WAIT, || {
+            let c = condition(&api);
+            (c["status"] == "True").then_some(c)
+        })
+        .await
+        .expect("RepositoryUnreachable");
+    assert!(
+        down["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot reach git://127.0.0.1"),
+        "{down}"
+    );
+    server.run();
+    api.wait_for(WAIT, || {
+        (condition(&api)["status"] == "False").then_some(())
+    })
+    .await
+    .expect("the repository is read again");
 
     // Every request the controller made is granted by the documented RBAC.
     for r in api.requests() {

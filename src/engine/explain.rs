@@ -244,45 +244,7 @@ pub fn pipeline_status(
             generation,
         );
     }
-    // A person's commit changed an environment's images in Git: held, not overwritten.
-    let changed: Vec<String> = environments
-        .iter()
-        .filter_map(|e| {
-            let hold = e.git_change.as_ref().filter(|h| h.retried_by.is_none())?;
-            Some(format!(
-                "{} (commit {} by {}: {:?}, since {})",
-                e.name,
-                super::short(&hold.commit),
-                hold.author,
-                hold.summary,
-                hold.since.0
-            ))
-        })
-        .collect();
-    if changed.is_empty() {
-        set_condition(
-            &mut status.conditions,
-            "ChangedInGit",
-            false,
-            "AsCommitted",
-            "every GitOps environment declares what Greenlight committed".into(),
-            &now,
-            generation,
-        );
-    } else {
-        set_condition(
-            &mut status.conditions,
-            "ChangedInGit",
-            true,
-            "PersonsCommit",
-            format!(
-                "held for a person's commit that changed the images in Git: {}; revert it, or ask for a retry of the release the environment runs (docs/gitops.md)",
-                changed.join(", ")
-            ),
-            &now,
-            generation,
-        );
-    }
+    git_conditions(ctx, &mut status, &environments, &now, generation);
     // Environments in another cluster that cannot be used now: they wait, the others go on.
     let cut_off: Vec<String> = ctx
         .pipeline
@@ -763,4 +725,94 @@ fn older_than_current<'c>(
         || (!spec.upstream.is_empty() && spec.upstream.iter().all(verified_in));
     ((release.created, &release.name) < (running.created, &running.name) && entered)
         .then_some(&current.release)
+}
+
+/// The conditions of Pipelines with environments in GitOps mode: a repository that cannot
+/// be read (`RepositoryUnreachable`), a person's commit that holds an environment
+/// (`ChangedInGit`). Pipelines without any carry neither.
+fn git_conditions(
+    ctx: &Ctx<'_>,
+    status: &mut PipelineStatus,
+    environments: &[EnvironmentStatus],
+    now: &Time,
+    generation: Option<i64>,
+) {
+    if ctx.pipeline.environments.iter().all(|e| e.git.is_none()) {
+        status
+            .conditions
+            .retain(|c| c.type_ != "RepositoryUnreachable" && c.type_ != "ChangedInGit");
+        return;
+    }
+    let unreadable: Vec<String> = ctx
+        .snap
+        .git
+        .iter()
+        .filter_map(|view| {
+            let why = view.state.as_ref().err()?;
+            Some(format!("{}: {why}", view.environment))
+        })
+        .collect();
+    if unreadable.is_empty() {
+        set_condition(
+            &mut status.conditions,
+            "RepositoryUnreachable",
+            false,
+            "Reachable",
+            "every GitOps environment's repository can be read".into(),
+            now,
+            generation,
+        );
+    } else {
+        set_condition(
+            &mut status.conditions,
+            "RepositoryUnreachable",
+            true,
+            "RepositoryUnreachable",
+            format!(
+                "these environments wait until their repository can be read again (retried with backoff): {}",
+                unreadable.join("; ")
+            ),
+            now,
+            generation,
+        );
+    }
+    // A person's commit changed an environment's images in Git: held, not overwritten.
+    let changed: Vec<String> = environments
+        .iter()
+        .filter_map(|e| {
+            let hold = e.git_change.as_ref().filter(|h| h.retried_by.is_none())?;
+            Some(format!(
+                "{} (commit {} by {}: {:?}, since {})",
+                e.name,
+                super::short(&hold.commit),
+                hold.author,
+                hold.summary,
+                hold.since.0
+            ))
+        })
+        .collect();
+    if changed.is_empty() {
+        set_condition(
+            &mut status.conditions,
+            "ChangedInGit",
+            false,
+            "AsCommitted",
+            "every GitOps environment declares what Greenlight committed".into(),
+            now,
+            generation,
+        );
+    } else {
+        set_condition(
+            &mut status.conditions,
+            "ChangedInGit",
+            true,
+            "PersonsCommit",
+            format!(
+                "held for a person's commit that changed the images in Git: {}; revert it, or ask for a retry of the release the environment runs (docs/gitops.md)",
+                changed.join(", ")
+            ),
+            now,
+            generation,
+        );
+    }
 }
