@@ -131,6 +131,13 @@ async fn promotes_by_commits_verified_through_argo_cd_and_flux_rolls_back_by_com
     ]);
     let initial = server.log()[0].split(' ').next().unwrap().to_owned();
     let api = FakeApi::start(true).await;
+    // The API server serves both kinds (their CRDs installed): the controller watches them.
+    api.serve("argoproj.io/v1alpha1", "applications", "Application");
+    api.serve(
+        "kustomize.toolkit.fluxcd.io/v1",
+        "kustomizations",
+        "Kustomization",
+    );
     api.put(application(&initial, "Healthy", ""));
     api.put(flux(&initial));
     api.put(pipeline(&server.url()));
@@ -300,6 +307,24 @@ async fn promotes_by_commits_verified_through_argo_cd_and_flux_rolls_back_by_com
     })
     .await
     .expect("the repository is read again");
+
+    // Both kinds are cached by a watch (its list, then its stream: a status change
+    // reconciles at once), never read one by one.
+    let requests = api.requests();
+    for plural in ["applications", "kustomizations"] {
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.method == http::Method::GET && r.path.ends_with(&format!("/{plural}"))),
+            "{plural} are listed for their store"
+        );
+        assert!(
+            !requests
+                .iter()
+                .any(|r| r.method == http::Method::GET && r.path.contains(&format!("/{plural}/"))),
+            "{plural} are not read by name when the store holds them"
+        );
+    }
 
     // Every request the controller made is granted by the documented RBAC.
     for r in api.requests() {

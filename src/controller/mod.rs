@@ -18,6 +18,7 @@ pub mod selector;
 pub mod sent;
 pub mod server;
 pub mod slim;
+pub mod sync_objects;
 pub mod unseen;
 pub mod workloads;
 pub mod world;

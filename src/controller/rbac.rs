@@ -109,14 +109,14 @@ const FIXED: &[Permission] = &[
     Permission {
         group: "argoproj.io",
         resource: "applications",
-        verbs: &["get"],
+        verbs: &["get", "list", "watch"],
         scope: Scope::Watched,
         why: "GitOps mode: whether an Argo CD Application synced a commit (target.git.argoCDApplication)",
     },
     Permission {
         group: "kustomize.toolkit.fluxcd.io",
         resource: "kustomizations",
-        verbs: &["get"],
+        verbs: &["get", "list", "watch"],
         scope: Scope::Watched,
         why: "GitOps mode: whether a Flux Kustomization applied a commit (target.git.fluxKustomization)",
     },
@@ -163,7 +163,17 @@ pub fn remote() -> Vec<Permission> {
         .copied();
     super::workloads::drivers()
         .map(|d| d.permission())
-        .chain(canaries_jobs_and_pods)
+        .chain(canaries_jobs_and_pods.map(|p| {
+            // There, Argo CD's and Flux's objects are read by name, not watched.
+            if p.resource == "applications" || p.resource == "kustomizations" {
+                Permission {
+                    verbs: &["get"],
+                    ..p
+                }
+            } else {
+                p
+            }
+        }))
         .collect()
 }
 

@@ -34,6 +34,8 @@ use crate::{
     validation::{SyncSource, ValidGit, ValidPipeline},
 };
 
+use super::sync_objects::SyncStores;
+
 /// How often a repository is read when nothing else asks.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(15);
 /// How often a repository is read while Argo CD or Flux has yet to apply its images (or
@@ -117,6 +119,8 @@ struct Inner {
     client: Client,
     /// Clients of other clusters, for sync objects there.
     clusters: Arc<super::clusters::Clusters>,
+    /// The sync objects watched in the controller's own cluster.
+    sync: SyncStores,
     cache: PathBuf,
     poll: Duration,
     changed: mpsc::UnboundedSender<ObjectRef<Pipeline>>,
@@ -139,6 +143,7 @@ impl Repositories {
     pub fn new(
         client: Client,
         clusters: Arc<super::clusters::Clusters>,
+        sync: SyncStores,
         options: GitOptions,
         changed: mpsc::UnboundedSender<ObjectRef<Pipeline>>,
     ) -> Self {
@@ -146,6 +151,7 @@ impl Repositories {
             inner: Arc::new(Inner {
                 client,
                 clusters,
+                sync,
                 cache: options.cache,
                 poll: options.poll,
                 changed,
@@ -199,9 +205,17 @@ impl Repositories {
                     start.push((key, task));
                 }
                 if let Some(read) = &entry.read {
+                    // Watched in our cluster: the store's object, fresher than the read's.
+                    let watched = entry
+                        .cluster
+                        .is_none()
+                        .then(|| self.inner.sync.get(&entry.git.sync))
+                        .flatten();
                     views.push(GitView {
                         environment: env.name.clone(),
-                        state: read.clone().map(|read| view(&entry.git, &read, releases)),
+                        state: read
+                            .clone()
+                            .map(|read| view(&entry.git, &read, watched, releases)),
                     });
                 }
             }
@@ -305,6 +319,10 @@ impl Repositories {
         git: &ValidGit,
         cluster: Option<&(String, String)>,
     ) -> Option<Result<serde_json::Value, String>> {
+        if cluster.is_none() && self.inner.sync.get(&git.sync).is_some() {
+            // Watched: read from the store when a decision asks.
+            return None;
+        }
         let ((group, version, kind, plural), namespace, name) = match &git.sync {
             SyncSource::Workloads => return None,
             SyncSource::ArgoCd { namespace, name } => (sync::ARGO_CD, namespace, name),
@@ -447,7 +465,12 @@ impl Repositories {
 
 /// What the engine sees of a read: full image references where a Release's image is what
 /// the files hold (a layout may store only a tag), and the sync state.
-fn view(git: &ValidGit, read: &Read, releases: &[ReleaseView]) -> GitRead {
+fn view(
+    git: &ValidGit,
+    read: &Read,
+    watched: Option<serde_json::Value>,
+    releases: &[ReleaseView],
+) -> GitRead {
     let images = read
         .head
         .images
@@ -463,7 +486,8 @@ fn view(git: &ValidGit, read: &Read, releases: &[ReleaseView]) -> GitRead {
             (artifact.clone(), image)
         })
         .collect();
-    let sync = match (&git.sync, &read.sync) {
+    let object = watched.map(Ok).or_else(|| read.sync.clone());
+    let sync = match (&git.sync, &object) {
         (SyncSource::Workloads, _) | (_, None) => None,
         (_, Some(Err(why))) => Some(crate::engine::SyncState::Waiting(why.clone())),
         (SyncSource::ArgoCd { .. }, Some(Ok(object))) => {

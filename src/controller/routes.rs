@@ -205,7 +205,7 @@ impl RouteStore {
         };
         let client = client.clone();
         let stream = futures::stream::once(async move {
-            if served(&client).await {
+            if served(&client, GROUP_VERSION, "httproutes").await {
                 watcher(api, watcher::Config::default())
                     .default_backoff()
                     .reflect(writer)
@@ -244,25 +244,26 @@ impl RouteStore {
     }
 }
 
-/// Whether the API server serves HTTPRoutes: asked until it answers (yes, or not found).
-async fn served(client: &Client) -> bool {
+/// Whether the API server serves `plural` in `group_version` (a CRD's kind): asked until it
+/// answers (yes, or not found).
+pub(super) async fn served(client: &Client, group_version: &str, plural: &str) -> bool {
     let mut failures = 0;
     loop {
-        match client.list_api_group_resources(GROUP_VERSION).await {
-            Ok(list) => return list.resources.iter().any(|r| r.name == "httproutes"),
+        match client.list_api_group_resources(group_version).await {
+            Ok(list) => return list.resources.iter().any(|r| r.name == plural),
             Err(kube::Error::Api(status)) if status.code == 404 => return false,
             // Refused for good (403, say): asking again cannot help, and waiting would
             // keep the controller from ever being ready.
             Err(kube::Error::Api(status))
                 if (400..500).contains(&status.code) && status.code != 429 =>
             {
-                tracing::warn!(code = status.code, message = %status.message, "cannot ask whether the Gateway API is served; HTTPRoutes are not watched");
+                tracing::warn!(code = status.code, message = %status.message, "cannot ask whether {group_version} {plural} are served; they are not watched");
                 return false;
             }
             Err(error) => {
                 failures += 1;
                 let delay: Duration = backoff(failures);
-                tracing::warn!(%error, ?delay, "cannot ask whether the Gateway API is served; asking again");
+                tracing::warn!(%error, ?delay, "cannot ask whether {group_version} {plural} are served; asking again");
                 tokio::time::sleep(delay).await;
             }
         }

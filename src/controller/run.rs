@@ -29,6 +29,7 @@ use super::{
     selector::LabelSelector,
     sent,
     server::{self, Health},
+    sync_objects::SyncStores,
     workloads::WorkloadStores,
     world::{self, Stores},
 };
@@ -200,6 +201,7 @@ pub async fn run_serving(
         world::trim_job,
     );
     let (routes, route_events) = RouteStore::watch(&client, ns);
+    let (sync, argo_cd_events, flux_events) = SyncStores::watch(&client, ns);
     let stores = Stores {
         pipelines: pipelines.clone(),
         releases: releases.clone(),
@@ -207,6 +209,7 @@ pub async fn run_serving(
         workloads,
         jobs,
         routes,
+        sync,
     };
 
     let (cluster_tx, mut cluster_rx) = mpsc::unbounded_channel::<ObjectRef<Pipeline>>();
@@ -222,6 +225,7 @@ pub async fn run_serving(
     let repos = Repositories::new(
         client.clone(),
         clusters.clone(),
+        stores.sync.clone(),
         options.git.clone(),
         repo_tx,
     );
@@ -346,6 +350,23 @@ pub async fn run_serving(
                 &name,
             ))
         });
+    // A touched Argo CD Application or Flux Kustomization reconciles every Pipeline whose
+    // GitOps environment it applies.
+    let pipelines_for_argo_cd = pipelines.clone();
+    let pipelines_for_flux = pipelines.clone();
+    let sync_triggers = futures::stream::select(
+        argo_cd_events.map(move |touched| (touched, true, pipelines_for_argo_cd.clone())),
+        flux_events.map(move |touched| (touched, false, pipelines_for_flux.clone())),
+    )
+    .filter_map(|(touched, argo_cd, pipelines)| async move {
+        let (namespace, name) = touched
+            .inspect_err(|error| tracing::warn!(%error, "a sync object watch failed; it retries"))
+            .ok()?;
+        Some(world::pipelines_of_sync_object(
+            &pipelines, argo_cd, &namespace, &name,
+        ))
+    })
+    .flat_map(futures::stream::iter);
     let releases_for_approvals = releases.clone();
     let mut stopping = shutdown.clone();
     let controller = Controller::for_stream(pipeline_objects, pipelines)
@@ -359,6 +380,7 @@ pub async fn run_serving(
         .watches_stream(job_events.touched_objects(), |j| world::pipeline_of_job(&j))
         .reconcile_on(workload_triggers)
         .reconcile_on(route_triggers)
+        .reconcile_on(sync_triggers)
         .reconcile_on(probe_results)
         .reconcile_on(cluster_changes)
         .reconcile_on(repo_changes)

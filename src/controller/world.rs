@@ -40,6 +40,8 @@ pub struct Stores {
     pub jobs: Store<Job>,
     /// HTTPRoutes, where the Gateway API is served.
     pub routes: RouteStore,
+    /// Argo CD Applications and Flux Kustomizations, where served.
+    pub sync: super::sync_objects::SyncStores,
 }
 
 /// Keeps what identifies an object and drops the rest of its metadata: managed fields
@@ -176,6 +178,27 @@ pub fn pipelines_of_route(
     })
 }
 
+/// The Pipelines with a GitOps environment that the Argo CD Application (`argo_cd`) or
+/// Flux Kustomization `namespace/name` applies.
+pub fn pipelines_of_sync_object(
+    pipelines: &Store<Pipeline>,
+    argo_cd: bool,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<Pipeline>> {
+    pipelines_where(pipelines, |e| {
+        let Some(git) = &e.target.git else {
+            return false;
+        };
+        let object = if argo_cd {
+            git.argo_cd_application.as_ref()
+        } else {
+            git.flux_kustomization.as_ref()
+        };
+        object.is_some_and(|o| o.namespace == namespace && o.name == name)
+    })
+}
+
 /// Whether `store` has its initial list (false: its writer is gone).
 ///
 /// kube's `Store::wait_until_ready` wakes only the last task that waited: the Controller
@@ -200,15 +223,16 @@ where
 impl Stores {
     /// Whether every store has its initial list.
     pub async fn wait_until_ready(&self) -> bool {
-        let (a, b, c, d, e, f) = futures::join!(
+        let (a, b, c, d, e, f, g) = futures::join!(
             ready(&self.pipelines),
             ready(&self.releases),
             ready(&self.approvals),
             self.workloads.wait_until_ready(),
             ready(&self.jobs),
             self.routes.wait_until_ready(),
+            self.sync.wait_until_ready(),
         );
-        a && b && c && d && e && f
+        a && b && c && d && e && f && g
     }
 
     /// Everything one decision about `pipeline` reads, at `now`: from these stores, and
