@@ -487,16 +487,7 @@ fn view(
         })
         .collect();
     let object = watched.map(Ok).or_else(|| read.sync.clone());
-    let sync = match (&git.sync, &object) {
-        (SyncSource::Workloads, _) | (_, None) => None,
-        (_, Some(Err(why))) => Some(crate::engine::SyncState::Waiting(why.clone())),
-        (SyncSource::ArgoCd { .. }, Some(Ok(object))) => {
-            Some(sync::argo_cd(object, &read.head.declaring))
-        }
-        (SyncSource::Flux { .. }, Some(Ok(object))) => {
-            Some(sync::flux(object, &read.head.declaring))
-        }
-    };
+    let sync = sync_state(git, object.as_ref(), &read.head.declaring);
     GitRead {
         head: read.head.commit.clone(),
         images,
@@ -507,17 +498,22 @@ fn view(
 
 /// Whether Argo CD or Flux has yet to apply the branch's images or report them healthy.
 fn awaits_applier(git: &ValidGit, read: &Read) -> bool {
-    match (&git.sync, &read.sync) {
-        (SyncSource::Workloads, _) | (_, None) => false,
-        (_, Some(Err(_))) => true,
-        (SyncSource::ArgoCd { .. }, Some(Ok(object))) => !matches!(
-            sync::argo_cd(object, &read.head.declaring),
-            crate::engine::SyncState::Healthy
-        ),
-        (SyncSource::Flux { .. }, Some(Ok(object))) => !matches!(
-            sync::flux(object, &read.head.declaring),
-            crate::engine::SyncState::Healthy
-        ),
+    sync_state(git, read.sync.as_ref(), &read.head.declaring)
+        .is_some_and(|state| state != crate::engine::SyncState::Healthy)
+}
+
+/// Where Argo CD or Flux stands with the images of `declaring`, from its object (or why it
+/// could not be read); `None` when the workloads say.
+fn sync_state(
+    git: &ValidGit,
+    object: Option<&Result<serde_json::Value, String>>,
+    declaring: &[String],
+) -> Option<crate::engine::SyncState> {
+    match (&git.sync, object?) {
+        (SyncSource::Workloads, _) => None,
+        (_, Err(why)) => Some(crate::engine::SyncState::Waiting(why.clone())),
+        (SyncSource::ArgoCd { .. }, Ok(object)) => Some(sync::argo_cd(object, declaring)),
+        (SyncSource::Flux { .. }, Ok(object)) => Some(sync::flux(object, declaring)),
     }
 }
 

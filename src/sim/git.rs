@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
+use super::world::add;
 use crate::engine::{GitChange, GitRead, GitView, SyncState, short};
 
 /// One commit.
@@ -212,11 +213,6 @@ impl SimRepo {
             summary: commit.summary.clone(),
         })
     }
-}
-
-fn add(at: Timestamp, duration: std::time::Duration) -> Timestamp {
-    at.checked_add(jiff::SignedDuration::try_from(duration).unwrap_or_default())
-        .unwrap_or(Timestamp::MAX)
 }
 
 #[cfg(test)]

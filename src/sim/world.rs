@@ -159,7 +159,7 @@ fn version_of(images: &BTreeMap<String, String>, releases: &[ReleaseView]) -> Op
         .map(|r| r.spec.version.clone())
 }
 
-fn add(at: Timestamp, duration: Duration) -> Timestamp {
+pub(super) fn add(at: Timestamp, duration: Duration) -> Timestamp {
     at.checked_add(jiff::SignedDuration::try_from(duration).unwrap_or_default())
         .unwrap_or(Timestamp::MAX)
 }
