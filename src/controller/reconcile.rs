@@ -371,7 +371,7 @@ async fn execute(
         if let Some(sent) = &sent
             && !ctx
                 .unseen_actions
-                .needs_write(sent.key(), sent.over(), None, &sent.what)
+                .needs_write(sent.key(), sent.over(), sent.shown(), &sent.what)
         {
             continue;
         }
