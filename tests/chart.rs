@@ -9,7 +9,7 @@
 
 use std::{collections::BTreeSet, path::Path, process::Command};
 
-use greenlight::controller::rbac::{Scope, remote, required};
+use greenlight::controller::rbac::{Scope, remote, remote_sync, required};
 use k8s_openapi::{
     api::{
         admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding},
@@ -983,8 +983,9 @@ fn the_admission_policy_ships_the_files_cel_and_fails_closed() {
 }
 
 /// The `greenlight-remote` chart, applied in another cluster, grants exactly
-/// `controller::rbac::remote()` in each target namespace, to its ServiceAccount, and
-/// nothing cluster-wide; its token Secret is for that ServiceAccount.
+/// `controller::rbac::remote()` in each target namespace and `remote_sync()` in each sync
+/// namespace, to its ServiceAccount, and nothing cluster-wide; its token Secret is for
+/// that ServiceAccount.
 #[test]
 fn the_remote_chart_grants_exactly_the_remote_table_in_each_target_namespace() {
     if !helm_available() {
@@ -999,6 +1000,8 @@ fn the_remote_chart_grants_exactly_the_remote_table_in_each_target_namespace() {
         RELEASE_NAMESPACE,
         "--set",
         "targetNamespaces={shop-prod,shop-db}",
+        "--set",
+        "syncNamespaces={argocd}",
     ])
     .unwrap_or_else(|e| panic!("{e}"));
     let docs: Vec<Json> = serde_yaml::Deserializer::from_str(&text)
@@ -1015,14 +1018,17 @@ fn the_remote_chart_grants_exactly_the_remote_table_in_each_target_namespace() {
         "greenlight-remote"
     );
     let grants = grants_of(&docs, "greenlight-remote");
-    let remote = remote();
-    for namespace in ["shop-prod", "shop-db"] {
+    for (namespace, table) in [
+        ("shop-prod", remote()),
+        ("shop-db", remote()),
+        ("argocd", remote_sync()),
+    ] {
         let mut granted: Vec<(String, String, String)> = grants
             .iter()
             .filter(|g| g.namespace.as_deref() == Some(namespace))
             .map(|g| (g.group.clone(), g.resource.clone(), g.verb.clone()))
             .collect();
-        let mut wanted: Vec<(String, String, String)> = remote
+        let mut wanted: Vec<(String, String, String)> = table
             .iter()
             .flat_map(|p| {
                 p.verbs
@@ -1035,9 +1041,10 @@ fn the_remote_chart_grants_exactly_the_remote_table_in_each_target_namespace() {
         assert_eq!(granted, wanted, "{namespace}");
     }
     assert!(
-        grants
-            .iter()
-            .all(|g| matches!(g.namespace.as_deref(), Some("shop-prod" | "shop-db"))),
+        grants.iter().all(|g| matches!(
+            g.namespace.as_deref(),
+            Some("shop-prod" | "shop-db" | "argocd")
+        )),
         "nothing cluster-wide nor elsewhere: {grants:?}"
     );
 }

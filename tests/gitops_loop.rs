@@ -112,6 +112,51 @@ async fn eventually<T>(why: &str, found: impl Fn() -> Option<T>) -> T {
     }
 }
 
+/// Runs the controller against `api`, its Git cache in `cache`, reading repositories every
+/// 200 ms; stopped by sending `true`.
+fn start(
+    api: &FakeApi,
+    cache: &std::path::Path,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, shutdown) = watch::channel(false);
+    let client = api.client();
+    let options = Options {
+        namespace: None,
+        selector: None,
+        metrics_addr: "127.0.0.1:0".parse().unwrap(),
+        leader_election: None,
+        instance: "test-replica".into(),
+        concurrency: greenlight::controller::run::DEFAULT_CONCURRENCY,
+        git: GitOptions {
+            cache: cache.to_path_buf(),
+            poll: Duration::from_millis(200),
+        },
+    };
+    let task = tokio::spawn(async move { run(client, options, shutdown).await.unwrap() });
+    (stop, task)
+}
+
+/// Every request in `requests` is granted by RBAC `table` (the controller's own, or the
+/// one the `greenlight-remote` chart installs).
+fn assert_granted(requests: &[support::fake_api::Recorded], table: &[rbac::Permission]) {
+    for r in requests {
+        let path = if r.query.is_empty() {
+            r.path.clone()
+        } else {
+            format!("{}?{}", r.path, r.query)
+        };
+        if let Some(a) = rbac::attributes(r.method.as_str(), &path) {
+            assert!(
+                table.iter().any(|p| p.group == a.group
+                    && p.resource == a.resource
+                    && p.verbs.contains(&a.verb)),
+                "{} {path} needs {a:?}",
+                r.method
+            );
+        }
+    }
+}
+
 /// The newest commit on `main` whose subject starts with `subject`.
 fn commit_starting(server: &GitServer, subject: &str) -> Option<String> {
     server.log().into_iter().find_map(|line| {
@@ -142,21 +187,7 @@ async fn promotes_by_commits_verified_through_argo_cd_and_flux_rolls_back_by_com
     api.put(flux(&initial));
     api.put(pipeline(&server.url()));
     let cache = tempfile::tempdir().unwrap();
-    let (stop, shutdown) = watch::channel(false);
-    let client = api.client();
-    let options = Options {
-        namespace: None,
-        selector: None,
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        leader_election: None,
-        instance: "test-replica".into(),
-        concurrency: greenlight::controller::run::DEFAULT_CONCURRENCY,
-        git: GitOptions {
-            cache: cache.path().to_path_buf(),
-            poll: Duration::from_millis(200),
-        },
-    };
-    let task = tokio::spawn(async move { run(client, options, shutdown).await.unwrap() });
+    let (stop, task) = start(&api, cache.path());
 
     // A release: one commit to dev's overlay, and nothing else changed.
     api.put(release("shop-1-0-0", "1.0.0"));
@@ -327,20 +358,89 @@ async fn promotes_by_commits_verified_through_argo_cd_and_flux_rolls_back_by_com
     }
 
     // Every request the controller made is granted by the documented RBAC.
-    for r in api.requests() {
-        let path = if r.query.is_empty() {
-            r.path.clone()
-        } else {
-            format!("{}?{}", r.path, r.query)
-        };
-        if let Some(attributes) = rbac::attributes(r.method.as_str(), &path) {
-            assert!(
-                rbac::granted(&attributes),
-                "{} {path} needs {attributes:?}",
-                r.method
-            );
-        }
-    }
+    assert_granted(&api.requests(), &rbac::required());
     stop.send(true).unwrap();
     tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+}
+
+/// The Argo CD Application of an environment in another cluster (`target.cluster`) sits in
+/// that cluster: it is read there, by name, through the connection the kubeconfig Secret
+/// gives, with only what the `greenlight-remote` chart grants; the test plays Argo CD there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_in_another_cluster_is_read_there_and_says_when_the_commit_is_deployed() {
+    let server = GitServer::start(&[("shop/prod/kustomization.yaml", &kustomization("0.9.0"))]);
+    let initial = server.log()[0].split(' ').next().unwrap().to_owned();
+    let local = FakeApi::start(true).await;
+    let remote = FakeApi::start(true).await;
+    remote.serve("argoproj.io/v1alpha1", "applications", "Application");
+    let in_remote = |revision: &str, health: &str, message: &str| {
+        let mut app = application(revision, health, message);
+        app["metadata"]["name"] = json!("shop-prod");
+        app
+    };
+    remote.put(in_remote(&initial, "Healthy", ""));
+    local.put(remote.kubeconfig_secret("shop", "prod-cluster"));
+    local.put(json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {"environments": [
+            {"name": "prod", "accepts": ["main"],
+             "target": {"namespace": "shop-prod",
+                        "cluster": {"secretRef": {"name": "prod-cluster"}},
+                        "git": {"repository": server.url(), "branch": "main", "path": "shop/prod",
+                                "kustomize": {"images": [{"artifact": "api", "name": "registry.example.com/shop/api"}]},
+                                "argoCDApplication": {"name": "shop-prod", "namespace": "argocd"}}},
+             "verify": {"progressDeadline": "20s"}}
+        ]}
+    }));
+    let cache = tempfile::tempdir().unwrap();
+    let (stop, task) = start(&local, cache.path());
+
+    local.put(release("shop-1-0-0", "1.0.0"));
+    let commit = eventually("the deploy commit to prod", || {
+        commit_starting(&server, "Deploy prod to 1.0.0")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_ne!(
+        env_status(&local, "prod")["healthy"],
+        true,
+        "healthy before Argo CD synced, there"
+    );
+
+    // Argo CD in prod's cluster syncs the commit: prod is verified.
+    remote.put(in_remote(&commit, "Healthy", ""));
+    local
+        .wait_for(WAIT, || {
+            let prod = env_status(&local, "prod");
+            (prod["current"]["release"] == "shop-1-0-0" && prod["healthy"] == true).then_some(())
+        })
+        .await
+        .expect("prod verified through the Application in its cluster");
+
+    let by_name = |api: &FakeApi| {
+        api.requests().iter().any(|r| {
+            r.method == http::Method::GET
+                && r.path == "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications/shop-prod"
+        })
+    };
+    assert!(by_name(&remote), "read by name in prod's cluster");
+    assert!(
+        !local
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/applications")),
+        "the controller's own cluster is not asked for it"
+    );
+    stop.send(true).unwrap();
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+    assert_granted(&local.requests(), &rbac::required());
+    // In prod's cluster: the target namespace's table, and `get` on Applications in the
+    // namespaces the chart's `syncNamespaces` names.
+    let (in_argocd, elsewhere): (Vec<_>, Vec<_>) = remote
+        .requests()
+        .into_iter()
+        .partition(|r| r.path.contains("/namespaces/argocd/"));
+    assert_granted(&in_argocd, &rbac::remote_sync());
+    assert_granted(&elsewhere, &rbac::remote());
 }

@@ -147,8 +147,8 @@ pub fn required() -> Vec<Permission> {
 
 /// What the controller needs in each target namespace of another cluster (granted by the
 /// `greenlight-remote` chart there): the target kinds, canary Deployments and HTTPRoutes,
-/// Jobs and their Pods, and the Argo CD or Flux objects of GitOps environments. Nothing cluster-wide, and no Greenlight objects: those live in the controller's
-/// cluster.
+/// Jobs and their Pods. Nothing cluster-wide, and no Greenlight objects: those live in the
+/// controller's cluster.
 pub fn remote() -> Vec<Permission> {
     let canaries_jobs_and_pods = FIXED
         .iter()
@@ -157,23 +157,26 @@ pub fn remote() -> Vec<Permission> {
                 || p.group == "batch"
                 || p.resource == "pods"
                 || p.resource == "httproutes"
-                || p.resource == "applications"
-                || p.resource == "kustomizations"
         })
         .copied();
     super::workloads::drivers()
         .map(|d| d.permission())
-        .chain(canaries_jobs_and_pods.map(|p| {
-            // There, Argo CD's and Flux's objects are read by name, not watched.
-            if p.resource == "applications" || p.resource == "kustomizations" {
-                Permission {
-                    verbs: &["get"],
-                    ..p
-                }
-            } else {
-                p
-            }
-        }))
+        .chain(canaries_jobs_and_pods)
+        .collect()
+}
+
+/// What the controller needs in each namespace of another cluster that holds the Argo CD
+/// Applications or Flux Kustomizations of its GitOps environments (the chart's
+/// `syncNamespaces`, often `argocd` or `flux-system`, not a target namespace): `get` only,
+/// as they are read by name there, not watched.
+pub fn remote_sync() -> Vec<Permission> {
+    FIXED
+        .iter()
+        .filter(|p| p.resource == "applications" || p.resource == "kustomizations")
+        .map(|p| Permission {
+            verbs: &["get"],
+            ..*p
+        })
         .collect()
 }
 
