@@ -2,11 +2,14 @@
 //! bare repository that the tests also change with the `git` command, as a person or a
 //! second writer would. The controller's side is `greenlight::gitops::repo` (libgit2).
 
+#[path = "support/git_http.rs"]
+mod git_http;
 #[path = "support/git_server.rs"]
 mod git_server;
 
 use std::collections::BTreeMap;
 
+use git_http::GitHttp;
 use git_server::GitServer;
 use greenlight::{
     api::{HelmImage, KustomizeImage, WorkloadKind},
@@ -335,4 +338,93 @@ fn a_missing_branch_or_file_says_so() {
         "qa/kustomization.yaml does not exist in the repository"
     );
     assert!(!error.is_transient(), "a person must fix the layout");
+}
+
+/// Over HTTP with basic authentication (Git's own `git http-backend`, as a Git host takes
+/// a token over https; TLS itself is libgit2's and OpenSSL's), the Secret's `username` and
+/// `password` fetch and push; a wrong token or none is an error that says so, asked once,
+/// not replayed until the server gives up.
+#[test]
+fn a_token_from_the_secret_fetches_and_pushes_over_http_and_a_wrong_one_is_refused() {
+    let server = GitServer::start(&[("prod/kustomization.yaml", KUSTOMIZATION)]);
+    let http = GitHttp::start(server.dir.path(), "greenlight-bot", "s3cret-token");
+    let layout = kustomize("prod");
+    let with = |username: Option<&str>, password: Option<&str>| Credentials {
+        username: username.map(str::to_owned),
+        password: password.map(str::to_owned),
+        ..Credentials::default()
+    };
+
+    let cache = tempfile::tempdir().unwrap();
+    let good = Branch::open(
+        cache.path(),
+        &http.url(),
+        "main",
+        with(Some("greenlight-bot"), Some("s3cret-token")),
+    )
+    .unwrap();
+    let before = good.fetch(&layout, PIPELINE, "prod").unwrap();
+    assert_eq!(before.images["web"].to_string(), format!("{WEB}:1.4.1"));
+    let request = request("prod", "1.4.2");
+    let head = good
+        .commit_images(
+            &layout,
+            PIPELINE,
+            "prod",
+            &request.images,
+            &commit_message(PIPELINE, &request),
+            ("Greenlight", "greenlight@greenlight.dev"),
+        )
+        .unwrap();
+    assert_eq!(
+        server.log()[0],
+        format!(
+            "{} Greenlight: Deploy prod to 1.4.2 (shop-1-4-2)",
+            head.commit
+        ),
+        "pushed over HTTP"
+    );
+    assert!(
+        http.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(method, path, status)| method == "POST"
+                && path.ends_with("/git-receive-pack")
+                && *status == 200),
+        "the push went through git http-backend: {:?}",
+        http.requests.lock().unwrap()
+    );
+
+    for (credentials, says) in [
+        (
+            with(Some("greenlight-bot"), Some("wrong")),
+            "the server refused the username and password in the Secret",
+        ),
+        (
+            with(None, None),
+            "the server asks for credentials the Secret does not hold",
+        ),
+    ] {
+        let refused_before = http.statuses().iter().filter(|s| **s == 401).count();
+        let error = Branch::open(
+            tempfile::tempdir().unwrap().path(),
+            &http.url(),
+            "main",
+            credentials,
+        )
+        .unwrap()
+        .fetch(&layout, PIPELINE, "prod")
+        .unwrap_err();
+        assert!(
+            matches!(error, GitError::Credentials(_)) && error.is_transient(),
+            "{error:?}"
+        );
+        assert_eq!(error.to_string(), format!("{}: {says}", http.url()));
+        let refused = http.statuses().iter().filter(|s| **s == 401).count() - refused_before;
+        assert!(
+            refused <= 2,
+            "asked once with the Secret's credentials, not replayed: {refused} refusals"
+        );
+    }
 }

@@ -9,8 +9,8 @@ use std::{
 };
 
 use git2::{
-    CertificateCheckStatus, Cred, CredentialType, FetchOptions, Oid, PushOptions, RemoteCallbacks,
-    Repository, Signature,
+    CertificateCheckStatus, Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions, Oid,
+    PushOptions, RemoteCallbacks, Repository, Signature,
 };
 
 use super::{image::ImageRef, layout::Files, layout::Layout};
@@ -53,7 +53,8 @@ pub enum GitError {
     /// The files do not declare the images the way the layout says.
     #[error("{0}")]
     Layout(String),
-    /// The Secret with the credentials cannot be read.
+    /// The Secret with the credentials cannot be read, or the server refused (or asks for
+    /// more than) what it holds, or its host key is not in its known_hosts.
     #[error("{0}")]
     Credentials(String),
     /// The local cache failed.
@@ -441,7 +442,12 @@ impl Branch {
         }
     }
 
+    /// A transfer's error: refused or missing credentials (our callbacks' answers, or
+    /// libgit2's own authentication error) name the Secret; anything else is the server.
     fn unreachable(&self, source: git2::Error) -> GitError {
+        if source.class() == ErrorClass::Callback || source.code() == ErrorCode::Auth {
+            return GitError::Credentials(format!("{}: {}", self.url, source.message()));
+        }
         GitError::Unreachable {
             url: self.url.clone(),
             source,
@@ -452,6 +458,10 @@ impl Branch {
     fn callbacks(&self) -> RemoteCallbacks<'_> {
         let mut callbacks = RemoteCallbacks::new();
         let credentials = &self.credentials;
+        // libgit2 asks again after each refusal, up to its replay limit ("too many redirects
+        // or authentication replays"): the Secret's credentials are offered once per
+        // connection, and asked again means refused.
+        let mut offered = CredentialType::empty();
         callbacks.credentials(move |_url, from_url, allowed| {
             let username = credentials
                 .username
@@ -461,17 +471,29 @@ impl Branch {
             if allowed.contains(CredentialType::SSH_MEMORY)
                 && let Some(key) = &credentials.identity
             {
+                if offered.contains(CredentialType::SSH_MEMORY) {
+                    return Err(refused(
+                        "the server refused the identity (ssh key) in the Secret",
+                    ));
+                }
+                offered |= CredentialType::SSH_MEMORY;
                 return Cred::ssh_key_from_memory(username, None, key, None);
             }
             if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
                 && let Some(password) = &credentials.password
             {
+                if offered.contains(CredentialType::USER_PASS_PLAINTEXT) {
+                    return Err(refused(
+                        "the server refused the username and password in the Secret",
+                    ));
+                }
+                offered |= CredentialType::USER_PASS_PLAINTEXT;
                 return Cred::userpass_plaintext(username, password);
             }
             if allowed.contains(CredentialType::USERNAME) {
                 return Cred::username(username);
             }
-            Err(git2::Error::from_str(
+            Err(refused(
                 "the server asks for credentials the Secret does not hold",
             ))
         });
@@ -481,20 +503,26 @@ impl Branch {
                 return Ok(CertificateCheckStatus::CertificatePassthrough);
             };
             let (Some(key), Some(known)) = (hostkey.hostkey(), &credentials.known_hosts) else {
-                return Err(git2::Error::from_str(
+                return Err(refused(
                     "ssh needs known_hosts in the Secret to trust the server",
                 ));
             };
             if known_hosts_trust(known, host, key) {
                 Ok(CertificateCheckStatus::CertificateOk)
             } else {
-                Err(git2::Error::from_str(&format!(
+                Err(refused(&format!(
                     "the host key of {host} is not in the Secret's known_hosts"
                 )))
             }
         });
         callbacks
     }
+}
+
+/// An answer of the credential or host-key callbacks that refuses the connection: what
+/// the Secret holds (or lacks) does not do.
+fn refused(message: &str) -> git2::Error {
+    git2::Error::new(ErrorCode::Auth, ErrorClass::Callback, message)
 }
 
 /// Whether `known_hosts` lists `key` for `host` (plain host names, `[host]:port`, and
