@@ -65,6 +65,24 @@ fn branch(server: &GitServer, cache: &tempfile::TempDir) -> Branch {
     Branch::open(cache.path(), &server.url(), "main", Credentials::default()).unwrap()
 }
 
+/// Commits `tag` as the images of `environment` on `branch`, as a deploy would.
+fn commit_on(
+    branch: &Branch,
+    layout: &Layout,
+    environment: &str,
+    tag: &str,
+) -> Result<greenlight::gitops::repo::Head, GitError> {
+    let request = request(environment, tag);
+    branch.commit_images(
+        layout,
+        PIPELINE,
+        environment,
+        &request.images,
+        &commit_message(PIPELINE, &request),
+        ("Greenlight", "greenlight@greenlight.dev"),
+    )
+}
+
 fn commit(
     server: &GitServer,
     cache: &tempfile::TempDir,
@@ -72,17 +90,7 @@ fn commit(
     environment: &str,
     tag: &str,
 ) -> greenlight::gitops::repo::Head {
-    let request = request(environment, tag);
-    branch(server, cache)
-        .commit_images(
-            layout,
-            PIPELINE,
-            environment,
-            &request.images,
-            &commit_message(PIPELINE, &request),
-            ("Greenlight", "greenlight@greenlight.dev"),
-        )
-        .unwrap()
+    commit_on(&branch(server, cache), layout, environment, tag).unwrap()
 }
 
 #[test]
@@ -249,17 +257,7 @@ fn a_server_that_goes_away_is_an_error_to_retry_and_nothing_is_lost() {
     let cache = tempfile::tempdir().unwrap();
     let layout = kustomize("prod");
     server.stop();
-    let request = request("prod", "1.4.2");
-    let error = branch(&server, &cache)
-        .commit_images(
-            &layout,
-            PIPELINE,
-            "prod",
-            &request.images,
-            &commit_message(PIPELINE, &request),
-            ("Greenlight", "g@example.com"),
-        )
-        .unwrap_err();
+    let error = commit_on(&branch(&server, &cache), &layout, "prod", "1.4.2").unwrap_err();
     assert!(matches!(error, GitError::Unreachable { .. }), "{error:?}");
     assert!(error.is_transient());
     assert!(
@@ -365,17 +363,7 @@ fn a_token_from_the_secret_fetches_and_pushes_over_http_and_a_wrong_one_is_refus
     .unwrap();
     let before = good.fetch(&layout, PIPELINE, "prod").unwrap();
     assert_eq!(before.images["web"].to_string(), format!("{WEB}:1.4.1"));
-    let request = request("prod", "1.4.2");
-    let head = good
-        .commit_images(
-            &layout,
-            PIPELINE,
-            "prod",
-            &request.images,
-            &commit_message(PIPELINE, &request),
-            ("Greenlight", "greenlight@greenlight.dev"),
-        )
-        .unwrap();
+    let head = commit_on(&good, &layout, "prod", "1.4.2").unwrap();
     assert_eq!(
         server.log()[0],
         format!(
