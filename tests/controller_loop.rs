@@ -14,7 +14,10 @@ use greenlight::controller::{
     run::{Options, run, run_serving},
 };
 use serde_json::{Value, json};
-use support::fake_api::{FakeApi, Recorded};
+use support::{
+    fake_api::{FakeApi, Recorded},
+    shop::{assert_granted, condition_of, env_status, release},
+};
 use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -49,17 +52,6 @@ fn pipeline(dev_tests: bool) -> Value {
              "target": {"namespace": "shop-prod", "deployments": [{"name": "api", "container": "api"}]},
              "gates": {"approvals": [{"name": "owners", "count": 1}]}}
         ]}
-    })
-}
-
-fn release(name: &str, version: &str) -> Value {
-    json!({
-        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Release",
-        "metadata": {"name": name, "namespace": "shop"},
-        "spec": {"pipeline": "shop", "version": version,
-                 "artifacts": {"api": format!("registry.example.com/shop/api:{version}")},
-                 "source": {"ref": "main", "commit": "3f2a9c1", "author": "carol"},
-                 "requestedBy": "ci-bot"}
     })
 }
 
@@ -134,19 +126,6 @@ fn seed(api: &FakeApi, dev_tests: bool) {
     api.put(pipeline(dev_tests));
 }
 
-fn env_status(api: &FakeApi, env: &str) -> Value {
-    let pipeline = api
-        .get("greenlight.dev/v1alpha1", "Pipeline", "shop", "shop")
-        .unwrap();
-    pipeline["status"]["environments"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|e| e["name"] == env)
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
 /// Waits until `env` runs `release` and is healthy.
 async fn wait_healthy(api: &FakeApi, env: &str, release: &str, why: &str) {
     api.wait_for(WAIT, || {
@@ -166,21 +145,7 @@ fn assert_rbac_covers_every_request(api: &FakeApi) {
 /// [`assert_rbac_covers_every_request`], over `requests` (those the controller made).
 fn assert_rbac_covers(requests: Vec<Recorded>) {
     assert!(!requests.is_empty(), "the controller made requests");
-    for r in requests {
-        let path = if r.query.is_empty() {
-            r.path.clone()
-        } else {
-            format!("{}?{}", r.path, r.query)
-        };
-        let Some(attributes) = rbac::attributes(r.method.as_str(), &path) else {
-            continue; // discovery and /version need no RBAC rule
-        };
-        assert!(
-            rbac::granted(&attributes),
-            "{} {path} needs {attributes:?}, which the RBAC table does not grant",
-            r.method
-        );
-    }
+    assert_granted(&requests, &rbac::required());
 }
 
 /// Issue: a real API server's Deployment controller fell minutes behind, and rollouts
@@ -1209,19 +1174,6 @@ fn two_cluster_pipeline() -> Value {
                         "cluster": {"secretRef": {"name": "prod-cluster"}}}}
         ]}
     })
-}
-
-fn condition_of(api: &FakeApi, type_: &str) -> Value {
-    let pipeline = api
-        .get("greenlight.dev/v1alpha1", "Pipeline", "shop", "shop")
-        .unwrap_or(Value::Null);
-    pipeline["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == type_)
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 /// Issue: environments in other clusters. prod's cluster is a second API server: the

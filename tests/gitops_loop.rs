@@ -17,7 +17,10 @@ use greenlight::controller::{
     run::{Options, run},
 };
 use serde_json::{Value, json};
-use support::fake_api::FakeApi;
+use support::{
+    fake_api::FakeApi,
+    shop::{assert_granted, condition_of, env_status, release},
+};
 use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -52,17 +55,6 @@ fn pipeline(url: &str) -> Value {
     })
 }
 
-fn release(name: &str, version: &str) -> Value {
-    json!({
-        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Release",
-        "metadata": {"name": name, "namespace": "shop"},
-        "spec": {"pipeline": "shop", "version": version,
-                 "artifacts": {"api": format!("registry.example.com/shop/api:{version}")},
-                 "source": {"ref": "main", "commit": "3f2a9c1", "author": "carol"},
-                 "requestedBy": "ci-bot"}
-    })
-}
-
 /// Argo CD's Application, as it reports a sync of `revision` with this health.
 fn application(revision: &str, health: &str, message: &str) -> Value {
     json!({
@@ -85,19 +77,6 @@ fn flux(revision: &str) -> Value {
                    "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded",
                                    "message": format!("Applied revision: main@sha1:{revision}")}]}
     })
-}
-
-fn env_status(api: &FakeApi, env: &str) -> Value {
-    let pipeline = api
-        .get("greenlight.dev/v1alpha1", "Pipeline", "shop", "shop")
-        .unwrap();
-    pipeline["status"]["environments"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|e| e["name"] == env)
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 /// Polls `found` (the Git server is not the API server: no watch to wait on).
@@ -134,27 +113,6 @@ fn start(
     };
     let task = tokio::spawn(async move { run(client, options, shutdown).await.unwrap() });
     (stop, task)
-}
-
-/// Every request in `requests` is granted by RBAC `table` (the controller's own, or the
-/// one the `greenlight-remote` chart installs).
-fn assert_granted(requests: &[support::fake_api::Recorded], table: &[rbac::Permission]) {
-    for r in requests {
-        let path = if r.query.is_empty() {
-            r.path.clone()
-        } else {
-            format!("{}?{}", r.path, r.query)
-        };
-        if let Some(a) = rbac::attributes(r.method.as_str(), &path) {
-            assert!(
-                table.iter().any(|p| p.group == a.group
-                    && p.resource == a.resource
-                    && p.verbs.contains(&a.verb)),
-                "{} {path} needs {a:?}",
-                r.method
-            );
-        }
-    }
 }
 
 /// The newest commit on `main` whose subject starts with `subject`.
@@ -289,16 +247,8 @@ async fn promotes_by_commits_verified_through_argo_cd_and_flux_rolls_back_by_com
         .expect("prod is held for the person's commit");
     assert_eq!(hold["commit"], pin);
     assert_eq!(hold["author"], "Jane Doe <jane@example.com>");
-    let condition = api
-        .get("greenlight.dev/v1alpha1", "Pipeline", "shop", "shop")
-        .unwrap()["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "ChangedInGit")
-        .cloned()
-        .unwrap();
-    assert_eq!(condition["status"], "True", "{condition}");
+    let changed = condition_of(&api, "ChangedInGit");
+    assert_eq!(changed["status"], "True", "{changed}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         server.show("shop/prod/kustomization.yaml"),
@@ -307,16 +257,7 @@ async fn promotes_by_commits_verified_through_argo_cd_and_flux_rolls_back_by_com
     );
 
     // The Git server goes away: a condition says so, and it clears once it is back.
-    let condition = |api: &FakeApi| {
-        api.get("greenlight.dev/v1alpha1", "Pipeline", "shop", "shop")
-            .unwrap()["status"]["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["type"] == "RepositoryUnreachable")
-            .cloned()
-            .unwrap_or(Value::Null)
-    };
+    let condition = |api: &FakeApi| condition_of(api, "RepositoryUnreachable");
     server.stop();
     let down = api
         .wait_for(WAIT, || {

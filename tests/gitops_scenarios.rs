@@ -2,43 +2,14 @@
 //! simulator: each environment's images live in an in-memory repository that Greenlight
 //! commits to, applied (as Argo CD or Flux would) after a delay.
 
-use greenlight::sim::{Failure, Loaded, Options, Request, Simulation, baseline_image, load};
-use jiff::Timestamp;
+#[path = "support/examples.rs"]
+mod examples;
 
-const START: &str = "2026-11-21T09:00:00Z";
-
-fn example(name: &str, failures: &[&str]) -> Loaded {
-    let failures: Vec<Failure> = failures.iter().map(|f| f.parse().unwrap()).collect();
-    let request = Request {
-        files: vec![format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR")).into()],
-        pipeline: None,
-        start: START.parse().unwrap(),
-        failures: failures.clone(),
-        approvals: vec![],
-    };
-    load(
-        &request,
-        Options {
-            failures,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
+use examples::{example, healthy_at};
+use greenlight::sim::{Simulation, baseline_image};
 
 fn run(sim: &mut Simulation, minutes: u64) {
     sim.run_for(std::time::Duration::from_secs(minutes * 60), &mut |_| {});
-}
-
-fn healthy_at(sim: &Simulation, version: &str, environment: &str) -> Option<Timestamp> {
-    sim.timeline
-        .iter()
-        .find(|e| {
-            e.kind == "PromotionSucceeded"
-                && e.version.as_deref() == Some(version)
-                && e.environment.as_deref() == Some(environment)
-        })
-        .map(|e| e.at)
 }
 
 /// The images of a release, by artifact.
@@ -63,7 +34,7 @@ fn environment<'a>(sim: &'a Simulation, name: &str) -> &'a greenlight::api::Envi
 
 #[test]
 fn seed_002_promotes_by_commits_that_argo_cd_applies() {
-    let mut loaded = example("gitops-gitflow-two-person-rule", &[]);
+    let mut loaded = example("gitops-gitflow-two-person-rule", &[], &[]);
     let sim = &mut loaded.simulation;
     run(sim, 30 * 60);
     let reached = healthy_at(sim, "2026.11.21", "prod").expect("two engineers approved");
@@ -83,7 +54,7 @@ fn seed_002_promotes_by_commits_that_argo_cd_applies() {
 
 #[test]
 fn seed_003_promotes_staging_to_main_by_a_commit_in_the_nightly_window() {
-    let mut loaded = example("gitops-nightly-smoke-promotion", &[]);
+    let mut loaded = example("gitops-nightly-smoke-promotion", &[], &[]);
     let sim = &mut loaded.simulation;
     run(sim, 48 * 60);
     let reached = healthy_at(sim, "2026.11.21-0945", "main").expect("the nightly suite passed");
@@ -103,6 +74,7 @@ fn a_release_flux_reports_failed_is_rolled_back_by_a_commit() {
     let mut loaded = example(
         "gitops-nightly-smoke-promotion",
         &["2026.11.21-0945@main:rollout"],
+        &[],
     );
     let sim = &mut loaded.simulation;
     run(sim, 48 * 60);
@@ -125,7 +97,7 @@ fn a_release_flux_reports_failed_is_rolled_back_by_a_commit() {
 
 #[test]
 fn a_persons_commit_holds_the_environment_until_it_is_reverted() {
-    let mut loaded = example("gitops-nightly-smoke-promotion", &[]);
+    let mut loaded = example("gitops-nightly-smoke-promotion", &[], &[]);
     let sim = &mut loaded.simulation;
     run(sim, 60);
     assert!(healthy_at(sim, "2026.11.21-0945", "staging").is_some());
@@ -188,7 +160,7 @@ fn a_persons_commit_holds_the_environment_until_it_is_reverted() {
 
 #[test]
 fn a_retry_of_the_current_release_commits_it_again_over_a_persons_change() {
-    let mut loaded = example("gitops-nightly-smoke-promotion", &[]);
+    let mut loaded = example("gitops-nightly-smoke-promotion", &[], &[]);
     let sim = &mut loaded.simulation;
     run(sim, 60);
     let ours = release_images(sim, "sanctum-20261121-0945");

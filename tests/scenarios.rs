@@ -1,35 +1,15 @@
 //! Each seed workflow, played through the real engine in the simulator, does what its
 //! document says.
 
+#[path = "support/examples.rs"]
+mod examples;
+
+use examples::{START, example, healthy_at};
 use greenlight::{
     api::{Decision, ReleaseEnvironmentState as State, ReleasePhase},
-    sim::{Failure, Loaded, Options, Request, Simulation, load},
+    sim::{Options, Request, Simulation, load},
 };
 use jiff::Timestamp;
-
-const START: &str = "2026-11-21T09:00:00Z";
-
-fn example(name: &str, failures: &[&str], approvals: &[&str]) -> Loaded {
-    let failures: Vec<Failure> = failures.iter().map(|f| f.parse().unwrap()).collect();
-    let request = Request {
-        files: vec![format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR")).into()],
-        pipeline: None,
-        start: START.parse().unwrap(),
-        failures: failures.clone(),
-        approvals: approvals
-            .iter()
-            .map(|a| greenlight::sim::parse_approval(a).unwrap())
-            .collect(),
-    };
-    load(
-        &request,
-        Options {
-            failures,
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
 
 fn run(sim: &mut Simulation, hours: u64) {
     sim.run_for(std::time::Duration::from_secs(hours * 3600), &mut |_| {});
@@ -37,18 +17,6 @@ fn run(sim: &mut Simulation, hours: u64) {
 
 fn at(text: &str) -> Timestamp {
     text.parse().unwrap()
-}
-
-/// When the timeline says `version` became healthy in `environment`.
-fn healthy_at(sim: &Simulation, version: &str, environment: &str) -> Option<Timestamp> {
-    sim.timeline
-        .iter()
-        .find(|e| {
-            e.kind == "PromotionSucceeded"
-                && e.version.as_deref() == Some(version)
-                && e.environment.as_deref() == Some(environment)
-        })
-        .map(|e| e.at)
 }
 
 fn state(sim: &Simulation, release: &str, environment: &str) -> Option<State> {
