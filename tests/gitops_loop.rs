@@ -385,3 +385,69 @@ async fn an_application_in_another_cluster_is_read_there_and_says_when_the_commi
     assert_granted(&in_argocd, &rbac::remote_sync());
     assert_granted(&elsewhere, &rbac::remote());
 }
+
+/// The repository away when a release arrives, then the controller killed right after its
+/// commit reached the server: nothing is lost while the server is away (the environment
+/// waits and says why), and a new controller with an empty cache finds that commit by its
+/// trailers instead of making it again (invariant I6 with Git as the target).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repository_away_then_a_controller_killed_after_its_push_loses_nothing_and_commits_once()
+{
+    let mut server = GitServer::start(&[("shop/dev/kustomization.yaml", &kustomization("0.9.0"))]);
+    let initial = server.log()[0].split(' ').next().unwrap().to_owned();
+    let api = FakeApi::start(true).await;
+    api.serve("argoproj.io/v1alpha1", "applications", "Application");
+    api.put(application(&initial, "Healthy", ""));
+    let mut only_dev = pipeline(&server.url());
+    only_dev["spec"]["environments"]
+        .as_array_mut()
+        .unwrap()
+        .truncate(1);
+    api.put(only_dev);
+    let first_cache = tempfile::tempdir().unwrap();
+    let (_stop, first) = start(&api, first_cache.path());
+    api.wait_for(WAIT, || {
+        (condition_of(&api, "RepositoryUnreachable")["status"] == "False").then_some(())
+    })
+    .await
+    .expect("the repository is read");
+
+    // Away: the release waits, and nothing is committed.
+    server.stop();
+    api.wait_for(WAIT, || {
+        (condition_of(&api, "RepositoryUnreachable")["status"] == "True").then_some(())
+    })
+    .await
+    .expect("RepositoryUnreachable");
+    api.put(release("shop-1-0-0", "1.0.0"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(server.log().len(), 1, "nothing committed while away");
+    assert_ne!(env_status(&api, "dev")["current"]["release"], "shop-1-0-0");
+
+    // Back: the commit is made, and the controller dies at once (kill -9: no graceful
+    // stop, and its cache goes with its pod).
+    server.run();
+    let commit = eventually("the deploy commit once the server is back", || {
+        commit_starting(&server, "Deploy dev to 1.0.0")
+    })
+    .await;
+    first.abort();
+    let _ = first.await;
+    drop(first_cache);
+
+    let second_cache = tempfile::tempdir().unwrap();
+    let (stop, second) = start(&api, second_cache.path());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    api.put(application(&commit, "Healthy", ""));
+    api.wait_for(WAIT, || {
+        let dev = env_status(&api, "dev");
+        (dev["current"]["release"] == "shop-1-0-0" && dev["healthy"] == true).then_some(())
+    })
+    .await
+    .expect("dev verified by the new controller");
+    let log = server.log();
+    assert_eq!(log.len(), 2, "one deploy commit across the kill: {log:?}");
+    assert!(log[0].starts_with(&commit), "{log:?}");
+    stop.send(true).unwrap();
+    tokio::time::timeout(WAIT, second).await.unwrap().unwrap();
+}
