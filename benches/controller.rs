@@ -176,6 +176,7 @@ async fn start_controller(api: &FakeApi) -> tokio::sync::watch::Sender<bool> {
             instance: "bench".into(),
             concurrency: greenlight::controller::run::DEFAULT_CONCURRENCY,
             git: Default::default(),
+            rediscover: greenlight::controller::discovery::REDISCOVER,
         };
         run(client, options, shutdown)
             .await

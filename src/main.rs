@@ -254,6 +254,7 @@ fn controller(args: ControllerArgs) -> ExitCode {
                 cache: args.git_cache,
                 poll: args.git_poll,
             },
+            rediscover: greenlight::controller::discovery::REDISCOVER,
         };
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

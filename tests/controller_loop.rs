@@ -72,6 +72,8 @@ fn options(leader_election: Option<LeaseConfig>) -> Options {
         instance: "test-replica".into(),
         concurrency: greenlight::controller::run::DEFAULT_CONCURRENCY,
         git: Default::default(),
+        // Soon enough for a test that installs a CRD's kind after the start.
+        rediscover: Duration::from_millis(200),
     }
 }
 

@@ -1205,6 +1205,7 @@ impl RunningController {
             instance,
             concurrency: greenlight::controller::run::DEFAULT_CONCURRENCY,
             git: Default::default(),
+            rediscover: greenlight::controller::discovery::REDISCOVER,
         };
         let task = tokio::spawn(async move {
             let result = run(client, options, shutdown).await;

@@ -110,9 +110,29 @@ fn start(
             cache: cache.to_path_buf(),
             poll: Duration::from_millis(200),
         },
+        rediscover: Duration::from_millis(200),
     };
     let task = tokio::spawn(async move { run(client, options, shutdown).await.unwrap() });
     (stop, task)
+}
+
+/// A repository with dev's overlay, and an API server (serving Applications or not)
+/// holding dev's Application, Healthy at the first commit, and a Pipeline of dev alone.
+async fn dev_only(applications_served: bool) -> (GitServer, FakeApi) {
+    let server = GitServer::start(&[("shop/dev/kustomization.yaml", &kustomization("0.9.0"))]);
+    let initial = server.log()[0].split(' ').next().unwrap().to_owned();
+    let api = FakeApi::start(true).await;
+    if applications_served {
+        api.serve("argoproj.io/v1alpha1", "applications", "Application");
+    }
+    api.put(application(&initial, "Healthy", ""));
+    let mut only_dev = pipeline(&server.url());
+    only_dev["spec"]["environments"]
+        .as_array_mut()
+        .unwrap()
+        .truncate(1);
+    api.put(only_dev);
+    (server, api)
 }
 
 /// The newest commit on `main` whose subject starts with `subject`.
@@ -393,17 +413,7 @@ async fn an_application_in_another_cluster_is_read_there_and_says_when_the_commi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repository_away_then_a_controller_killed_after_its_push_loses_nothing_and_commits_once()
 {
-    let mut server = GitServer::start(&[("shop/dev/kustomization.yaml", &kustomization("0.9.0"))]);
-    let initial = server.log()[0].split(' ').next().unwrap().to_owned();
-    let api = FakeApi::start(true).await;
-    api.serve("argoproj.io/v1alpha1", "applications", "Application");
-    api.put(application(&initial, "Healthy", ""));
-    let mut only_dev = pipeline(&server.url());
-    only_dev["spec"]["environments"]
-        .as_array_mut()
-        .unwrap()
-        .truncate(1);
-    api.put(only_dev);
+    let (mut server, api) = dev_only(true).await;
     let first_cache = tempfile::tempdir().unwrap();
     let (_stop, first) = start(&api, first_cache.path());
     api.wait_for(WAIT, || {
@@ -450,4 +460,55 @@ async fn a_repository_away_then_a_controller_killed_after_its_push_loses_nothing
     assert!(log[0].starts_with(&commit), "{log:?}");
     stop.send(true).unwrap();
     tokio::time::timeout(WAIT, second).await.unwrap().unwrap();
+}
+
+/// Argo CD installed after Greenlight started: its Application is read by name while the
+/// API server does not serve the kind, and watched once it does (discovery is asked again
+/// every `rediscover`), with no restart; a sync is then seen through the watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applications_served_only_after_the_start_are_watched_from_then_on() {
+    let (server, api) = dev_only(false).await;
+    let cache = tempfile::tempdir().unwrap();
+    let (stop, task) = start(&api, cache.path());
+    let application_requests = |api: &FakeApi| -> (bool, bool) {
+        let requests = api.requests();
+        let path = "/apis/argoproj.io/v1alpha1/applications";
+        (
+            requests.iter().any(|r| {
+                r.method == http::Method::GET && r.path.ends_with("/applications/shop-dev")
+            }),
+            requests
+                .iter()
+                .any(|r| r.method == http::Method::GET && r.path == path),
+        )
+    };
+    api.wait_for(WAIT, || application_requests(&api).0.then_some(()))
+        .await
+        .expect("read by name while the kind is not served");
+    assert!(!application_requests(&api).1, "not listed: not served");
+
+    // Argo CD's CRD is installed: the kind is listed and watched from then on.
+    api.serve("argoproj.io/v1alpha1", "applications", "Application");
+    api.wait_for(WAIT, || application_requests(&api).1.then_some(()))
+        .await
+        .expect("listed and watched once served");
+    api.clear_requests();
+    api.put(release("shop-1-0-0", "1.0.0"));
+    let commit = eventually("the deploy commit to dev", || {
+        commit_starting(&server, "Deploy dev to 1.0.0")
+    })
+    .await;
+    api.put(application(&commit, "Healthy", ""));
+    api.wait_for(WAIT, || {
+        let dev = env_status(&api, "dev");
+        (dev["current"]["release"] == "shop-1-0-0" && dev["healthy"] == true).then_some(())
+    })
+    .await
+    .expect("dev verified through the watched Application");
+    assert!(
+        !application_requests(&api).0,
+        "no longer read by name once the store holds it"
+    );
+    stop.send(true).unwrap();
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
 }

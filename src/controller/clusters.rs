@@ -517,7 +517,8 @@ impl Keeper {
         let workload_events = futures::stream::select_all(touched)
             .map(|r| r.map(|_| ()))
             .boxed();
-        let (routes, route_events) = RouteStore::watch(&client, Some(ns));
+        let (routes, route_events) =
+            RouteStore::watch(&client, Some(ns), super::discovery::REDISCOVER);
         *lock(&self.stores) = Some(RemoteStores {
             workloads: workloads.clone(),
             jobs: jobs.clone(),

@@ -5,6 +5,7 @@ pub mod actions;
 pub mod cached_release;
 pub mod canary;
 pub mod clusters;
+pub mod discovery;
 pub mod leader;
 pub mod logging;
 pub mod observe;

@@ -25,7 +25,7 @@ use kube::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{rbac, reconcile::backoff, slim::identity};
+use super::{rbac, slim::identity};
 use crate::engine::{Backend, RouteRef, RouteView};
 
 /// The Gateway API version whose HTTPRoutes Greenlight reads and patches.
@@ -196,16 +196,25 @@ impl RouteStore {
     /// A store of HTTPRoutes (in `namespace`, or the whole cluster) and the stream that
     /// fills it. The stream first asks the API server whether it serves HTTPRoutes (asking
     /// again with backoff while it cannot answer); where it does not, the store is ready
-    /// and stays empty, and an environment with `gatewayAPI` waits for its route.
-    pub fn watch(client: &Client, namespace: Option<&str>) -> (Self, Touched) {
-        let (reader, mut writer) = reflector::store::<CachedRoute>();
+    /// and stays empty, an environment with `gatewayAPI` waits for its route, and the API
+    /// server is asked again every `rediscover`.
+    pub fn watch(
+        client: &Client,
+        namespace: Option<&str>,
+        rediscover: Duration,
+    ) -> (Self, Touched) {
+        let (reader, writer) = reflector::store::<CachedRoute>();
         let api: Api<CachedRoute> = match namespace {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        let client = client.clone();
-        let stream = futures::stream::once(async move {
-            if served(&client, GROUP_VERSION, "httproutes").await {
+        let stream = super::discovery::when_served(
+            client.clone(),
+            (GROUP_VERSION.to_owned(), "httproutes"),
+            rediscover,
+            "environments with rollout.gatewayAPI wait for their route".to_owned(),
+            writer,
+            move |writer| {
                 watcher(api, watcher::Config::default())
                     .default_backoff()
                     .reflect(writer)
@@ -217,17 +226,8 @@ impl RouteStore {
                         })
                     })
                     .boxed()
-            } else {
-                tracing::info!(
-                    "the API server does not serve {GROUP_VERSION} HTTPRoutes: environments with rollout.gatewayAPI wait for their route"
-                );
-                writer.apply_watcher_event(&watcher::Event::Init);
-                writer.apply_watcher_event(&watcher::Event::InitDone);
-                futures::stream::pending().boxed()
-            }
-        })
-        .flatten()
-        .boxed();
+            },
+        );
         (Self(reader), stream)
     }
 
@@ -241,32 +241,6 @@ impl RouteStore {
         self.0
             .get(&ObjectRef::new(name).within(namespace))
             .map(|route| view(&route, cluster))
-    }
-}
-
-/// Whether the API server serves `plural` in `group_version` (a CRD's kind): asked until it
-/// answers (yes, or not found).
-pub(super) async fn served(client: &Client, group_version: &str, plural: &str) -> bool {
-    let mut failures = 0;
-    loop {
-        match client.list_api_group_resources(group_version).await {
-            Ok(list) => return list.resources.iter().any(|r| r.name == plural),
-            Err(kube::Error::Api(status)) if status.code == 404 => return false,
-            // Refused for good (403, say): asking again cannot help, and waiting would
-            // keep the controller from ever being ready.
-            Err(kube::Error::Api(status))
-                if (400..500).contains(&status.code) && status.code != 429 =>
-            {
-                tracing::warn!(code = status.code, message = %status.message, "cannot ask whether {group_version} {plural} are served; they are not watched");
-                return false;
-            }
-            Err(error) => {
-                failures += 1;
-                let delay: Duration = backoff(failures);
-                tracing::warn!(%error, ?delay, "cannot ask whether {group_version} {plural} are served; asking again");
-                tokio::time::sleep(delay).await;
-            }
-        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! `Controller` reconciling Pipelines, the probe scheduler, leader election and the
 //! metrics server, and a graceful shutdown that hands the Lease over.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
@@ -60,6 +60,10 @@ pub struct Options {
     pub concurrency: u16,
     /// Where the repositories of GitOps environments are cached, and how often read.
     pub git: super::repos::GitOptions,
+    /// How often the API server is asked again for a CRD's kind it did not serve
+    /// (HTTPRoutes, Argo CD Applications, Flux Kustomizations): installed after the
+    /// controller started, they are watched from then on.
+    pub rediscover: Duration,
 }
 
 /// The default of [`Options::concurrency`].
@@ -200,8 +204,8 @@ pub async fn run_serving(
         watcher::Config::default().labels(&format!("{}=greenlight", labels::MANAGED_BY)),
         world::trim_job,
     );
-    let (routes, route_events) = RouteStore::watch(&client, ns);
-    let (sync, argo_cd_events, flux_events) = SyncStores::watch(&client, ns);
+    let (routes, route_events) = RouteStore::watch(&client, ns, options.rediscover);
+    let (sync, argo_cd_events, flux_events) = SyncStores::watch(&client, ns, options.rediscover);
     let stores = Stores {
         pipelines: pipelines.clone(),
         releases: releases.clone(),

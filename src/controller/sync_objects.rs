@@ -4,6 +4,8 @@
 //! sync or a health change reconciles its Pipeline at once. Objects the stores do not hold
 //! (another cluster, a namespace not watched) are read by `repos` with a GET.
 
+use std::time::Duration;
+
 use futures::{StreamExt, stream::BoxStream};
 use kube::{
     Api, Client,
@@ -29,11 +31,18 @@ pub struct SyncStores {
 pub type Touched = BoxStream<'static, Result<(String, String), watcher::Error>>;
 
 impl SyncStores {
-    /// Watches both kinds (in `namespace`, or the whole cluster) where they are served;
-    /// the streams must be polled for the stores to fill.
-    pub fn watch(client: &Client, namespace: Option<&str>) -> (Self, Touched, Touched) {
-        let (argo_cd, argo_cd_touched) = watch_kind(client, namespace, sync::ARGO_CD, trim_argo_cd);
-        let (flux, flux_touched) = watch_kind(client, namespace, sync::FLUX, trim_flux);
+    /// Watches both kinds (in `namespace`, or the whole cluster) where they are served,
+    /// asking again every `rediscover` for a kind that is not; the streams must be polled
+    /// for the stores to fill.
+    pub fn watch(
+        client: &Client,
+        namespace: Option<&str>,
+        rediscover: Duration,
+    ) -> (Self, Touched, Touched) {
+        let watch = |kind, trim| watch_kind(client, namespace, kind, trim, rediscover);
+        let (argo_cd, argo_cd_touched) =
+            watch(sync::ARGO_CD, trim_argo_cd as fn(&mut DynamicObject));
+        let (flux, flux_touched) = watch(sync::FLUX, trim_flux);
         (Self { argo_cd, flux }, argo_cd_touched, flux_touched)
     }
 
@@ -66,20 +75,24 @@ fn watch_kind(
     namespace: Option<&str>,
     (group, version, kind, plural): (&'static str, &'static str, &'static str, &'static str),
     trim: fn(&mut DynamicObject),
+    rediscover: Duration,
 ) -> ((Store<DynamicObject>, ApiResource), Touched) {
     let resource =
         ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-    let mut writer = reflector::store::Writer::new(resource.clone());
+    let writer = reflector::store::Writer::new(resource.clone());
     let api_resource = resource.clone();
     let reader = writer.as_reader();
     let api: Api<DynamicObject> = match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
         None => Api::all_with(client.clone(), &resource),
     };
-    let client = client.clone();
-    let group_version = format!("{group}/{version}");
-    let stream = futures::stream::once(async move {
-        if super::routes::served(&client, &group_version, plural).await {
+    let stream = super::discovery::when_served(
+        client.clone(),
+        (format!("{group}/{version}"), plural),
+        rediscover,
+        "GitOps environments read theirs by name".to_owned(),
+        writer,
+        move |writer| {
             watcher(api, watcher::Config::default())
                 .default_backoff()
                 .modify(trim)
@@ -94,17 +107,8 @@ fn watch_kind(
                     })
                 })
                 .boxed()
-        } else {
-            tracing::info!(
-                "the API server does not serve {group_version} {plural}: GitOps environments read theirs by name"
-            );
-            writer.apply_watcher_event(&watcher::Event::Init);
-            writer.apply_watcher_event(&watcher::Event::InitDone);
-            futures::stream::pending().boxed()
-        }
-    })
-    .flatten()
-    .boxed();
+        },
+    );
     ((reader, api_resource), stream)
 }
 
