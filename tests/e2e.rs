@@ -76,8 +76,9 @@
 //! Namespaces are named `gl-e2e-<run id>[-dev|-staging|-prod]`, labelled
 //! `app.kubernetes.io/created-by=greenlight-e2e`, and deleted at the end, also when the test
 //! fails (`GREENLIGHT_E2E_KEEP=1` keeps them for a post-mortem). After a killed run:
-//! `kubectl delete namespace -l app.kubernetes.io/created-by=greenlight-e2e`. The CRDs stay
-//! installed: deleting them would delete every Greenlight object in the cluster.
+//! `kubectl delete namespace,crd -l app.kubernetes.io/created-by=greenlight-e2e` (the CRD
+//! phase 8 installs when Argo CD's is absent carries the label too). Greenlight's CRDs
+//! stay installed: deleting them would delete every Greenlight object in the cluster.
 //!
 //! Logs: the controller's go to the test output (`RUST_LOG` overrides the default
 //! `warn,greenlight=info`); each phase prints an `e2e:` line with the time.
@@ -109,7 +110,10 @@ use greenlight::{
         ReleaseEnvironmentStatus, crds,
     },
     check::{Report, SourceDocument, check_documents},
-    controller::run::{self, Options, run},
+    controller::{
+        repos::GitOptions,
+        run::{self, Options, run},
+    },
 };
 use http_get::http_get;
 use jiff::{SignedDuration, Timestamp, tz::TimeZone};
@@ -542,7 +546,7 @@ fn application_crd() -> Value {
     let open = json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true});
     json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": APPLICATIONS_CRD},
+        "metadata": {"name": APPLICATIONS_CRD, "labels": {CREATED_BY.0: CREATED_BY.1}},
         "spec": {"group": "argoproj.io", "scope": "Namespaced",
                  "names": {"plural": "applications", "singular": "application",
                            "kind": "Application", "listKind": "ApplicationList"},
@@ -820,6 +824,14 @@ fn describe_error(e: &kube::Error) -> String {
 /// `Err` with the reason, for the polls' "last seen".
 fn api_err(what: &str) -> impl Fn(kube::Error) -> String + '_ {
     move |e| format!("could not {what}: {}", describe_error(&e))
+}
+
+/// Whether an object carries this suite's `created-by` label.
+fn ours(meta: &kube::api::ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|labels| labels.get(CREATED_BY.0))
+        .is_some_and(|by| by == CREATED_BY.1)
 }
 
 fn is_not_found(e: &kube::Error) -> bool {
@@ -1191,11 +1203,14 @@ struct RunningController {
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<Result<(), run::Error>>>,
     addr: SocketAddr,
+    /// Its Git cache, gone with it (as an emptyDir with its pod).
+    _cache: tempfile::TempDir,
 }
 
 impl RunningController {
     fn start(client: Client, instance: String) -> Self {
         let addr = free_local_addr();
+        let cache = tempfile::tempdir().expect("a Git cache directory");
         let (stop, shutdown) = watch::channel(false);
         let options = Options {
             namespace: None,
@@ -1204,8 +1219,14 @@ impl RunningController {
             leader_election: None,
             instance,
             concurrency: greenlight::controller::run::DEFAULT_CONCURRENCY,
-            git: Default::default(),
-            rediscover: greenlight::controller::discovery::REDISCOVER,
+            git: GitOptions {
+                cache: cache.path().to_path_buf(),
+                ..Default::default()
+            },
+            // Phase 8 installs the Application CRD after this controller started: asked
+            // again soon, its Applications are watched (the production path), not only
+            // read by name.
+            rediscover: Duration::from_secs(2),
         };
         let task = tokio::spawn(async move {
             let result = run(client, options, shutdown).await;
@@ -1218,6 +1239,7 @@ impl RunningController {
             stop,
             task: Some(task),
             addr,
+            _cache: cache,
         }
     }
 
@@ -1348,6 +1370,17 @@ async fn delete_everything(config: Config, names: &Names) {
                 .delete_collection(&background, &all)
                 .await
                 .map(drop),
+        );
+    }
+    // Phase 8's Application CRD, where this run (or an earlier one) installed it; never
+    // one of Argo CD's.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    if let Ok(Some(crd)) = crds.get_opt(APPLICATIONS_CRD).await
+        && ours(&crd.metadata)
+    {
+        report(
+            &format!("CRD {APPLICATIONS_CRD}"),
+            crds.delete(APPLICATIONS_CRD, &background).await.map(drop),
         );
     }
     let namespaces: Api<Namespace> = Api::all(client);
@@ -2300,6 +2333,21 @@ async fn promote_by_commit(h: &Harness) {
     let crds: Api<CustomResourceDefinition> = Api::all(h.client.clone());
     match crds.get_opt(APPLICATIONS_CRD).await {
         Ok(None) => {}
+        // Ours, from an earlier run that did not clean up: reused, once a deletion is done.
+        Ok(Some(crd)) if ours(&crd.metadata) => {
+            if crd.metadata.deletion_timestamp.is_some() {
+                h.wait_for(
+                    "the earlier run's Application CRD to go",
+                    h.step(),
+                    async || match crds.get_opt(APPLICATIONS_CRD).await {
+                        Ok(None) => Ok(()),
+                        Ok(Some(_)) => Err("still terminating".to_owned()),
+                        Err(e) => Err(describe_error(&e)),
+                    },
+                )
+                .await;
+            }
+        }
         Ok(Some(_)) => {
             eprintln!(
                 "e2e: SKIPPING phase 8: {APPLICATIONS_CRD} is installed (Argo CD runs here?); \
@@ -2422,12 +2470,7 @@ async fn promote_by_commit(h: &Harness) {
     )
     .await;
     assert_eq!(server.log().len(), 2, "one commit: {:?}", server.log());
-    if let Err(e) = crds
-        .delete(APPLICATIONS_CRD, &DeleteParams::background())
-        .await
-    {
-        eprintln!("e2e: cleanup: could not delete CRD {APPLICATIONS_CRD}: {e}");
-    }
+    // The CRD goes with the namespaces, in `delete_everything`, also when this fails.
 }
 
 /// Phase 7's environment in its Pipeline's status.
