@@ -6,7 +6,7 @@ use std::time::Duration;
 use greenlight::{
     api::{Pipeline, PipelineStatus},
     controller::actions::{Error, Executor},
-    engine::{Action, ContainerImage, JobRequest, WorkloadKind},
+    engine::{Action, CanaryRoute, ContainerImage, JobRequest, RouteRef, WorkloadKind},
 };
 use http::{Method, Request, Response};
 use kube::{Client, client::Body};
@@ -496,11 +496,132 @@ async fn a_canary_is_deleted_by_name_and_one_already_gone_is_fine() {
         executor
             .apply(&Action::DeleteCanary {
                 stable: stable_api(),
+                route: None,
             })
             .await
             .unwrap();
         server.await.unwrap();
     }
+}
+
+fn route_of_shop(canary_weight: u32) -> Value {
+    json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "shop", "namespace": "shop-prod", "resourceVersion": "41"},
+        "spec": {"rules": [{"backendRefs": [
+            {"name": "api-stable", "port": 80, "weight": 100 - canary_weight},
+            {"name": "api-canary", "port": 80, "weight": canary_weight}]}]}
+    })
+}
+
+/// A canary goes only once its route sends it nothing, as the API server has the route:
+/// a share the caches had not shown yet (the step's own change in flight when the
+/// Pipeline was deleted, say) is sent back to the stable Service first; a route already
+/// back, or gone, is not written.
+#[tokio::test]
+async fn a_canary_is_deleted_only_once_its_live_route_sends_it_nothing() {
+    let route_path = "/apis/gateway.networking.k8s.io/v1/namespaces/shop-prod/httproutes/shop";
+    let canary_path = "/apis/apps/v1/namespaces/shop-prod/deployments/api-canary";
+    let deleted = json!({"kind": "Status", "apiVersion": "v1", "status": "Success"});
+    let action = Action::DeleteCanary {
+        stable: stable_api(),
+        route: Some(CanaryRoute {
+            route: RouteRef {
+                cluster: None,
+                namespace: "shop-prod".into(),
+                name: "shop".into(),
+            },
+            stable_service: "api-stable".into(),
+            canary_service: "api-canary".into(),
+        }),
+    };
+
+    // Still 20%: back to 0 (tested against the version read), then the canary goes.
+    let (run, mut handle) = executor();
+    let server = tokio::spawn({
+        let deleted = deleted.clone();
+        async move {
+            expect(
+                &mut handle,
+                Method::GET,
+                route_path,
+                &[],
+                200,
+                route_of_shop(20),
+            )
+            .await;
+            let patch = expect(
+                &mut handle,
+                Method::PATCH,
+                route_path,
+                &["fieldManager=greenlight"],
+                200,
+                route_of_shop(0),
+            )
+            .await;
+            expect(&mut handle, Method::DELETE, canary_path, &[], 200, deleted).await;
+            patch
+        }
+    });
+    run.apply(&action).await.unwrap();
+    let patch = server.await.unwrap();
+    assert_eq!(
+        patch,
+        json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": "41"},
+            {"op": "test", "path": "/spec/rules/0/backendRefs/0/name", "value": "api-stable"},
+            {"op": "add", "path": "/spec/rules/0/backendRefs/0/weight", "value": 100},
+            {"op": "test", "path": "/spec/rules/0/backendRefs/1/name", "value": "api-canary"},
+            {"op": "add", "path": "/spec/rules/0/backendRefs/1/weight", "value": 0}
+        ])
+    );
+
+    // Already back, or no route: only the deletion.
+    for (status, route) in [(200, route_of_shop(0)), (404, status_body(404, "NotFound"))] {
+        let (run, mut handle) = executor();
+        let server = tokio::spawn({
+            let deleted = deleted.clone();
+            async move {
+                expect(&mut handle, Method::GET, route_path, &[], status, route).await;
+                expect(&mut handle, Method::DELETE, canary_path, &[], 200, deleted).await;
+            }
+        });
+        run.apply(&action).await.unwrap();
+        server.await.unwrap();
+    }
+
+    // The route cannot be changed (refused): the canary stays, to retry.
+    let (run, mut handle) = executor();
+    let server = tokio::spawn(async move {
+        expect(
+            &mut handle,
+            Method::GET,
+            route_path,
+            &[],
+            200,
+            route_of_shop(20),
+        )
+        .await;
+        expect(
+            &mut handle,
+            Method::PATCH,
+            route_path,
+            &[],
+            422,
+            status_body(422, "Invalid"),
+        )
+        .await;
+        handle
+    });
+    let error = run.apply(&action).await.unwrap_err();
+    let mut handle = server.await.unwrap();
+    assert!(error.is_transient(), "{error:?}");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(100), handle.next_request())
+            .await
+            .is_err(),
+        "the canary is not deleted while the route may send it traffic"
+    );
 }
 
 #[tokio::test]

@@ -416,7 +416,7 @@ impl<'a> Invariants<'a> {
                 .and_then(|e| e.promotion.as_ref())
                 .is_some_and(|p| p.stage == PromotionStage::Canary);
             let deleted = step.decision.actions.iter().any(|a| {
-                matches!(a, Action::DeleteCanary { stable } if stable.namespace == canary.namespace)
+                matches!(a, Action::DeleteCanary { stable, .. } if stable.namespace == canary.namespace)
             });
             let has_traffic = step.snapshot.routes.iter().any(|r| {
                 r.route.namespace == canary.namespace

@@ -17,14 +17,16 @@ use kube::{
     api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams},
     core::ApiResource,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{
     api::{
         API_VERSION, Approval, ApprovalStatus, Pipeline, PipelineStatus, Release, ReleaseStatus,
     },
     controller::leader::Leadership,
-    engine::{Action, ContainerImage, JobRequest, RouteRef, WorkloadRef, canary::canary_name},
+    engine::{
+        Action, CanaryRoute, ContainerImage, JobRequest, RouteRef, WorkloadRef, canary::canary_name,
+    },
     metrics::Metrics,
 };
 
@@ -298,7 +300,10 @@ impl Executor {
                 images,
                 weight,
             } => self.set_canary(stable, images, *weight).await,
-            Action::DeleteCanary { stable } => {
+            Action::DeleteCanary { stable, route } => {
+                if let Some(route) = route {
+                    self.withdraw_traffic(route).await?;
+                }
                 let name = canary_name(&stable.name);
                 let what = || format!("delete canary Deployment {}/{name}", stable.namespace);
                 let client = self.client_in(stable.cluster.as_deref(), &stable.namespace, what)?;
@@ -425,6 +430,56 @@ impl Executor {
         weight: u32,
     ) -> Result<(), Error> {
         let what = || format!("send {weight}% of {route} to Service {canary}");
+        let (api, live) = self.live_route(route, what).await?;
+        self.patch_weights(&api, route, &live, (stable, canary), weight, what)
+            .await
+    }
+
+    /// Makes sure the live route sends the canary nothing before its canary goes: a share
+    /// the caches did not show yet (our own change in flight) is sent back to the stable
+    /// Service. A route that is gone, or names not both Services, sends it nothing.
+    async fn withdraw_traffic(&self, split: &CanaryRoute) -> Result<(), Error> {
+        let CanaryRoute {
+            route,
+            stable_service,
+            canary_service,
+        } = split;
+        let what = || format!("send {route}'s traffic back to Service {stable_service}");
+        let (api, live) = match self.live_route(route, what).await {
+            Ok(found) => found,
+            Err(Error::Api {
+                source: kube::Error::Api(status),
+                ..
+            }) if status.code == 404 => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        let cached: super::routes::CachedRoute =
+            serde_json::from_value(live.clone()).map_err(|e| Error::InvalidCanary {
+                what: what(),
+                reason: e.to_string(),
+            })?;
+        let shares = super::routes::view(&cached, route.cluster.as_deref())
+            .split(stable_service, canary_service);
+        if shares.iter().all(|&(_, canary)| canary == 0) {
+            return Ok(());
+        }
+        self.patch_weights(
+            &api,
+            route,
+            &live,
+            (stable_service, canary_service),
+            0,
+            what,
+        )
+        .await
+    }
+
+    /// The route as the API server has it now, and its API.
+    async fn live_route(
+        &self,
+        route: &RouteRef,
+        what: impl Fn() -> String + Copy,
+    ) -> Result<(Api<DynamicObject>, Value), Error> {
         let client = self.client_in(route.cluster.as_deref(), &route.namespace, what)?;
         let resource = ApiResource::erase::<super::routes::CachedRoute>(&());
         let api: Api<DynamicObject> = Api::namespaced_with(client, &route.namespace, &resource);
@@ -439,7 +494,21 @@ impl Executor {
             what: what(),
             reason: e.to_string(),
         })?;
-        let patch = super::routes::weight_patch(&live, stable, canary, weight)
+        Ok((api, live))
+    }
+
+    /// The JSON patch of [`super::routes::weight_patch`] on `live`, tested against its
+    /// version: a route changed since fails (422) and the next decision tries again.
+    async fn patch_weights(
+        &self,
+        api: &Api<DynamicObject>,
+        route: &RouteRef,
+        live: &Value,
+        (stable, canary): (&str, &str),
+        weight: u32,
+        what: impl Fn() -> String + Copy,
+    ) -> Result<(), Error> {
+        let patch = super::routes::weight_patch(live, stable, canary, weight)
             .and_then(|ops| serde_json::from_value(ops).map_err(|e| e.to_string()))
             .map_err(|reason| Error::InvalidCanary {
                 what: what(),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use super::{
     ContainerImage, RouteRef, RouteView, Snapshot, WorkloadRef, WorkloadView,
-    decision::Action,
+    decision::{Action, CanaryRoute},
     targets::{Desired, Targets},
 };
 use crate::validation::{ValidEnvironment, ValidGatewayRoute};
@@ -109,8 +109,18 @@ pub fn readiness(
     Readiness::Ready
 }
 
-/// `DeleteCanary` for every target whose canary still exists.
-pub fn delete_canaries(observed: &[WorkloadView], targets: &Targets<'_>) -> Vec<Action> {
+/// `DeleteCanary` for every target whose canary still exists (each once the
+/// environment's route, if any, sends it nothing).
+pub fn delete_canaries(
+    observed: &[WorkloadView],
+    targets: &Targets<'_>,
+    env: &ValidEnvironment,
+) -> Vec<Action> {
+    let route = route_of(env).map(|(route, gateway)| CanaryRoute {
+        route,
+        stable_service: gateway.stable_service.clone(),
+        canary_service: gateway.canary_service.clone(),
+    });
     let mut stables: Vec<WorkloadRef> = targets
         .workloads()
         .iter()
@@ -124,7 +134,10 @@ pub fn delete_canaries(observed: &[WorkloadView], targets: &Targets<'_>) -> Vec<
             let canary = canary_of(stable);
             observed.iter().any(|w| w.is_ref(&canary))
         })
-        .map(|stable| Action::DeleteCanary { stable })
+        .map(|stable| Action::DeleteCanary {
+            stable,
+            route: route.clone(),
+        })
         .collect()
 }
 
@@ -197,7 +210,9 @@ pub fn withdraw_traffic(routes: &[RouteView], env: &ValidEnvironment) -> Option<
 
 /// What a deleted Pipeline leaves behind in `snap`: each environment's canary traffic
 /// (sent back to the stable Service first) and its canaries. Nothing waits for the route
-/// to be seen without the canary's share, since nothing decides about this Pipeline again.
+/// to be seen without the canary's share, since nothing decides about this Pipeline again:
+/// each deletion checks the live route itself (a share the cache has not shown yet, the
+/// step's own change in flight, goes back first).
 pub fn left_behind(snap: &Snapshot) -> Vec<Action> {
     let Some(pipeline) = crate::validation::validate_pipeline(&snap.pipeline.spec).0 else {
         return Vec::new();
@@ -206,7 +221,7 @@ pub fn left_behind(snap: &Snapshot) -> Vec<Action> {
     for env in &pipeline.environments {
         actions.extend(withdraw_traffic(&snap.routes, env));
         if let Ok(targets) = Targets::resolve(env, snap) {
-            actions.extend(delete_canaries(&snap.workloads, &targets));
+            actions.extend(delete_canaries(&snap.workloads, &targets, env));
         }
     }
     actions

@@ -76,8 +76,8 @@ fn merge(first: Decision, again: Decision, settled: bool) -> Decision {
                 w1 == w2
             }
             (
-                Action::SetCanary { stable: s1, .. } | Action::DeleteCanary { stable: s1 },
-                Action::SetCanary { stable: s2, .. } | Action::DeleteCanary { stable: s2 },
+                Action::SetCanary { stable: s1, .. } | Action::DeleteCanary { stable: s1, .. },
+                Action::SetCanary { stable: s2, .. } | Action::DeleteCanary { stable: s2, .. },
             ) => s1 == s2,
             (
                 Action::SetRouteWeights { route: r1, .. },
@@ -235,7 +235,7 @@ fn step_with(
         match canary::withdraw_traffic(&ctx.snap.routes, env) {
             Some(withdraw) => ctx.actions.push(withdraw),
             None => {
-                let stale = canary::delete_canaries(&ctx.snap.workloads, &targets);
+                let stale = canary::delete_canaries(&ctx.snap.workloads, &targets, env);
                 ctx.actions.extend(stale);
             }
         }

@@ -32,6 +32,18 @@ pub struct Decision {
     pub requeue_at: Option<Timestamp>,
 }
 
+/// The HTTPRoute that splits an environment's traffic between its stable and canary
+/// Services.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CanaryRoute {
+    /// The HTTPRoute.
+    pub route: RouteRef,
+    /// The stable release's Service.
+    pub stable_service: String,
+    /// The canary's Service.
+    pub canary_service: String,
+}
+
 /// A change to make in the cluster. Each is idempotent.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
@@ -54,10 +66,15 @@ pub enum Action {
         /// Its share, in percent.
         weight: u32,
     },
-    /// Delete the canary Deployment beside the target Deployment `stable`.
+    /// Delete the canary Deployment beside the target Deployment `stable`, once `route`
+    /// (where the environment splits traffic by weight) sends it nothing, as the API server
+    /// has it, whatever the caches show: a route still giving the canary a share (our own
+    /// change not yet seen, say) is sent back to the stable Service first.
     DeleteCanary {
         /// The target Deployment.
         stable: WorkloadRef,
+        /// The environment's traffic split, with `rollout.gatewayAPI`.
+        route: Option<CanaryRoute>,
     },
     /// Give `canary_service` `weight` and `stable_service` the rest of 100 in every rule
     /// of `route` that names both; nothing else of the route changes.

@@ -414,7 +414,7 @@ impl World {
     pub fn apply(&mut self, action: &Action, now: Timestamp, releases: &[ReleaseView]) -> bool {
         let place = match action {
             Action::SetImages { workload, .. } => (&workload.cluster, &workload.namespace),
-            Action::SetCanary { stable, .. } | Action::DeleteCanary { stable } => {
+            Action::SetCanary { stable, .. } | Action::DeleteCanary { stable, .. } => {
                 (&stable.cluster, &stable.namespace)
             }
             Action::SetRouteWeights { route, .. } => (&route.cluster, &route.namespace),
@@ -570,11 +570,24 @@ impl World {
                 );
                 created || changed || scaled
             }
-            Action::DeleteCanary { stable } => {
+            Action::DeleteCanary { stable, route } => {
+                // As the controller does: the route sends the canary nothing first.
+                let withdrawn = route.as_ref().is_some_and(|r| {
+                    self.apply(
+                        &Action::SetRouteWeights {
+                            route: r.route.clone(),
+                            stable_service: r.stable_service.clone(),
+                            canary_service: r.canary_service.clone(),
+                            weight: 0,
+                        },
+                        now,
+                        releases,
+                    )
+                });
                 let canary = crate::engine::canary::canary_of(stable);
                 let before = self.workloads.len();
                 self.workloads.retain(|w| !w.view.is_ref(&canary));
-                self.workloads.len() != before
+                withdrawn || self.workloads.len() != before
             }
             Action::SetRouteWeights {
                 route,
