@@ -4,12 +4,15 @@
 //! (only the fields Greenlight reads): it moves `status.sync.revision` / health, or
 //! `lastAppliedRevision` / `Ready`, the way they would after applying a commit.
 
+#[path = "support/git_http.rs"]
+mod git_http;
 #[path = "support/git_server.rs"]
 mod git_server;
 mod support;
 
 use std::time::Duration;
 
+use git_http::GitHttp;
 use git_server::GitServer;
 use greenlight::controller::{
     rbac,
@@ -508,6 +511,58 @@ async fn applications_served_only_after_the_start_are_watched_from_then_on() {
     assert!(
         !application_requests(&api).0,
         "no longer read by name once the store holds it"
+    );
+    stop.send(true).unwrap();
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+}
+
+/// Two environments on one branch, over HTTP with a token from their Secret: they take
+/// turns on its cache, and a fetch one made just now is read by the other, not made again
+/// (a Git host counts every fetch against its rate limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environments_on_one_branch_share_its_fetches() {
+    let server = GitServer::start(&[
+        ("shop/dev/kustomization.yaml", &kustomization("0.9.0")),
+        ("shop/prod/kustomization.yaml", &kustomization("0.9.0")),
+    ]);
+    let http = GitHttp::start(server.dir.path(), "greenlight-bot", "s3cret-token");
+    let api = FakeApi::start(true).await;
+    api.put(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "envs-token", "namespace": "shop"},
+        "data": {"username": "Z3JlZW5saWdodC1ib3Q=", "password": "czNjcmV0LXRva2Vu"}
+    }));
+    let mut both = pipeline(&http.url());
+    for env in both["spec"]["environments"].as_array_mut().unwrap() {
+        env["target"]["git"]["secretRef"] = json!({"name": "envs-token"});
+    }
+    api.put(both);
+    let cache = tempfile::tempdir().unwrap();
+    let fetches = || {
+        http.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(method, path, status)| {
+                method == "GET" && path.ends_with("/info/refs") && *status == 200
+            })
+            .count()
+    };
+    let (stop, task) = start(&api, cache.path());
+    api.wait_for(WAIT, || {
+        (condition_of(&api, "RepositoryUnreachable")["status"] == "False").then_some(())
+    })
+    .await
+    .expect("both environments read, with the Secret's token");
+
+    let (before, since) = (fetches(), std::time::Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (made, elapsed) = (fetches() - before, since.elapsed());
+    // Each environment reads every 200 ms: apart, they would fetch about twice per poll.
+    let polls = elapsed.as_secs_f64() / 0.2;
+    assert!(
+        made >= 1 && (made as f64) < 1.4 * polls,
+        "{made} fetches in {elapsed:?} ({polls:.1} polls of 200 ms)"
     );
     stop.send(true).unwrap();
     tokio::time::timeout(WAIT, task).await.unwrap().unwrap();

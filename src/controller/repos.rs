@@ -11,7 +11,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use k8s_openapi::api::core::v1::Secret;
@@ -127,9 +127,13 @@ struct Inner {
     entries: Mutex<HashMap<Key, Entry>>,
     /// Numbers the reading tasks.
     tasks: std::sync::atomic::AtomicU64,
-    /// One operation at a time per repository cache (fetches and commits take turns).
-    caches: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One operation at a time per repository cache (fetches and commits take turns),
+    /// and when each of its branches was last fetched.
+    caches: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Fetched>>>>,
 }
+
+/// When each branch of a repository cache was last fetched (or pushed to).
+type Fetched = HashMap<String, Instant>;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
@@ -299,9 +303,15 @@ impl Repositories {
         cluster: Option<&(String, String)>,
     ) -> Result<Read, String> {
         let layout = git.layout.clone();
+        // Environments on one branch take turns on its cache: a fetch another one made
+        // just now (half the shortest poll ago) is read, not made again.
+        let fresh = self.inner.poll.min(AWAITING_POLL) / 2;
         let head = self
-            .with_branch(key, git, move |branch, pipeline, environment| {
-                branch.fetch(&layout, pipeline, environment)
+            .with_branch(key, git, move |branch, pipeline, environment, fetched| {
+                if fetched.is_some_and(|at| at.elapsed() < fresh) {
+                    return Ok((branch.read_fetched(&layout, pipeline, environment)?, false));
+                }
+                Ok((branch.fetch(&layout, pipeline, environment)?, true))
             })
             .await
             .map_err(|e| e.to_string())?;
@@ -378,15 +388,16 @@ impl Repositories {
         let layout = git.layout.clone();
         let author = git.author.clone();
         let head = self
-            .with_branch(&key, &git, move |branch, pipeline, environment| {
-                branch.commit_images(
+            .with_branch(&key, &git, move |branch, pipeline, environment, _| {
+                let head = branch.commit_images(
                     &layout,
                     pipeline,
                     environment,
                     &images,
                     &message,
                     (&author.0, &author.1),
-                )
+                )?;
+                Ok((head, true))
             })
             .await?;
         let sync = self.sync_object(&key, &git, cluster.as_ref()).await;
@@ -402,12 +413,15 @@ impl Repositories {
     }
 
     /// Runs `work` on a blocking thread with the branch's cache, one at a time per cache,
-    /// with the credentials of its Secret.
+    /// with the credentials of its Secret and when the branch was last fetched; `work`
+    /// says whether it fetched (or pushed) the branch.
     async fn with_branch<T: Send + 'static>(
         &self,
         key: &Key,
         git: &ValidGit,
-        work: impl FnOnce(&Branch, &str, &str) -> Result<T, GitError> + Send + 'static,
+        work: impl FnOnce(&Branch, &str, &str, Option<Instant>) -> Result<(T, bool), GitError>
+        + Send
+        + 'static,
     ) -> Result<T, GitError> {
         let namespace = key.0.namespace.clone().unwrap_or_default();
         let credentials = match &git.secret {
@@ -416,21 +430,24 @@ impl Repositories {
         };
         let turn = {
             let mut caches = lock(&self.inner.caches);
-            caches
-                .entry(git.repository.clone())
-                .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
-                .clone()
+            caches.entry(git.repository.clone()).or_default().clone()
         };
-        let _turn = turn.lock().await;
+        let mut fetched = turn.lock().await;
+        let last = fetched.get(&git.branch).copied();
         let cache = self.inner.cache.clone();
         let (url, branch) = (git.repository.clone(), git.branch.clone());
         let (pipeline, environment) = (pipeline_id(&key.0), key.1.clone());
-        tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let (done, fetched_now) = tokio::task::spawn_blocking(move || {
             let branch = Branch::open(&cache, &url, &branch, credentials)?;
-            work(&branch, &pipeline, &environment)
+            work(&branch, &pipeline, &environment, last)
         })
         .await
-        .unwrap_or_else(|e| Err(GitError::Layout(format!("the Git task failed: {e}"))))
+        .unwrap_or_else(|e| Err(GitError::Layout(format!("the Git task failed: {e}"))))?;
+        if fetched_now {
+            fetched.insert(git.branch.clone(), started);
+        }
+        Ok(done)
     }
 
     /// The credentials in Secret `namespace/name` (never logged).

@@ -176,6 +176,17 @@ impl Branch {
         remote
             .fetch(&[refspec.as_str()], Some(&mut options), None)
             .map_err(|source| self.unreachable(source))?;
+        self.read_fetched(layout, pipeline, environment)
+    }
+
+    /// Reads the branch as last fetched (another environment's read of it, just now), with
+    /// no request to the server.
+    pub fn read_fetched(
+        &self,
+        layout: &Layout,
+        pipeline: &str,
+        environment: &str,
+    ) -> Result<Head, GitError> {
         let head = self
             .repo
             .refname_to_id(&self.tracking_ref())

@@ -2,6 +2,8 @@
 //! basic authentication, the way a Git host takes a token over https (without the TLS,
 //! which is libgit2's and OpenSSL's), for the GitOps tests.
 
+#![allow(dead_code)]
+
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{TcpListener, TcpStream},
