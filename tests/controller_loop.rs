@@ -1471,3 +1471,49 @@ async fn a_pipeline_deleted_mid_step_leaves_no_canary_and_no_canary_traffic() {
             .collect(),
     );
 }
+
+/// A canary that becomes ready after it was created (pods take time) ends its step's wait
+/// at once: its Deployment's changes reconcile the Pipeline it stands for, not only the
+/// target's (before, the step went on only at the next unrelated event, or at its
+/// progress deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_becoming_ready_ends_its_steps_wait_at_once() {
+    let api = FakeApi::start(false).await;
+    api.put(deployment(
+        "shop-prod",
+        "registry.example.com/shop/api:0.9.0",
+    ));
+    api.catch_up("shop-prod", "api");
+    api.put(json!({
+        "apiVersion": "greenlight.dev/v1alpha1", "kind": "Pipeline",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {"environments": [
+            {"name": "prod", "accepts": ["main"],
+             "target": {"namespace": "shop-prod", "deployments": [{"name": "api", "container": "api"}]},
+             "verify": {"progressDeadline": "10m"},
+             "rollout": {"steps": [{"weight": 50}]}}
+        ]}
+    }));
+    let (stop, task) = start(&api, options(None));
+    api.put(release("shop-1-0-0", "1.0.0"));
+    api.wait_for(WAIT, || {
+        api.get("apps/v1", "Deployment", "shop-prod", "api-canary")
+            .map(|_| ())
+    })
+    .await
+    .expect("the canary is created");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !api.requests()
+            .iter()
+            .any(|r| is_image_patch(r, "shop-prod", "api:1.0.0")),
+        "the stable Deployment waits for the canary"
+    );
+
+    // Its pods become ready: the step passes and the stable Deployment takes the release.
+    api.catch_up("shop-prod", "api-canary");
+    api.wait_for_request(WAIT, |r| is_image_patch(r, "shop-prod", "api:1.0.0"))
+        .await
+        .expect("the step ends as soon as the canary is ready");
+    shut_down(stop, task).await;
+}

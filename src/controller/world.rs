@@ -149,16 +149,21 @@ fn pipelines_where(
         .collect()
 }
 
-/// The Pipelines that deploy to a workload of the controller's own cluster.
+/// The Pipelines that deploy to a workload of the controller's own cluster, or to the
+/// target Deployment a canary stands beside.
 pub fn pipelines_of_workload(
     pipelines: &Store<Pipeline>,
     workload: &WorkloadRef,
 ) -> Vec<ObjectRef<Pipeline>> {
     pipelines_where(pipelines, |e| {
         e.target.namespace == workload.namespace
-            && e.target
-                .workloads()
-                .any(|w| w.kind == workload.kind && w.name == workload.name)
+            && e.target.workloads().any(|w| {
+                // A target, or the canary beside one (its readiness ends a step's wait).
+                w.kind == workload.kind
+                    && (w.name == workload.name
+                        || (w.kind == WorkloadKind::Deployment
+                            && crate::engine::canary::canary_name(w.name) == workload.name))
+            })
     })
 }
 
